@@ -1,0 +1,12 @@
+//! routed6d: routed IPv6 for a VPS, from the provider's API to the kernel.
+
+pub mod config;
+pub mod daemon;
+pub mod desired;
+pub mod kernel;
+pub mod logging;
+pub mod model;
+pub mod plan;
+pub mod provider;
+pub mod reconcile;
+pub mod sim;

@@ -1,0 +1,307 @@
+//! Provider-neutral data that flows through routed6d: what the provider routes here
+//! (`Assignment`), what the kernel should hold (`DesiredState`), what it holds
+//! (`ObservedState`), and the operations between the two (`Plan`, `Op`).
+//!
+//! Everything here is plain data; the logic lives in `desired` and `plan`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+use serde::Serialize;
+
+/// Route protocol (and address protocol, IFA_PROTO) routed6d stamps on everything it
+/// installs unless `[daemon] protocol` says otherwise. Unused by iproute2's
+/// `rt_protos` and by the well-known daemons (bird 12, keepalived 18, babel 42,
+/// bgp 186…); `ip route` prints it as `proto routed6d` once
+/// `/etc/iproute2/rt_protos.d/routed6d.conf` names it.
+pub const DEFAULT_PROTOCOL: u8 = 126;
+
+/// The main routing table (RT_TABLE_MAIN).
+pub const TABLE_MAIN: u32 = 254;
+/// The local routing table (RT_TABLE_LOCAL): where `ip route add local …` puts routes.
+pub const TABLE_LOCAL: u32 = 255;
+
+/// One prefix the provider routes to this host, through `next_hop`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoutedPrefix {
+    /// Always a network address (host bits cleared).
+    pub prefix: Ipv6Net,
+    /// The address of this host the provider's router forwards `prefix` to.
+    pub next_hop: Ipv6Addr,
+    /// The provider object this prefix came from (e.g. `ripv6_…`), for logs and status.
+    pub origin: String,
+}
+
+/// A well-formed provider answer, reduced to what the kernel needs.
+///
+/// Failures never become an `Assignment`: an empty `prefixes` means the provider said,
+/// in a good answer, that nothing is routed here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    pub prefixes: Vec<RoutedPrefix>,
+    /// The provider's verbatim reason when it says routed IPv6 is not available.
+    pub unavailable: Option<String>,
+    /// The next hop the provider would use now (HostUp `suggestedNextHop`); when it
+    /// differs from a prefix's `next_hop`, the allocation is stale.
+    pub suggested_next_hop: Option<Ipv6Addr>,
+}
+
+impl Assignment {
+    /// True when the provider's routing uses a next hop other than the one it suggests
+    /// now: `refresh_next_hop` would bring it up to date.
+    pub fn next_hop_is_stale(&self) -> bool {
+        match self.suggested_next_hop {
+            Some(suggested) => self.prefixes.iter().any(|p| p.next_hop != suggested),
+            None => false,
+        }
+    }
+}
+
+/// An IPv6 address on an interface. Identity in the kernel is (ifindex, addr).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Address {
+    pub ifindex: u32,
+    pub addr: Ipv6Addr,
+    pub prefix_len: u8,
+    /// Interface name, for humans only (not part of the comparison that matters).
+    pub ifname: String,
+    /// IFA_F_NOPREFIXROUTE: routed6d installs the prefix route itself, so it is owned.
+    pub no_prefix_route: bool,
+}
+
+/// The kind of a route routed6d installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKind {
+    /// Forward out of `ifindex` (delegate mode).
+    Unicast,
+    /// Deliver locally: every address in `dst` answers on this host (AnyIP).
+    Local,
+    /// Answer with ICMPv6 unreachable.
+    Unreachable,
+}
+
+/// A route. The kernel identifies an IPv6 route by (table, dst, metric); the other
+/// fields are its attributes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Route {
+    pub table: u32,
+    pub dst: Ipv6Net,
+    pub metric: u32,
+    pub kind: RouteKind,
+    /// Output interface; `None` for unreachable routes.
+    pub ifindex: Option<u32>,
+    /// Interface name, for humans only.
+    pub ifname: Option<String>,
+}
+
+impl Route {
+    /// The (table, dst, metric) slot the kernel keys IPv6 routes by.
+    pub fn slot(&self) -> (u32, Ipv6Net, u32) {
+        (self.table, self.dst, self.metric)
+    }
+
+    /// Same route as far as the kernel is concerned (names are cosmetic).
+    pub fn same_as(&self, other: &Route) -> bool {
+        self.slot() == other.slot() && self.kind == other.kind && self.ifindex == other.ifindex
+    }
+}
+
+/// A sysctl routed6d wants, e.g. `net/ipv6/conf/all/forwarding`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SysctlWant {
+    /// Path below /proc/sys, with slashes.
+    pub key: String,
+    pub value: String,
+    /// Only change it when the current value is one of these (accept_ra: only 1 → 2,
+    /// never override an operator's 0). Empty: change any other value.
+    pub only_from: Vec<String>,
+    /// Why, for the log line.
+    pub why: String,
+}
+
+/// What the kernel should hold, computed from config and assignment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DesiredState {
+    pub addresses: Vec<Address>,
+    pub routes: Vec<Route>,
+    pub sysctls: Vec<SysctlWant>,
+    /// Interfaces the config names that do not exist (yet): nothing is planned on them.
+    pub missing_interfaces: Vec<String>,
+    /// Which provider object each desired object comes from (address or route text →
+    /// origin), for status and plan output.
+    pub origins: BTreeMap<String, String>,
+}
+
+/// A network interface as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+}
+
+/// An IPv6 address as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedAddress {
+    pub address: Address,
+    /// IFA_PROTO; 0 when the kernel set none.
+    pub protocol: u8,
+}
+
+/// An IPv6 route as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedRoute {
+    pub route: Route,
+    pub protocol: u8,
+}
+
+/// What the kernel holds: one dump.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ObservedState {
+    pub links: Vec<Link>,
+    /// Every IPv6 address.
+    pub addresses: Vec<ObservedAddress>,
+    /// IPv6 routes in tables main and local of the kinds routed6d installs (unicast
+    /// without gateway, local, unreachable), any protocol: foreign ones are needed to
+    /// see conflicts.
+    pub routes: Vec<ObservedRoute>,
+    /// Current values of the sysctls asked for (key → value).
+    pub sysctls: BTreeMap<String, String>,
+}
+
+impl ObservedState {
+    pub fn link_by_name(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.name == name)
+    }
+}
+
+/// One change to the kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    AddAddress(Address),
+    DelAddress(Address),
+    AddRoute(Route),
+    /// An owned route in the same slot with other attributes: swapped atomically
+    /// (NLM_F_REPLACE) so the prefix is never unrouted.
+    ReplaceRoute(Route),
+    DelRoute(Route),
+    SetSysctl {
+        key: String,
+        value: String,
+        was: String,
+        why: String,
+    },
+}
+
+impl Op {
+    /// Short verb for the `OP` journal field.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Op::AddAddress(_) => "add-address",
+            Op::DelAddress(_) => "del-address",
+            Op::AddRoute(_) => "add-route",
+            Op::ReplaceRoute(_) => "replace-route",
+            Op::DelRoute(_) => "del-route",
+            Op::SetSysctl { .. } => "set-sysctl",
+        }
+    }
+
+    pub fn is_removal(&self) -> bool {
+        matches!(self, Op::DelAddress(_) | Op::DelRoute(_))
+    }
+}
+
+/// Something in the way that routed6d will not touch because it is not its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// What routed6d wanted (as `ip` text).
+    pub wanted: String,
+    /// What holds its place.
+    pub found: String,
+}
+
+/// The difference between desired and observed state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// In the order to apply: additions first, so nothing is left bare mid-change.
+    pub ops: Vec<Op>,
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+fn route_type_word(kind: RouteKind) -> &'static str {
+    match kind {
+        RouteKind::Unicast => "",
+        RouteKind::Local => "local ",
+        RouteKind::Unreachable => "unreachable ",
+    }
+}
+
+fn table_suffix(table: u32) -> String {
+    match table {
+        TABLE_MAIN => String::new(),
+        TABLE_LOCAL => " table local".to_string(),
+        other => format!(" table {other}"),
+    }
+}
+
+/// `ip -6 route` style: `local 2001:db8::/64 dev lo table local metric 1024`.
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", route_type_word(self.kind), self.dst)?;
+        match (&self.ifname, self.ifindex) {
+            (Some(name), _) => write!(f, " dev {name}")?,
+            (None, Some(index)) => write!(f, " dev if{index}")?,
+            (None, None) => {}
+        }
+        write!(f, "{} metric {}", table_suffix(self.table), self.metric)
+    }
+}
+
+/// `ip -6 addr` style: `2001:db8::1/128 dev lo`.
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} dev {}", self.addr, self.prefix_len, self.ifname)?;
+        if self.no_prefix_route {
+            f.write_str(" noprefixroute")?;
+        }
+        Ok(())
+    }
+}
+
+/// One `ip -6 …`-like line per op: this is what `routed6d plan` prints.
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::AddAddress(a) => write!(f, "ip -6 addr add {a} nodad"),
+            Op::DelAddress(a) => write!(f, "ip -6 addr del {a}"),
+            Op::AddRoute(r) => write!(f, "ip -6 route add {r}"),
+            Op::ReplaceRoute(r) => write!(f, "ip -6 route replace {r}"),
+            Op::DelRoute(r) => write!(f, "ip -6 route del {r}"),
+            Op::SetSysctl { key, value, was, .. } => {
+                write!(f, "sysctl -w {}={value}  # was {was}", key.replace('/', "."))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for op in &self.ops {
+            writeln!(f, "{op}")?;
+        }
+        for c in &self.conflicts {
+            writeln!(f, "# not touched: want {} but found {}", c.wanted, c.found)?;
+        }
+        Ok(())
+    }
+}

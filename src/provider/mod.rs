@@ -1,0 +1,141 @@
+//! Providers: each one turns its API's answers into the provider-neutral `Assignment`.
+//! `http` holds what every HTTP API shares (timeouts, size cap, Retry-After, problem
+//! documents); one file per provider does the rest.
+
+pub mod hostup;
+pub mod http;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Config, ProviderKind};
+use crate::model::Assignment;
+
+/// Why a provider call did not produce an answer. None of these ever carries the token.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Timeout, refused connection, TLS failure, reset: nothing was answered.
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    /// An HTTP error status, with what the problem document said.
+    #[error("{url}: HTTP {status}{}", problem_suffix(.code, .request_id, .detail))]
+    Status {
+        url: String,
+        status: u16,
+        code: Option<String>,
+        request_id: Option<String>,
+        detail: Option<String>,
+        /// From `Retry-After` (seconds or HTTP date), when the answer had one.
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx answer that is not what the API documents (bad JSON, wrong shape,
+    /// inconsistent fields, an address that cannot be a next hop).
+    #[error("{url}: unusable answer: {message}{}", problem_suffix(&None, .request_id, &None))]
+    Invalid {
+        url: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// The VPS could not be identified (no `vps_id`, and no match for the uplink's IPs).
+    #[error("cannot find this VPS at the provider: {0}")]
+    NotFound(String),
+}
+
+fn problem_suffix(
+    code: &Option<String>,
+    request_id: &Option<String>,
+    detail: &Option<String>,
+) -> String {
+    let mut out = String::new();
+    if let Some(code) = code {
+        out.push_str(&format!(" code={code}"));
+    }
+    if let Some(id) = request_id {
+        out.push_str(&format!(" requestId={id}"));
+    }
+    if let Some(detail) = detail {
+        out.push_str(&format!(": {detail}"));
+    }
+    out
+}
+
+impl ProviderError {
+    /// How long the provider asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The answer to a release.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Release {
+    pub released: bool,
+    pub cooldown_days: Option<u64>,
+    pub cooldown_until: Option<String>,
+}
+
+/// What routed6d asks of a provider.
+pub trait Provider {
+    /// Read what is routed here. Never creates or changes anything at the provider.
+    fn fetch(&mut self) -> impl Future<Output = Result<Assignment, ProviderError>>;
+    /// Ask the provider to re-read this host's address and update the next hop.
+    fn refresh_next_hop(&mut self) -> impl Future<Output = Result<Assignment, ProviderError>>;
+    /// Ask for a routed prefix.
+    fn allocate(&mut self) -> impl Future<Output = Result<Assignment, ProviderError>>;
+    /// Give the routed prefix back.
+    fn release(&mut self) -> impl Future<Output = Result<Release, ProviderError>>;
+}
+
+/// The provider the config names. An enum rather than `dyn`: the trait's async
+/// methods are not object-safe, and the set of providers is closed.
+pub enum AnyProvider {
+    HostUp(hostup::HostUp),
+}
+
+impl AnyProvider {
+    /// Build the configured provider. `uplink_ips` are the uplink's global addresses,
+    /// for providers that find the host by its primary IP when no id is configured.
+    pub async fn connect(config: &Config, uplink_ips: &[IpAddr]) -> Result<Self, ProviderError> {
+        match config.provider.kind {
+            ProviderKind::Hostup => Ok(AnyProvider::HostUp(
+                hostup::HostUp::connect(&config.provider, uplink_ips).await?,
+            )),
+        }
+    }
+
+    /// The provider's id for this host (for logs and status).
+    pub fn host_id(&self) -> &str {
+        match self {
+            AnyProvider::HostUp(p) => p.vps_id(),
+        }
+    }
+}
+
+impl Provider for AnyProvider {
+    async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
+        match self {
+            AnyProvider::HostUp(p) => p.fetch().await,
+        }
+    }
+    async fn refresh_next_hop(&mut self) -> Result<Assignment, ProviderError> {
+        match self {
+            AnyProvider::HostUp(p) => p.refresh_next_hop().await,
+        }
+    }
+    async fn allocate(&mut self) -> Result<Assignment, ProviderError> {
+        match self {
+            AnyProvider::HostUp(p) => p.allocate().await,
+        }
+    }
+    async fn release(&mut self) -> Result<Release, ProviderError> {
+        match self {
+            AnyProvider::HostUp(p) => p.release().await,
+        }
+    }
+}
