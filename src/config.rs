@@ -555,4 +555,4 @@ pub fn is_global_unicast(addr: &IpAddr) -> bool {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests;

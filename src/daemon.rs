@@ -1,1 +1,458 @@
-//! (in progress)
+//! The daemon: one task owning all state, waiting on the poll timer, kernel events,
+//! signals and the systemd watchdog.
+//!
+//! `Agent` holds the logic (poll, repair, stop) and is driven by tests with a fake
+//! kernel and provider; `run` wires it to netlink, signals and sd_notify.
+
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, OnStop, RefreshNextHop};
+use crate::kernel::{Kernel, KernelEvent};
+use crate::model::{Assignment, DesiredState};
+use crate::provider::{Provider, ProviderError};
+use crate::reconcile::{self, Outcome};
+
+/// How long to wait after a kernel event for more of the same burst before repairing.
+pub const DEBOUNCE: Duration = Duration::from_millis(20);
+/// First retry delay after a failed poll; doubles per failure up to the poll interval.
+pub const BACKOFF_START: Duration = Duration::from_secs(1);
+/// A provider's Retry-After is honoured up to this long.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+
+/// Delay before the next poll after `failures` consecutive failures (0: a good poll).
+/// `unit` is a random number in [0, 1): polls are spread by ±10 % so a fleet does not
+/// call the API in lockstep, and retries use "equal jitter" (half fixed, half random).
+pub fn next_delay(
+    interval: Duration,
+    failures: u32,
+    retry_after: Option<Duration>,
+    unit: f64,
+) -> Duration {
+    if failures == 0 {
+        return interval.mul_f64(0.9 + 0.2 * unit);
+    }
+    let exponent = failures.saturating_sub(1).min(20);
+    let backoff = BACKOFF_START
+        .saturating_mul(1u32 << exponent)
+        .min(interval.max(BACKOFF_START));
+    let jittered = backoff / 2 + (backoff / 2).mul_f64(unit);
+    match retry_after {
+        Some(wait) => jittered.max(wait.min(RETRY_AFTER_MAX)),
+        None => jittered,
+    }
+}
+
+/// Does this kernel event touch what routed6d keeps (so a repair is due)?
+pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config) -> bool {
+    let protocol = config.daemon.protocol;
+    match event {
+        KernelEvent::Resync => true,
+        KernelEvent::Link { name, index, .. } => {
+            config.interfaces().contains(&name.as_str())
+                || desired.addresses.iter().any(|a| a.ifindex == *index)
+                || desired.routes.iter().any(|r| r.ifindex == Some(*index))
+        }
+        KernelEvent::Address { addr, protocol: p, .. } => {
+            *p == protocol || desired.addresses.iter().any(|a| a.addr == *addr)
+        }
+        KernelEvent::Route { dst, protocol: p, .. } => {
+            *p == protocol || desired.routes.iter().any(|r| r.dst == *dst)
+        }
+    }
+}
+
+/// What `routed6d status` reads: the daemon's view, written after every poll and repair.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StatusFile {
+    pub pid: u32,
+    pub host_id: String,
+    pub last_poll: Option<String>,
+    pub last_success: Option<String>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub next_hops: Vec<String>,
+    pub prefixes: Vec<String>,
+    pub unavailable: Option<String>,
+    pub missing_interfaces: Vec<String>,
+    pub conflicts: Vec<String>,
+}
+
+/// The daemon's state and logic, independent of where events come from.
+pub struct Agent<K, P> {
+    pub config: Config,
+    pub kernel: K,
+    pub provider: P,
+    /// The last well-formed answer: what the kernel is kept at while the API fails.
+    pub last_good: Option<Assignment>,
+    /// The desired state of the last pass, for judging kernel events.
+    pub desired: DesiredState,
+    pub failures: u32,
+    pub last_error: Option<String>,
+    last_poll: Option<SystemTime>,
+    last_success: Option<SystemTime>,
+    /// The reason last logged for "not available", so it is logged once.
+    unavailable_logged: Option<String>,
+    /// The (next hops, suggested) pair a refresh was already asked for.
+    refreshed_for: Option<(Vec<Ipv6Addr>, Ipv6Addr)>,
+    allocate_tried: bool,
+    last_conflicts: Vec<String>,
+}
+
+impl<K: Kernel, P: Provider> Agent<K, P> {
+    pub fn new(config: Config, kernel: K, provider: P) -> Self {
+        Agent {
+            config,
+            kernel,
+            provider,
+            last_good: None,
+            desired: DesiredState::default(),
+            failures: 0,
+            last_error: None,
+            last_poll: None,
+            last_success: None,
+            unavailable_logged: None,
+            refreshed_for: None,
+            allocate_tried: false,
+            last_conflicts: Vec::new(),
+        }
+    }
+
+    /// Ask the provider, then reconcile. Returns the delay until the next poll.
+    pub async fn poll(&mut self) -> Duration {
+        self.last_poll = Some(SystemTime::now());
+        let result = self.fetch().await;
+        let retry_after = match result {
+            Ok(assignment) => {
+                if self.failures > 0 {
+                    info!(
+                        FAILURES = self.failures,
+                        "recovered: provider answered after {} failed poll(s)", self.failures
+                    );
+                }
+                self.failures = 0;
+                self.last_error = None;
+                self.last_success = Some(SystemTime::now());
+                self.note_unavailable(&assignment);
+                self.last_good = Some(assignment);
+                self.repair().await;
+                None
+            }
+            Err(e) => {
+                self.failures += 1;
+                if self.failures == 1 {
+                    let kept = if self.last_good.is_some() {
+                        "keeping the last good state"
+                    } else {
+                        "changing nothing until a good answer"
+                    };
+                    warn!("provider poll failed, {kept}; retrying with backoff: {e}");
+                } else {
+                    debug!(FAILURES = self.failures, "provider poll failed again: {e}");
+                }
+                self.last_error = Some(e.to_string());
+                self.write_status();
+                e.retry_after()
+            }
+        };
+        next_delay(
+            self.config.provider.poll_interval,
+            self.failures,
+            retry_after,
+            rand::random::<f64>(),
+        )
+    }
+
+    /// Fetch, then refresh the next hop or allocate when the config asks for it.
+    async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
+        if self.provider.needs_identity() {
+            let ips = self
+                .kernel
+                .interface_addresses(&self.config.uplink.interface)
+                .await
+                .map_err(|e| ProviderError::NotFound(format!("cannot read the uplink's addresses: {e}")))?;
+            self.provider.identify(&ips).await?;
+        }
+        let mut assignment = self.provider.fetch().await?;
+
+        if self.config.provider.refresh_next_hop == RefreshNextHop::Auto
+            && assignment.next_hop_is_stale()
+            && let Some(suggested) = assignment.suggested_next_hop
+        {
+            let current: Vec<Ipv6Addr> = assignment.prefixes.iter().map(|p| p.next_hop).collect();
+            let key = (current.clone(), suggested);
+            if self.refreshed_for.as_ref() != Some(&key) {
+                self.refreshed_for = Some(key);
+                info!(
+                    NEXT_HOP = %suggested,
+                    "next hop {} is stale (provider suggests {suggested}): asking the provider to refresh it",
+                    join(&current)
+                );
+                match self.provider.refresh_next_hop().await {
+                    Ok(refreshed) => assignment = refreshed,
+                    Err(e) => warn!("refresh_next_hop failed, using the current next hop: {e}"),
+                }
+            }
+        }
+
+        if self.config.provider.allocate
+            && assignment.prefixes.is_empty()
+            && assignment.unavailable.is_none()
+        {
+            if !self.allocate_tried {
+                self.allocate_tried = true;
+                info!("no routed prefix allocated: asking the provider to allocate one");
+                match self.provider.allocate().await {
+                    Ok(allocated) => assignment = allocated,
+                    Err(e) => warn!("allocate failed: {e}"),
+                }
+            }
+        } else if !assignment.prefixes.is_empty() {
+            self.allocate_tried = false;
+        }
+        Ok(assignment)
+    }
+
+    fn note_unavailable(&mut self, assignment: &Assignment) {
+        if assignment.unavailable != self.unavailable_logged {
+            if let Some(reason) = &assignment.unavailable {
+                warn!("provider says routed IPv6 is not available: {reason}");
+            }
+            self.unavailable_logged = assignment.unavailable.clone();
+        }
+    }
+
+    /// Make the kernel match the last good answer, without calling the API.
+    /// Does nothing before the first good answer: an earlier process's state stays.
+    pub async fn repair(&mut self) -> Option<Outcome> {
+        let assignment = self.last_good.clone()?;
+        let outcome = match reconcile::reconcile(&mut self.kernel, &self.config, &assignment).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                error!("cannot read the kernel's state, changing nothing: {e}");
+                self.last_error = Some(e.to_string());
+                self.write_status();
+                return None;
+            }
+        };
+        if outcome.desired.missing_interfaces != self.desired.missing_interfaces {
+            for name in &outcome.desired.missing_interfaces {
+                warn!(IFACE = %name, "interface {name} does not exist: waiting for it");
+            }
+        }
+        let conflicts: Vec<String> = outcome
+            .plan
+            .conflicts
+            .iter()
+            .map(|c| format!("want {} but found {}", c.wanted, c.found))
+            .collect();
+        self.last_conflicts = conflicts;
+        self.desired = outcome.desired.clone();
+        self.write_status();
+        Some(outcome)
+    }
+
+    /// Leave per `on_stop`.
+    pub async fn stop(&mut self) {
+        if self.config.daemon.on_stop == OnStop::Withdraw {
+            let last = self.last_good.clone().unwrap_or_default();
+            match reconcile::withdraw(&mut self.kernel, &self.config, &last).await {
+                Ok(outcome) => info!(
+                    "stopped: withdrew {} object(s) routed6d owned (on_stop = withdraw)",
+                    outcome.applied
+                ),
+                Err(e) => error!("stopping: cannot withdraw: {e}"),
+            }
+        } else {
+            info!("stopped: kernel state kept (on_stop = keep)");
+        }
+    }
+
+    /// One line for systemd's STATUS=.
+    pub fn summary(&self) -> String {
+        let state = match &self.last_good {
+            None => "no answer from the provider yet".to_string(),
+            Some(a) if a.prefixes.is_empty() => match &a.unavailable {
+                Some(reason) => format!("not available: {reason}"),
+                None => "nothing routed here".to_string(),
+            },
+            Some(a) => a
+                .prefixes
+                .iter()
+                .map(|p| format!("{} via {}", p.prefix, p.next_hop))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        match &self.last_error {
+            Some(e) => format!("{state}; last poll failed: {e}"),
+            None => state,
+        }
+    }
+
+    pub fn status(&self) -> StatusFile {
+        let good = self.last_good.clone().unwrap_or_default();
+        StatusFile {
+            pid: std::process::id(),
+            host_id: String::new(),
+            last_poll: self.last_poll.map(rfc3339),
+            last_success: self.last_success.map(rfc3339),
+            last_error: self.last_error.clone(),
+            consecutive_failures: self.failures,
+            next_hops: good.prefixes.iter().map(|p| p.next_hop.to_string()).collect(),
+            prefixes: good
+                .prefixes
+                .iter()
+                .map(|p| format!("{} ({})", p.prefix, p.origin))
+                .collect(),
+            unavailable: good.unavailable.clone(),
+            missing_interfaces: self.desired.missing_interfaces.clone(),
+            conflicts: self.last_conflicts.clone(),
+        }
+    }
+
+    fn write_status(&self) {
+        let path = &self.config.daemon.status_file;
+        if let Err(e) = write_atomically(path, &self.status()) {
+            debug!("cannot write {}: {e}", path.display());
+        }
+    }
+}
+
+fn join(addrs: &[Ipv6Addr]) -> String {
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn write_atomically(path: &PathBuf, status: &StatusFile) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Read the daemon's status file, if there is one.
+pub fn read_status(path: &PathBuf) -> Option<StatusFile> {
+    let text = std::fs::read(path).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// sd_notify, a no-op without NOTIFY_SOCKET.
+fn notify(states: &[sd_notify::NotifyState]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(states)
+    {
+        debug!("sd_notify failed: {e}");
+    }
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot start: {0}")]
+    Kernel(#[from] crate::kernel::KernelError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The daemon's main loop.
+pub async fn run<P: Provider>(
+    config: Config,
+    provider: P,
+    reload: impl Fn(&Config) -> Result<(Config, Option<P>), String>,
+) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let kernel = crate::kernel::netlink::NetlinkKernel::new(config.daemon.protocol)?;
+    let mut watch = crate::kernel::watch::Watch::start()?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
+
+    let mut agent = Agent::new(config, kernel, provider);
+    info!(
+        "routed6d {} started: interface {}, prefix mode {:?}, poll every {}",
+        env!("CARGO_PKG_VERSION"),
+        agent.config.uplink.interface,
+        agent.config.prefix.mode,
+        humantime::format_duration(agent.config.provider.poll_interval)
+    );
+    let mut ready = false;
+    let mut next_poll = Instant::now();
+    let mut repair_at: Option<Instant> = None;
+    let far = Duration::from_secs(86400 * 365);
+    let mut next_watchdog = Instant::now() + watchdog.unwrap_or(far);
+
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_poll) => {
+                let delay = agent.poll().await;
+                next_poll = Instant::now() + delay;
+                repair_at = None;
+                if !ready {
+                    // Never block boot on the provider: ready after the first poll,
+                    // good or bad, with the last good state kept.
+                    notify(&[sd_notify::NotifyState::Ready]);
+                    ready = true;
+                }
+                notify(&[sd_notify::NotifyState::Status(&agent.summary())]);
+            }
+            event = watch.next() => {
+                match event {
+                    Some(event) if is_relevant(&event, &agent.desired, &agent.config) => {
+                        debug!(?event, "kernel event touches routed6d's state");
+                        repair_at.get_or_insert(Instant::now() + DEBOUNCE);
+                    }
+                    Some(_) => {}
+                    None => {
+                        warn!("kernel event stream ended; restarting it and resyncing");
+                        watch = crate::kernel::watch::Watch::start()?;
+                        repair_at.get_or_insert(Instant::now());
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(repair_at.unwrap_or(Instant::now() + far)), if repair_at.is_some() => {
+                repair_at = None;
+                agent.repair().await;
+            }
+            _ = hangup.recv() => {
+                notify(&[sd_notify::NotifyState::Reloading]);
+                match reload(&agent.config) {
+                    Ok((config, provider)) => {
+                        info!("configuration reloaded from {}", config.path.display());
+                        agent.config = config;
+                        if let Some(provider) = provider {
+                            agent.provider = provider;
+                        }
+                        next_poll = Instant::now();
+                    }
+                    Err(e) => error!("refusing the new configuration, keeping the running one: {e}"),
+                }
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = tokio::time::sleep_until(next_watchdog), if watchdog.is_some() => {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+                next_watchdog = Instant::now() + watchdog.unwrap_or(far);
+            }
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    notify(&[sd_notify::NotifyState::Stopping]);
+    agent.stop().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

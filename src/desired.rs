@@ -1,1 +1,178 @@
-//! (in progress)
+//! Pure: what the kernel should hold for a configuration and an assignment
+//! (PROVIDERS.md §4). No I/O, no logging: the same inputs give the same state.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+
+use crate::config::{Config, NextHopPolicy, PrefixMode};
+use crate::model::{
+    Address, Assignment, DesiredState, Link, Route, RouteKind, SysctlWant, TABLE_LOCAL,
+    TABLE_MAIN,
+};
+
+/// The metric the kernel gives an IPv6 route when none is asked for (`ip -6 route`
+/// prints it as 1024).
+pub const DEFAULT_METRIC: u32 = 1024;
+
+/// The unreachable route sits far behind anything else for the same prefix: an
+/// operator's or routed6d's delegate route wins, and the unreachable route only
+/// catches what nothing else claims — including the whole prefix if the delegate
+/// interface goes away, instead of letting packets loop back to the provider.
+pub const UNREACHABLE_METRIC: u32 = 2_147_483_647;
+
+/// The sysctls routed6d may touch for `config`, so one dump can read them all.
+pub fn sysctl_keys(config: &Config) -> Vec<String> {
+    match config.prefix.mode {
+        PrefixMode::Delegate => vec![
+            accept_ra_key(&config.uplink.interface),
+            FORWARDING_KEY.to_string(),
+        ],
+        PrefixMode::Addresses | PrefixMode::Anyip => Vec::new(),
+    }
+}
+
+const FORWARDING_KEY: &str = "net/ipv6/conf/all/forwarding";
+
+fn accept_ra_key(interface: &str) -> String {
+    // Interface names may contain dots (eth0.100); /proc/sys uses them as they are.
+    format!("net/ipv6/conf/{interface}/accept_ra")
+}
+
+/// `prefix`'s network with `host`'s bits below the prefix length: `::1` in
+/// 2001:db8:42:100::/64 is 2001:db8:42:100::1.
+pub fn place_host(prefix: Ipv6Net, host: Ipv6Addr) -> Ipv6Addr {
+    let network = u128::from(prefix.network());
+    let hostmask = u128::from(prefix.hostmask());
+    Ipv6Addr::from(network | (u128::from(host) & hostmask))
+}
+
+/// Compute the desired kernel state.
+pub fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> DesiredState {
+    let mut state = DesiredState::default();
+    let find = |name: &str| links.iter().find(|l| l.name == name);
+    let uplink = find(&config.uplink.interface);
+    let target = find(&config.prefix.interface);
+    if !assignment.prefixes.is_empty() {
+        for (name, link) in [
+            (&config.uplink.interface, uplink),
+            (&config.prefix.interface, target),
+        ] {
+            if link.is_none() && !state.missing_interfaces.contains(name) {
+                state.missing_interfaces.push(name.clone());
+            }
+        }
+    }
+
+    let mut origins = BTreeMap::new();
+    for routed in &assignment.prefixes {
+        let prefix = routed.prefix;
+
+        if let (NextHopPolicy::Ensure, Some(up)) = (config.uplink.next_hop, uplink) {
+            let next_hop = Address {
+                ifindex: up.index,
+                addr: routed.next_hop,
+                prefix_len: 128,
+                ifname: up.name.clone(),
+                no_prefix_route: false,
+            };
+            if !state.addresses.iter().any(|a| a.ifindex == next_hop.ifindex && a.addr == next_hop.addr) {
+                origins.insert(next_hop.to_string(), routed.origin.clone());
+                state.addresses.push(next_hop);
+            }
+        }
+
+        if let Some(target) = target {
+            match config.prefix.mode {
+                PrefixMode::Addresses => {
+                    for host in &config.prefix.addresses {
+                        let address = Address {
+                            ifindex: target.index,
+                            addr: place_host(prefix, *host),
+                            prefix_len: 128,
+                            ifname: target.name.clone(),
+                            no_prefix_route: false,
+                        };
+                        origins.insert(address.to_string(), routed.origin.clone());
+                        state.addresses.push(address);
+                    }
+                }
+                PrefixMode::Anyip => {
+                    let route = Route {
+                        table: TABLE_LOCAL,
+                        dst: prefix,
+                        metric: DEFAULT_METRIC,
+                        kind: RouteKind::Local,
+                        ifindex: Some(target.index),
+                        ifname: Some(target.name.clone()),
+                    };
+                    origins.insert(route.to_string(), routed.origin.clone());
+                    state.routes.push(route);
+                }
+                PrefixMode::Delegate => {
+                    // The address without its automatic prefix route: routed6d adds that
+                    // route itself, so it carries routed6d's protocol and is repaired.
+                    let address = Address {
+                        ifindex: target.index,
+                        addr: place_host(prefix, Ipv6Addr::LOCALHOST),
+                        prefix_len: prefix.prefix_len(),
+                        ifname: target.name.clone(),
+                        no_prefix_route: true,
+                    };
+                    let route = Route {
+                        table: TABLE_MAIN,
+                        dst: prefix,
+                        metric: DEFAULT_METRIC,
+                        kind: RouteKind::Unicast,
+                        ifindex: Some(target.index),
+                        ifname: Some(target.name.clone()),
+                    };
+                    origins.insert(address.to_string(), routed.origin.clone());
+                    origins.insert(route.to_string(), routed.origin.clone());
+                    state.addresses.push(address);
+                    state.routes.push(route);
+                }
+            }
+        }
+
+        if config.prefix.unreachable {
+            let route = Route {
+                table: TABLE_MAIN,
+                dst: prefix,
+                metric: UNREACHABLE_METRIC,
+                kind: RouteKind::Unreachable,
+                ifindex: None,
+                ifname: None,
+            };
+            origins.insert(route.to_string(), routed.origin.clone());
+            state.routes.push(route);
+        }
+    }
+
+    if config.prefix.mode == PrefixMode::Delegate && !assignment.prefixes.is_empty() {
+        // accept_ra first: with forwarding on, accept_ra=1 stops accepting router
+        // advertisements and the RA-learned default route expires.
+        state.sysctls.push(SysctlWant {
+            key: accept_ra_key(&config.uplink.interface),
+            value: "2".into(),
+            only_from: vec!["1".into()],
+            why: format!(
+                "forwarding is turned on; {} keeps accepting router advertisements only with accept_ra=2",
+                config.uplink.interface
+            ),
+        });
+        state.sysctls.push(SysctlWant {
+            key: FORWARDING_KEY.into(),
+            value: "1".into(),
+            only_from: Vec::new(),
+            why: "delegate mode forwards the routed prefix".into(),
+        });
+    }
+
+    state.origins = origins;
+    state
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,11 +1,14 @@
 //! routed6d: routed IPv6 for a VPS, from the provider's API to the kernel.
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod desired;
 pub mod kernel;
 pub mod logging;
 pub mod model;
+pub mod netns;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;

@@ -1,2 +1,108 @@
-//! (in progress)
-fn main() {}
+//! routed6d's command line: one binary for the daemon and the operator's commands.
+//! `main` turns every failure into one line on stderr and a sysexits code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use routed6d::cli::{self, Exit};
+use routed6d::config::DEFAULT_CONFIG_PATH;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "routed6d",
+    version,
+    about = "Routed IPv6 for a VPS: asks the provider's API what is routed here and keeps the kernel in step",
+    long_about = None
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Ask the provider once, make the kernel match, and exit (cron, debugging).
+    Once,
+    /// Show what would change, as `ip -6 …` lines; changes nothing.
+    Plan,
+    /// What the provider says, what the kernel has, what routed6d owns.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration and the token file, then exit.
+    CheckConfig,
+    /// Ask the provider to re-read this host's next hop, then reconcile.
+    RefreshNextHop,
+    /// Give the routed prefix back to the provider and remove what routed6d owns.
+    Release {
+        /// Confirm: the provider starts a cooldown before another prefix can be had.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show routed6d at work on a simulated provider in throwaway network namespaces (root).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => Exit::Usage as u8,
+            };
+            if code == 0 {
+                let _ = e.print();
+            } else {
+                // clap's own message is several lines; the first names what is wrong.
+                let rendered = e.render().to_string();
+                let first = rendered.lines().next().unwrap_or("invalid arguments");
+                eprintln!("routed6d: {}", first.trim_start_matches("error: "));
+                eprintln!("routed6d: try 'routed6d --help'");
+            }
+            return ExitCode::from(code);
+        }
+    };
+
+    let command = cli.command.unwrap_or(Command::Run);
+    routed6d::logging::init(matches!(command, Command::Run));
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("routed6d: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::OsErr as u8);
+        }
+    };
+    let path = cli.config;
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Run => cli::run(&path).await,
+            Command::Once => cli::once(&path).await,
+            Command::Plan => cli::plan(&path).await,
+            Command::Status { json } => cli::status(&path, json).await,
+            Command::CheckConfig => cli::check_config(&path),
+            Command::RefreshNextHop => cli::refresh_next_hop(&path).await,
+            Command::Release { yes } => cli::release(&path, yes).await,
+            Command::Demo => routed6d::demo::run().await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("routed6d: {}", failure.message);
+            ExitCode::from(failure.exit as u8)
+        }
+    }
+}

@@ -1,1 +1,170 @@
-//! (in progress)
+//! One reconcile pass: observe the kernel, compute what it should hold, diff, apply.
+//! Each kernel change is logged as one line with journal fields (PREFIX, NEXT_HOP,
+//! IFACE, OP, ORIGIN); failed ops do not stop the others.
+
+use ipnet::Ipv6Net;
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::desired;
+use crate::kernel::{Kernel, KernelError};
+use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, RoutedPrefix};
+use crate::plan;
+
+/// What a pass did.
+#[derive(Debug, Default, Serialize)]
+pub struct Outcome {
+    /// What the kernel should hold (the last pass's view; events are judged by it).
+    pub desired: DesiredState,
+    pub plan: Plan,
+    pub applied: usize,
+    /// Ops that failed, with their error text.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Outcome {
+    pub fn first_error(&self) -> Option<&str> {
+        self.failed.first().map(|(_, e)| e.as_str())
+    }
+}
+
+/// Observe, compute and diff, without changing anything (`routed6d plan`).
+pub async fn plan<K: Kernel>(
+    kernel: &mut K,
+    config: &Config,
+    assignment: &Assignment,
+) -> Result<(DesiredState, ObservedState, Plan), KernelError> {
+    let observed = kernel.observe(&desired::sysctl_keys(config)).await?;
+    let desired = desired::compute(config, assignment, &observed.links);
+    let plan = plan::diff(&desired, &observed, config.daemon.protocol);
+    Ok((desired, observed, plan))
+}
+
+/// Make the kernel hold what `assignment` calls for.
+pub async fn reconcile<K: Kernel>(
+    kernel: &mut K,
+    config: &Config,
+    assignment: &Assignment,
+) -> Result<Outcome, KernelError> {
+    let (desired, _observed, plan) = plan(kernel, config, assignment).await?;
+    let mut outcome = apply(kernel, plan, assignment).await;
+    outcome.desired = desired;
+    Ok(outcome)
+}
+
+/// Remove everything routed6d owns (`on_stop = "withdraw"`, `release`).
+pub async fn withdraw<K: Kernel>(
+    kernel: &mut K,
+    config: &Config,
+    last: &Assignment,
+) -> Result<Outcome, KernelError> {
+    let observed = kernel.observe(&[]).await?;
+    let plan = plan::diff(&DesiredState::default(), &observed, config.daemon.protocol);
+    Ok(apply(kernel, plan, last).await)
+}
+
+/// Apply every op of `plan`, logging each change; keep going after a failure.
+pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, assignment: &Assignment) -> Outcome {
+    let mut outcome = Outcome::default();
+    for conflict in &plan.conflicts {
+        warn!(
+            OP = "conflict",
+            "not touching {} (not routed6d's): wanted {}",
+            conflict.found, conflict.wanted
+        );
+    }
+    for op in &plan.ops {
+        let context = op_context(op, assignment);
+        let prefix = context.prefix.map(|p| p.to_string()).unwrap_or_default();
+        let next_hop = context.next_hop.map(|a| a.to_string()).unwrap_or_default();
+        let iface = op_interface(op).unwrap_or_default();
+        match kernel.apply_op(op).await {
+            Ok(()) => {
+                outcome.applied += 1;
+                info!(
+                    OP = op.verb(),
+                    PREFIX = %prefix,
+                    NEXT_HOP = %next_hop,
+                    IFACE = %iface,
+                    ORIGIN = %context.origin,
+                    "{}", op_sentence(op)
+                );
+            }
+            Err(e) => {
+                error!(
+                    OP = op.verb(),
+                    PREFIX = %prefix,
+                    NEXT_HOP = %next_hop,
+                    IFACE = %iface,
+                    "{e}"
+                );
+                outcome.failed.push((op.to_string(), e.to_string()));
+            }
+        }
+    }
+    outcome.plan = plan;
+    outcome
+}
+
+fn op_sentence(op: &Op) -> String {
+    match op {
+        Op::SetSysctl { key, value, was, why } => {
+            format!("set {}={value} (was {was}): {why}", key.replace('/', "."))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Which routed prefix an op serves, for the PREFIX/NEXT_HOP/ORIGIN fields.
+struct OpContext<'a> {
+    prefix: Option<Ipv6Net>,
+    next_hop: Option<std::net::Ipv6Addr>,
+    origin: &'a str,
+}
+
+fn op_context<'a>(op: &Op, assignment: &'a Assignment) -> OpContext<'a> {
+    let from = |routed: &'a RoutedPrefix| OpContext {
+        prefix: Some(routed.prefix),
+        next_hop: Some(routed.next_hop),
+        origin: &routed.origin,
+    };
+    let matching = |pred: &dyn Fn(&RoutedPrefix) -> bool| {
+        assignment.prefixes.iter().find(|p| pred(p)).map(from)
+    };
+    let found = match op {
+        Op::AddAddress(a) | Op::DelAddress(a) => {
+            matching(&|p| p.next_hop == a.addr || p.prefix.contains(&a.addr))
+        }
+        Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => {
+            matching(&|p| p.prefix == r.dst || p.prefix.contains(&r.dst))
+        }
+        Op::SetSysctl { .. } => None,
+    };
+    found.unwrap_or(match op {
+        // Something no longer in the assignment: name the object itself.
+        Op::AddAddress(a) | Op::DelAddress(a) => OpContext {
+            prefix: Ipv6Net::new(a.addr, a.prefix_len).ok().map(|n| n.trunc()),
+            next_hop: None,
+            origin: "",
+        },
+        Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => OpContext {
+            prefix: Some(r.dst),
+            next_hop: None,
+            origin: "",
+        },
+        Op::SetSysctl { .. } => OpContext {
+            prefix: None,
+            next_hop: None,
+            origin: "",
+        },
+    })
+}
+
+fn op_interface(op: &Op) -> Option<String> {
+    match op {
+        Op::AddAddress(a) | Op::DelAddress(a) => Some(a.ifname.clone()),
+        Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => r.ifname.clone(),
+        Op::SetSysctl { key, .. } => key.split('/').nth(3).map(str::to_string),
+    }
+}

@@ -1,1 +1,155 @@
-//! (in progress)
+//! An in-memory kernel with the real one's semantics where routed6d depends on them
+//! (EEXIST on a taken slot, deletes of routes filtered by protocol), counting writes
+//! and able to fail on demand: the reconcile loop is tested against it without root.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+
+use crate::kernel::{Kernel, KernelError};
+use crate::model::{Link, ObservedAddress, ObservedRoute, ObservedState, Op};
+
+#[derive(Debug, Default)]
+pub struct FakeKernel {
+    pub protocol: u8,
+    pub state: ObservedState,
+    /// Every op that changed something, in order.
+    pub writes: Vec<Op>,
+    /// Every op asked for, including no-op ones.
+    pub requests: usize,
+    pub dumps: usize,
+    /// Errors to return for the next ops (one per op, front first).
+    pub failures: VecDeque<String>,
+    /// Make `observe` fail while set.
+    pub dump_error: Option<String>,
+    /// Global addresses per interface name, for `interface_addresses`.
+    pub interface_ips: BTreeMap<String, Vec<IpAddr>>,
+}
+
+impl FakeKernel {
+    pub fn new(protocol: u8, links: &[(&str, u32)]) -> Self {
+        FakeKernel {
+            protocol,
+            state: ObservedState {
+                links: links
+                    .iter()
+                    .map(|(name, index)| Link {
+                        index: *index,
+                        name: name.to_string(),
+                        up: true,
+                    })
+                    .collect(),
+                ..ObservedState::default()
+            },
+            ..FakeKernel::default()
+        }
+    }
+
+    /// Objects carrying routed6d's protocol, as `ip` text, sorted: what tests compare.
+    pub fn owned(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .state
+            .addresses
+            .iter()
+            .filter(|a| a.protocol == self.protocol)
+            .map(|a| format!("addr {}", a.address))
+            .chain(
+                self.state
+                    .routes
+                    .iter()
+                    .filter(|r| r.protocol == self.protocol)
+                    .map(|r| format!("route {}", r.route)),
+            )
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn apply(&mut self, op: &Op) -> bool {
+        let protocol = self.protocol;
+        let state = &mut self.state;
+        match op {
+            Op::AddAddress(a) => {
+                let taken = state
+                    .addresses
+                    .iter()
+                    .any(|o| o.address.ifindex == a.ifindex && o.address.addr == a.addr);
+                if taken {
+                    return false;
+                }
+                state.addresses.push(ObservedAddress {
+                    address: a.clone(),
+                    protocol,
+                });
+            }
+            Op::DelAddress(a) => {
+                let before = state.addresses.len();
+                state
+                    .addresses
+                    .retain(|o| !(o.address.ifindex == a.ifindex && o.address.addr == a.addr));
+                return state.addresses.len() != before;
+            }
+            Op::AddRoute(r) => {
+                if state.routes.iter().any(|o| o.route.slot() == r.slot()) {
+                    return false;
+                }
+                state.routes.push(ObservedRoute {
+                    route: r.clone(),
+                    protocol,
+                });
+            }
+            Op::ReplaceRoute(r) => {
+                state.routes.retain(|o| o.route.slot() != r.slot());
+                state.routes.push(ObservedRoute {
+                    route: r.clone(),
+                    protocol,
+                });
+            }
+            Op::DelRoute(r) => {
+                // As the real request does: the protocol is part of the match.
+                let before = state.routes.len();
+                state
+                    .routes
+                    .retain(|o| !(o.route.slot() == r.slot() && o.protocol == protocol));
+                return state.routes.len() != before;
+            }
+            Op::SetSysctl { key, value, .. } => {
+                state.sysctls.insert(key.clone(), value.clone());
+            }
+        }
+        true
+    }
+}
+
+impl Kernel for FakeKernel {
+    async fn observe(&mut self, sysctl_keys: &[String]) -> Result<ObservedState, KernelError> {
+        self.dumps += 1;
+        if let Some(message) = &self.dump_error {
+            return Err(KernelError::Dump {
+                what: "routes",
+                message: message.clone(),
+            });
+        }
+        let mut state = self.state.clone();
+        state.sysctls.retain(|k, _| sysctl_keys.contains(k));
+        Ok(state)
+    }
+
+    async fn apply_op(&mut self, op: &Op) -> Result<(), KernelError> {
+        self.requests += 1;
+        if let Some(message) = self.failures.pop_front() {
+            return Err(KernelError::Op {
+                op: op.to_string(),
+                message,
+                hint: String::new(),
+            });
+        }
+        if self.apply(op) {
+            self.writes.push(op.clone());
+        }
+        Ok(())
+    }
+
+    async fn interface_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>, KernelError> {
+        Ok(self.interface_ips.get(name).cloned().unwrap_or_default())
+    }
+}

@@ -82,6 +82,17 @@ pub struct Release {
 
 /// What routed6d asks of a provider.
 pub trait Provider {
+    /// True while the provider still has to find out which host this is.
+    fn needs_identity(&self) -> bool {
+        false
+    }
+    /// Find this host at the provider from the uplink's global addresses.
+    fn identify(
+        &mut self,
+        _uplink_ips: &[IpAddr],
+    ) -> impl Future<Output = Result<(), ProviderError>> {
+        async { Ok(()) }
+    }
     /// Read what is routed here. Never creates or changes anything at the provider.
     fn fetch(&mut self) -> impl Future<Output = Result<Assignment, ProviderError>>;
     /// Ask the provider to re-read this host's address and update the next hop.
@@ -99,25 +110,33 @@ pub enum AnyProvider {
 }
 
 impl AnyProvider {
-    /// Build the configured provider. `uplink_ips` are the uplink's global addresses,
-    /// for providers that find the host by its primary IP when no id is configured.
-    pub async fn connect(config: &Config, uplink_ips: &[IpAddr]) -> Result<Self, ProviderError> {
+    /// Build the configured provider. Makes no network call: a host that must be
+    /// found by its addresses is identified on the first poll.
+    pub fn new(config: &Config) -> Result<Self, ProviderError> {
         match config.provider.kind {
-            ProviderKind::Hostup => Ok(AnyProvider::HostUp(
-                hostup::HostUp::connect(&config.provider, uplink_ips).await?,
-            )),
+            ProviderKind::Hostup => Ok(AnyProvider::HostUp(hostup::HostUp::new(&config.provider)?)),
         }
     }
 
-    /// The provider's id for this host (for logs and status).
-    pub fn host_id(&self) -> &str {
+    /// The provider's id for this host, once known (for logs and status).
+    pub fn host_id(&self) -> Option<String> {
         match self {
-            AnyProvider::HostUp(p) => p.vps_id(),
+            AnyProvider::HostUp(p) => p.vps_id().map(str::to_string),
         }
     }
 }
 
 impl Provider for AnyProvider {
+    fn needs_identity(&self) -> bool {
+        match self {
+            AnyProvider::HostUp(p) => p.vps_id().is_none(),
+        }
+    }
+    async fn identify(&mut self, uplink_ips: &[IpAddr]) -> Result<(), ProviderError> {
+        match self {
+            AnyProvider::HostUp(p) => p.identify(uplink_ips).await,
+        }
+    }
     async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
         match self {
             AnyProvider::HostUp(p) => p.fetch().await,

@@ -1,0 +1,361 @@
+//! The operator's commands behind `main`: each returns `Ok` or a `Failure` carrying one
+//! line of text and a sysexits code.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::daemon::{self, Agent, StatusFile};
+use crate::kernel::Kernel;
+use crate::kernel::netlink::NetlinkKernel;
+use crate::model::{Assignment, ObservedAddress, ObservedRoute};
+use crate::provider::{AnyProvider, Provider, ProviderError};
+use crate::reconcile;
+
+/// sysexits.h codes routed6d exits with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Some kernel ops failed (the others were applied).
+    Partial = 1,
+    Usage = 64,
+    /// The provider could not be reached or gave no usable answer.
+    Unavailable = 69,
+    Software = 70,
+    OsErr = 71,
+    NoPerm = 77,
+    Config = 78,
+}
+
+/// A command's failure: what to print and how to exit.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Failure {
+            exit,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::config::ConfigError> for Failure {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Failure::new(Exit::Config, e.to_string())
+    }
+}
+
+impl From<ProviderError> for Failure {
+    fn from(e: ProviderError) -> Self {
+        Failure::new(Exit::Unavailable, e.to_string())
+    }
+}
+
+impl From<crate::kernel::KernelError> for Failure {
+    fn from(e: crate::kernel::KernelError) -> Self {
+        let text = e.to_string();
+        let exit = if text.contains("Operation not permitted") || text.contains("EPERM") {
+            Exit::NoPerm
+        } else {
+            Exit::OsErr
+        };
+        Failure::new(exit, text)
+    }
+}
+
+type CommandResult = Result<(), Failure>;
+
+fn load(path: &Path) -> Result<Config, Failure> {
+    Ok(Config::load(path)?)
+}
+
+fn provider_for(config: &Config) -> Result<AnyProvider, Failure> {
+    AnyProvider::new(config).map_err(Failure::from)
+}
+
+/// Identify (if needed) and fetch, as the daemon does, without refresh or allocate.
+async fn fetch(
+    kernel: &mut NetlinkKernel,
+    provider: &mut AnyProvider,
+    config: &Config,
+) -> Result<Assignment, ProviderError> {
+    if provider.needs_identity() {
+        let ips = kernel
+            .interface_addresses(&config.uplink.interface)
+            .await
+            .map_err(|e| ProviderError::NotFound(e.to_string()))?;
+        provider.identify(&ips).await?;
+    }
+    provider.fetch().await
+}
+
+pub async fn run(path: &Path) -> CommandResult {
+    let config = load(path)?;
+    let provider = provider_for(&config)?;
+    let reload = |old: &Config| -> Result<(Config, Option<AnyProvider>), String> {
+        let new = Config::load(&old.path).map_err(|e| e.to_string())?;
+        let provider = AnyProvider::new(&new).map_err(|e| e.to_string())?;
+        Ok((new, Some(provider)))
+    };
+    daemon::run(config, provider, reload)
+        .await
+        .map_err(|e| Failure::new(Exit::OsErr, e.to_string()))
+}
+
+pub async fn once(path: &Path) -> CommandResult {
+    let config = load(path)?;
+    let provider = provider_for(&config)?;
+    let kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let mut agent = Agent::new(config, kernel, provider);
+    agent.poll().await;
+    if let Some(error) = &agent.last_error {
+        return Err(Failure::new(
+            Exit::Unavailable,
+            format!("nothing changed: {error}"),
+        ));
+    }
+    println!("{}", agent.summary());
+    Ok(())
+}
+
+pub async fn plan(path: &Path) -> CommandResult {
+    let config = load(path)?;
+    let mut provider = provider_for(&config)?;
+    let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let assignment = fetch(&mut kernel, &mut provider, &config).await?;
+    let (desired, _observed, plan) = reconcile::plan(&mut kernel, &config, &assignment).await?;
+    print!("{plan}");
+    if plan.is_empty() && plan.conflicts.is_empty() {
+        println!("# nothing to change");
+    }
+    for name in &desired.missing_interfaces {
+        println!("# waiting for interface {name}");
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    config: String,
+    provider: ProviderStatus,
+    owned: Vec<String>,
+    pending: Vec<String>,
+    conflicts: Vec<String>,
+    daemon: Option<StatusFile>,
+}
+
+#[derive(Serialize)]
+struct ProviderStatus {
+    kind: String,
+    base_url: String,
+    host_id: Option<String>,
+    answer: Option<Assignment>,
+    error: Option<String>,
+}
+
+pub async fn status(path: &Path, json: bool) -> CommandResult {
+    let config = load(path)?;
+    let mut provider = provider_for(&config)?;
+    let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let answer = fetch(&mut kernel, &mut provider, &config).await;
+    let observed = kernel.observe(&[]).await?;
+    let protocol = config.daemon.protocol;
+    let owned: Vec<String> = observed
+        .addresses
+        .iter()
+        .filter(|a| a.protocol == protocol)
+        .map(|ObservedAddress { address, .. }| format!("addr {address}"))
+        .chain(
+            observed
+                .routes
+                .iter()
+                .filter(|r| r.protocol == protocol)
+                .map(|ObservedRoute { route, .. }| format!("route {route}")),
+        )
+        .collect();
+    let (pending, conflicts) = match &answer {
+        Ok(assignment) => {
+            let (_, _, plan) = reconcile::plan(&mut kernel, &config, assignment).await?;
+            (
+                plan.ops.iter().map(|o| o.to_string()).collect(),
+                plan.conflicts
+                    .iter()
+                    .map(|c| format!("want {} but found {}", c.wanted, c.found))
+                    .collect(),
+            )
+        }
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    let report = StatusReport {
+        config: config.path.display().to_string(),
+        provider: ProviderStatus {
+            kind: format!("{:?}", config.provider.kind).to_lowercase(),
+            base_url: config.provider.base_url.to_string(),
+            host_id: provider.host_id(),
+            error: answer.as_ref().err().map(|e| e.to_string()),
+            answer: answer.ok(),
+        },
+        owned,
+        pending,
+        conflicts,
+        daemon: daemon::read_status(&config.daemon.status_file),
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::new(Exit::Software, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", render_status(&report, protocol));
+    }
+    Ok(())
+}
+
+fn render_status(report: &StatusReport, protocol: u8) -> String {
+    let mut out = String::new();
+    let p = &report.provider;
+    let _ = writeln!(
+        out,
+        "provider:  {} {} at {}",
+        p.kind,
+        p.host_id.as_deref().unwrap_or("(host not identified)"),
+        p.base_url
+    );
+    match (&p.answer, &p.error) {
+        (Some(a), _) if !a.prefixes.is_empty() => {
+            for routed in &a.prefixes {
+                let _ = writeln!(
+                    out,
+                    "routed:    {} via {} ({})",
+                    routed.prefix, routed.next_hop, routed.origin
+                );
+            }
+            if a.next_hop_is_stale()
+                && let Some(s) = a.suggested_next_hop
+            {
+                let _ = writeln!(out, "stale:     the provider suggests next hop {s}");
+            }
+        }
+        (Some(a), _) => {
+            let why = a.unavailable.as_deref().unwrap_or("no allocation");
+            let _ = writeln!(out, "routed:    nothing ({why})");
+        }
+        (None, Some(e)) => {
+            let _ = writeln!(out, "routed:    unknown: {e}");
+        }
+        (None, None) => {}
+    }
+    let _ = writeln!(out, "owned:     {} object(s) with protocol {protocol}", report.owned.len());
+    for line in &report.owned {
+        let _ = writeln!(out, "           {line}");
+    }
+    if report.pending.is_empty() {
+        let _ = writeln!(out, "pending:   nothing (kernel matches the provider)");
+    } else {
+        for line in &report.pending {
+            let _ = writeln!(out, "pending:   {line}");
+        }
+    }
+    for line in &report.conflicts {
+        let _ = writeln!(out, "conflict:  {line}");
+    }
+    match &report.daemon {
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "daemon:    pid {}, last poll {}, last success {}",
+                d.pid,
+                d.last_poll.as_deref().unwrap_or("never"),
+                d.last_success.as_deref().unwrap_or("never")
+            );
+            if let Some(e) = &d.last_error {
+                let _ = writeln!(
+                    out,
+                    "           last error ({} in a row): {e}",
+                    d.consecutive_failures
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(out, "daemon:    no status file (not running?)");
+        }
+    }
+    out
+}
+
+pub fn check_config(path: &Path) -> CommandResult {
+    let config = load(path)?;
+    println!(
+        "{}: OK (provider {:?} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
+        path.display(),
+        config.provider.kind,
+        config.provider.base_url,
+        config.uplink.interface,
+        config.prefix.mode,
+        config.prefix.interface,
+        config.daemon.protocol
+    );
+    Ok(())
+}
+
+pub async fn refresh_next_hop(path: &Path) -> CommandResult {
+    let config = load(path)?;
+    let mut provider = provider_for(&config)?;
+    let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let before = fetch(&mut kernel, &mut provider, &config).await?;
+    let after = provider.refresh_next_hop().await?;
+    let hops = |a: &Assignment| {
+        a.prefixes
+            .iter()
+            .map(|p| p.next_hop.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    println!("next hop: {} -> {}", hops(&before), hops(&after));
+    // Reconcile at once: the provider now routes to the new next hop.
+    let outcome = reconcile::reconcile(&mut kernel, &config, &after).await?;
+    print!("{}", outcome.plan);
+    finish(outcome)
+}
+
+pub async fn release(path: &Path, yes: bool) -> CommandResult {
+    if !yes {
+        return Err(Failure::new(
+            Exit::Usage,
+            "release gives the routed prefix back and starts the provider's cooldown; run again with --yes to confirm",
+        ));
+    }
+    let config = load(path)?;
+    let mut provider = provider_for(&config)?;
+    let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let before = fetch(&mut kernel, &mut provider, &config).await?;
+    let released = provider.release().await?;
+    let cooldown = match (released.cooldown_days, &released.cooldown_until) {
+        (Some(days), Some(until)) => format!("; cooldown {days} days, until {until}"),
+        (Some(days), None) => format!("; cooldown {days} days"),
+        (None, Some(until)) => format!("; cooldown until {until}"),
+        (None, None) => String::new(),
+    };
+    println!(
+        "released: {}{cooldown}",
+        if released.released { "yes" } else { "no (nothing was allocated)" }
+    );
+    let outcome = reconcile::withdraw(&mut kernel, &config, &before).await?;
+    print!("{}", outcome.plan);
+    finish(outcome)
+}
+
+fn finish(outcome: reconcile::Outcome) -> CommandResult {
+    match outcome.first_error() {
+        None => Ok(()),
+        Some(e) => Err(Failure::new(
+            Exit::Partial,
+            format!("{} of {} kernel change(s) failed, first: {e}", outcome.failed.len(), outcome.plan.ops.len()),
+        )),
+    }
+}

@@ -1,0 +1,376 @@
+use super::*;
+use std::collections::VecDeque;
+
+
+use crate::kernel::fake::FakeKernel;
+use crate::model::{Address, ObservedAddress, ObservedRoute, Route, RouteKind, RoutedPrefix, TABLE_MAIN};
+use crate::provider::Release;
+
+const OURS: u8 = crate::model::DEFAULT_PROTOCOL;
+
+/// A provider that answers from a script and counts what it was asked.
+#[derive(Default)]
+struct Scripted {
+    answers: VecDeque<Result<Assignment, ProviderError>>,
+    /// Answer when the script is exhausted.
+    steady: Option<Assignment>,
+    refresh_answer: Option<Assignment>,
+    fetches: usize,
+    refreshes: usize,
+    allocations: usize,
+}
+
+impl Provider for Scripted {
+    async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
+        self.fetches += 1;
+        match self.answers.pop_front() {
+            Some(answer) => answer,
+            None => Ok(self.steady.clone().expect("script exhausted")),
+        }
+    }
+    async fn refresh_next_hop(&mut self) -> Result<Assignment, ProviderError> {
+        self.refreshes += 1;
+        Ok(self.refresh_answer.clone().expect("no refresh answer"))
+    }
+    async fn allocate(&mut self) -> Result<Assignment, ProviderError> {
+        self.allocations += 1;
+        Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1"))
+    }
+    async fn release(&mut self) -> Result<Release, ProviderError> {
+        unreachable!("the daemon never releases")
+    }
+}
+
+fn routed(prefix: &str, hop: &str) -> Assignment {
+    Assignment {
+        prefixes: vec![RoutedPrefix {
+            prefix: prefix.parse().expect("prefix"),
+            next_hop: hop.parse().expect("hop"),
+            origin: "ripv6_1".into(),
+        }],
+        ..Assignment::default()
+    }
+}
+
+fn status_error(status: u16, retry_after: Option<Duration>) -> ProviderError {
+    ProviderError::Status {
+        url: "http://sim/api".into(),
+        status,
+        code: Some("x".into()),
+        request_id: Some("req_1".into()),
+        detail: None,
+        retry_after,
+    }
+}
+
+fn transport() -> ProviderError {
+    ProviderError::Transport { url: "http://sim/api".into(), message: "connection refused".into() }
+}
+
+fn invalid() -> ProviderError {
+    ProviderError::Invalid {
+        url: "http://sim/api".into(),
+        message: "allocation.prefixLength 56 disagrees with allocation.prefix".into(),
+        request_id: None,
+    }
+}
+
+fn agent(extra: &str, script: Scripted) -> Agent<FakeKernel, Scripted> {
+    let mut config = crate::desired::tests::config(extra);
+    config.daemon.status_file = std::env::temp_dir().join(format!("routed6d-test-{}.json", rand::random::<u64>()));
+    Agent::new(config, FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)]), script)
+}
+
+fn script(answers: Vec<Result<Assignment, ProviderError>>) -> Scripted {
+    Scripted { answers: answers.into(), ..Scripted::default() }
+}
+
+const FIRST: [&str; 3] = [
+    "addr 2001:db8:42:100::1/128 dev lo",
+    "addr 2001:db8:42::1/128 dev eth0",
+    "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+];
+
+#[tokio::test]
+async fn a_good_answer_is_programmed_and_a_steady_state_costs_no_writes() {
+    let mut a = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    a.poll().await;
+    assert_eq!(a.kernel.owned(), FIRST);
+    assert_eq!(a.kernel.writes.len(), 3);
+    let (dumps, requests) = (a.kernel.dumps, a.kernel.requests);
+    for _ in 0..5 {
+        a.poll().await;
+    }
+    assert_eq!(a.kernel.requests, requests, "no netlink writes in a steady state");
+    assert_eq!(a.kernel.dumps, dumps + 5, "one dump per poll");
+    assert_eq!(a.provider.fetches, 6, "one GET per poll");
+}
+
+#[tokio::test]
+async fn every_kind_of_api_failure_keeps_the_last_good_state() {
+    let good = routed("2001:db8:42:100::/64", "2001:db8:42::1");
+    let mut a = agent(
+        "",
+        script(vec![
+            Ok(good.clone()),
+            Err(transport()),
+            Err(status_error(500, None)),
+            Err(status_error(503, None)),
+            Err(status_error(401, None)),
+            Err(status_error(403, None)),
+            Err(status_error(429, Some(Duration::from_secs(120)))),
+            Err(invalid()),
+            Ok(good),
+        ]),
+    );
+    a.poll().await;
+    let programmed = a.kernel.owned();
+    let writes = a.kernel.writes.len();
+    let mut delays = Vec::new();
+    for _ in 0..7 {
+        delays.push(a.poll().await);
+        assert_eq!(a.kernel.owned(), programmed, "state kept after {:?}", a.last_error);
+        assert_eq!(a.kernel.writes.len(), writes, "nothing written during failures");
+        assert!(a.last_error.is_some());
+    }
+    assert_eq!(a.failures, 7);
+    // Exponential: 1 s, 2 s, 4 s … (half of each fixed, half jitter).
+    assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
+    assert!(delays[1] >= Duration::from_secs(1) && delays[1] <= Duration::from_secs(2));
+    assert!(delays[2] >= Duration::from_secs(2) && delays[2] <= Duration::from_secs(4));
+    // The 429's Retry-After wins over a shorter backoff.
+    assert!(delays[5] >= Duration::from_secs(120), "{:?}", delays[5]);
+    a.poll().await;
+    assert_eq!(a.failures, 0);
+    assert_eq!(a.last_error, None);
+    assert_eq!(a.kernel.owned(), programmed);
+}
+
+#[tokio::test]
+async fn failures_before_any_good_answer_leave_an_earlier_process_state_alone() {
+    let mut a = agent("", script(vec![Err(transport()), Err(status_error(502, None))]));
+    // What a previous routed6d left behind.
+    a.kernel.state.addresses.push(ObservedAddress {
+        address: Address {
+            ifindex: 1,
+            addr: "2001:db8:42:100::1".parse().expect("a"),
+            prefix_len: 128,
+            ifname: "lo".into(),
+            no_prefix_route: false,
+        },
+        protocol: OURS,
+    });
+    a.poll().await;
+    a.poll().await;
+    assert!(a.repair().await.is_none(), "no repair without a good answer");
+    assert_eq!(a.kernel.requests, 0);
+    assert_eq!(a.kernel.owned(), ["addr 2001:db8:42:100::1/128 dev lo"]);
+}
+
+#[tokio::test]
+async fn a_well_formed_empty_answer_withdraws_what_is_owned() {
+    let mut a = agent(
+        "",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            Ok(Assignment::default()),
+        ]),
+    );
+    a.poll().await;
+    a.kernel.state.routes.push(ObservedRoute {
+        route: Route {
+            table: TABLE_MAIN,
+            dst: "2001:db8:99::/64".parse().expect("dst"),
+            metric: 1024,
+            kind: RouteKind::Unreachable,
+            ifindex: None,
+            ifname: None,
+        },
+        protocol: 4,
+    });
+    a.poll().await;
+    assert!(a.kernel.owned().is_empty(), "{:?}", a.kernel.owned());
+    assert_eq!(a.kernel.state.routes.len(), 1, "the foreign route stays");
+}
+
+#[tokio::test]
+async fn a_next_hop_change_adds_the_new_one_then_removes_the_old() {
+    let mut a = agent(
+        "",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::2")),
+        ]),
+    );
+    a.poll().await;
+    let before = a.kernel.writes.len();
+    a.poll().await;
+    let changes: Vec<String> = a.kernel.writes[before..].iter().map(|o| o.to_string()).collect();
+    assert_eq!(
+        changes,
+        [
+            "ip -6 addr add 2001:db8:42::2/128 dev eth0 nodad",
+            "ip -6 addr del 2001:db8:42::1/128 dev eth0",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stale_next_hop_is_refreshed_once_when_auto() {
+    let mut stale = routed("2001:db8:42:100::/64", "2001:db8:42::1");
+    stale.suggested_next_hop = Some("2001:db8:42::9".parse().expect("a"));
+    let mut fresh = routed("2001:db8:42:100::/64", "2001:db8:42::9");
+    fresh.suggested_next_hop = Some("2001:db8:42::9".parse().expect("a"));
+    let mut a = agent(
+        "",
+        Scripted { steady: Some(stale.clone()), refresh_answer: Some(fresh), ..Scripted::default() },
+    );
+    a.poll().await;
+    assert_eq!(a.provider.refreshes, 1);
+    assert!(a.kernel.owned().contains(&"addr 2001:db8:42::9/128 dev eth0".to_string()));
+    // The provider keeps answering stale (say refresh could not help): no refresh storm.
+    a.poll().await;
+    a.poll().await;
+    assert_eq!(a.provider.refreshes, 1);
+
+    let mut never = agent("", Scripted { steady: Some(stale), ..Scripted::default() });
+    never.config.provider.refresh_next_hop = RefreshNextHop::Never;
+    never.poll().await;
+    assert_eq!(never.provider.refreshes, 0);
+}
+
+#[tokio::test]
+async fn allocate_is_asked_once_when_configured() {
+    let mut a = agent("", Scripted { steady: Some(Assignment::default()), ..Scripted::default() });
+    a.config.provider.allocate = true;
+    a.poll().await;
+    assert_eq!(a.provider.allocations, 1);
+    assert_eq!(a.kernel.owned(), FIRST);
+    let mut off = agent("", Scripted { steady: Some(Assignment::default()), ..Scripted::default() });
+    off.poll().await;
+    assert_eq!(off.provider.allocations, 0);
+}
+
+#[tokio::test]
+async fn drift_is_repaired_without_asking_the_provider() {
+    let mut a = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    a.poll().await;
+    a.kernel.state.addresses.retain(|o| o.address.ifname != "lo");
+    a.kernel.state.routes.clear();
+    let outcome = a.repair().await.expect("repaired");
+    assert_eq!(outcome.applied, 2);
+    assert_eq!(a.kernel.owned(), FIRST);
+    assert_eq!(a.provider.fetches, 1, "repair does not call the API");
+}
+
+#[tokio::test]
+async fn a_restart_adopts_without_duplicates_and_drops_what_is_stale() {
+    let mut first = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    first.poll().await;
+    let mut left_behind = first.kernel.state.clone();
+    // An object of an older configuration, also owned.
+    left_behind.routes.push(ObservedRoute {
+        route: Route {
+            table: TABLE_MAIN,
+            dst: "2001:db8:77::/64".parse().expect("dst"),
+            metric: 2_147_483_647,
+            kind: RouteKind::Unreachable,
+            ifindex: None,
+            ifname: None,
+        },
+        protocol: OURS,
+    });
+    let mut second = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    second.kernel.state = left_behind;
+    second.poll().await;
+    let ops: Vec<String> = second.kernel.writes.iter().map(|o| o.to_string()).collect();
+    assert_eq!(ops, ["ip -6 route del unreachable 2001:db8:77::/64 metric 2147483647"]);
+    assert_eq!(second.kernel.owned(), FIRST);
+}
+
+#[tokio::test]
+async fn stop_keeps_or_withdraws_per_config() {
+    let good = routed("2001:db8:42:100::/64", "2001:db8:42::1");
+    let mut keep = agent("", Scripted { steady: Some(good.clone()), ..Scripted::default() });
+    keep.poll().await;
+    keep.stop().await;
+    assert_eq!(keep.kernel.owned(), FIRST);
+
+    let mut withdraw = agent("[daemon]\non_stop = \"withdraw\"\n", Scripted { steady: Some(good), ..Scripted::default() });
+    withdraw.poll().await;
+    withdraw.stop().await;
+    assert!(withdraw.kernel.owned().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_op_does_not_stop_the_others_and_is_retried() {
+    let mut a = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    a.kernel.failures.push_back("Permission denied".into());
+    let outcome = {
+        a.poll().await;
+        a.repair().await.expect("second pass")
+    };
+    assert_eq!(outcome.applied, 1, "the failed op is retried on the next pass");
+    assert_eq!(a.kernel.owned(), FIRST);
+}
+
+#[tokio::test]
+async fn an_unreadable_kernel_changes_nothing() {
+    let mut a = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    a.kernel.dump_error = Some("ENOBUFS".into());
+    a.poll().await;
+    assert_eq!(a.kernel.requests, 0);
+    assert!(a.last_error.as_deref().is_some_and(|e| e.contains("ENOBUFS")));
+}
+
+#[tokio::test]
+async fn the_status_file_tells_the_last_poll_and_error() {
+    let mut a = agent("", script(vec![Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")), Err(status_error(503, None))]));
+    a.poll().await;
+    a.poll().await;
+    let status = read_status(&a.config.daemon.status_file).expect("status file");
+    assert_eq!(status.prefixes, ["2001:db8:42:100::/64 (ripv6_1)"]);
+    assert_eq!(status.consecutive_failures, 1);
+    assert!(status.last_error.as_deref().is_some_and(|e| e.contains("HTTP 503") && e.contains("requestId=req_1")));
+    assert!(a.summary().contains("2001:db8:42:100::/64 via 2001:db8:42::1; last poll failed"));
+    let _ = std::fs::remove_file(&a.config.daemon.status_file);
+}
+
+#[test]
+fn poll_delays_are_jittered_and_backoff_is_capped() {
+    let minute = Duration::from_secs(60);
+    assert_eq!(next_delay(minute, 0, None, 0.0), Duration::from_secs(54));
+    assert_eq!(next_delay(minute, 0, None, 1.0), Duration::from_secs(66));
+    assert_eq!(next_delay(minute, 1, None, 1.0), Duration::from_secs(1));
+    assert_eq!(next_delay(minute, 3, None, 1.0), Duration::from_secs(4));
+    assert_eq!(next_delay(minute, 30, None, 1.0), minute, "capped at the poll interval");
+    assert_eq!(next_delay(minute, 30, None, 0.0), minute / 2);
+    assert_eq!(next_delay(minute, 1, Some(Duration::from_secs(90)), 0.0), Duration::from_secs(90));
+    assert_eq!(next_delay(minute, 1, Some(Duration::from_secs(86400)), 0.0), RETRY_AFTER_MAX);
+}
+
+#[test]
+fn only_events_touching_owned_state_are_relevant() {
+    let config = crate::desired::tests::config("");
+    let desired = crate::desired::compute(
+        &config,
+        &routed("2001:db8:42:100::/64", "2001:db8:42::1"),
+        &[
+            crate::model::Link { index: 1, name: "lo".into(), up: true },
+            crate::model::Link { index: 2, name: "eth0".into(), up: true },
+        ],
+    );
+    let ip = |s: &str| s.parse().expect("ip");
+    let relevant = |e: KernelEvent| is_relevant(&e, &desired, &config);
+    assert!(relevant(KernelEvent::Resync));
+    assert!(relevant(KernelEvent::Link { index: 9, name: "eth0".into(), up: true, removed: false }));
+    assert!(!relevant(KernelEvent::Link { index: 9, name: "veth7".into(), up: true, removed: false }));
+    assert!(relevant(KernelEvent::Address { ifindex: 1, addr: ip("2001:db8:42:100::1"), protocol: OURS, removed: true }));
+    // A foreign next hop going away matters: routed6d must add its own.
+    assert!(relevant(KernelEvent::Address { ifindex: 2, addr: ip("2001:db8:42::1"), protocol: 0, removed: true }));
+    assert!(!relevant(KernelEvent::Address { ifindex: 2, addr: ip("2001:db8:5::1"), protocol: 0, removed: true }));
+    assert!(relevant(KernelEvent::Route { dst: "2001:db8:42:100::/64".parse().expect("n"), table: 254, protocol: 4, removed: false }));
+    assert!(!relevant(KernelEvent::Route { dst: "2001:db8:5::/64".parse().expect("n"), table: 254, protocol: 4, removed: true }));
+    assert!(relevant(KernelEvent::Route { dst: "2001:db8:5::/64".parse().expect("n"), table: 254, protocol: OURS, removed: true }));
+
+}

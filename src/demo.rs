@@ -1,0 +1,2 @@
+//! (in progress)
+pub async fn run() -> Result<(), crate::cli::Failure> { todo!() }

@@ -1,0 +1,168 @@
+use super::*;
+use crate::config::Config;
+use crate::model::RoutedPrefix;
+use std::path::Path;
+
+pub(crate) fn config(extra: &str) -> Config {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "t").expect("token");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = format!(
+        "[provider]\nkind = \"hostup\"\nvps_id = \"vps_1\"\ntoken_file = \"{}\"\n[uplink]\ninterface = \"eth0\"\n{extra}",
+        token.display()
+    );
+    Config::from_text(Path::new("t.toml"), &text, None).expect("config")
+}
+
+fn links() -> Vec<Link> {
+    [("lo", 1), ("eth0", 2), ("br0", 3)]
+        .iter()
+        .map(|(n, i)| Link { index: *i, name: n.to_string(), up: true })
+        .collect()
+}
+
+fn assignment(prefix: &str, next_hop: &str) -> Assignment {
+    Assignment {
+        prefixes: vec![RoutedPrefix {
+            prefix: prefix.parse().expect("prefix"),
+            next_hop: next_hop.parse().expect("next hop"),
+            origin: "ripv6_1".into(),
+        }],
+        ..Assignment::default()
+    }
+}
+
+fn lines(state: &DesiredState) -> Vec<String> {
+    state
+        .addresses
+        .iter()
+        .map(|a| format!("addr {a}"))
+        .chain(state.routes.iter().map(|r| format!("route {r}")))
+        .chain(state.sysctls.iter().map(|s| format!("sysctl {}={} if {:?}", s.key, s.value, s.only_from)))
+        .collect()
+}
+
+#[test]
+fn addresses_mode() {
+    let state = compute(
+        &config("[prefix]\naddresses = [\"::1\", \"::53\"]\n"),
+        &assignment("2001:db8:42:100::/64", "2001:db8:42::1"),
+        &links(),
+    );
+    assert_eq!(
+        lines(&state),
+        [
+            "addr 2001:db8:42::1/128 dev eth0",
+            "addr 2001:db8:42:100::1/128 dev lo",
+            "addr 2001:db8:42:100::53/128 dev lo",
+            "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+        ]
+    );
+    assert_eq!(state.origins.get("2001:db8:42:100::1/128 dev lo").map(String::as_str), Some("ripv6_1"));
+    assert!(state.missing_interfaces.is_empty());
+}
+
+#[test]
+fn anyip_mode_without_unreachable() {
+    let state = compute(
+        &config("[prefix]\nmode = \"anyip\"\nunreachable = false\n"),
+        &assignment("2001:db8:42:100::/56", "2001:db8:42::1"),
+        &links(),
+    );
+    assert_eq!(
+        lines(&state),
+        [
+            "addr 2001:db8:42::1/128 dev eth0",
+            "route local 2001:db8:42:100::/56 dev lo table local metric 1024",
+        ]
+    );
+}
+
+#[test]
+fn delegate_mode_routes_on_and_sets_sysctls_accept_ra_first() {
+    let state = compute(
+        &config("[prefix]\nmode = \"delegate\"\ninterface = \"br0\"\n"),
+        &assignment("2001:db8:42:100::/64", "2001:db8:42::1"),
+        &links(),
+    );
+    assert_eq!(
+        lines(&state),
+        [
+            "addr 2001:db8:42::1/128 dev eth0",
+            "addr 2001:db8:42:100::1/64 dev br0 noprefixroute",
+            "route 2001:db8:42:100::/64 dev br0 metric 1024",
+            "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+            "sysctl net/ipv6/conf/eth0/accept_ra=2 if [\"1\"]",
+            "sysctl net/ipv6/conf/all/forwarding=1 if []",
+        ]
+    );
+    assert_eq!(
+        sysctl_keys(&config("[prefix]\nmode = \"delegate\"\ninterface = \"br0\"\n")),
+        ["net/ipv6/conf/eth0/accept_ra", "net/ipv6/conf/all/forwarding"]
+    );
+}
+
+#[test]
+fn check_policy_never_adds_the_next_hop() {
+    let state = compute(
+        &config("next_hop = \"check\"\n"),
+        &assignment("2001:db8:42:100::/64", "2001:db8:42::1"),
+        &links(),
+    );
+    assert!(state.addresses.iter().all(|a| a.ifname != "eth0"), "{:?}", lines(&state));
+}
+
+#[test]
+fn nothing_routed_means_nothing_desired() {
+    let state = compute(&config(""), &Assignment::default(), &links());
+    assert_eq!(state, DesiredState::default());
+    let state = compute(
+        &config("[prefix]\nmode = \"delegate\"\ninterface = \"br0\"\n"),
+        &Assignment::default(),
+        &links(),
+    );
+    assert!(state.sysctls.is_empty(), "no sysctl change without a prefix");
+}
+
+#[test]
+fn missing_interfaces_are_reported_and_skipped() {
+    let only_lo = vec![Link { index: 1, name: "lo".into(), up: true }];
+    let state = compute(
+        &config(""),
+        &assignment("2001:db8:42:100::/64", "2001:db8:42::1"),
+        &only_lo,
+    );
+    assert_eq!(state.missing_interfaces, ["eth0"]);
+    assert_eq!(
+        lines(&state),
+        [
+            "addr 2001:db8:42:100::1/128 dev lo",
+            "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+        ]
+    );
+}
+
+#[test]
+fn several_prefixes_share_one_next_hop_address() {
+    let mut two = assignment("2001:db8:42:100::/64", "2001:db8:42::1");
+    two.prefixes.push(RoutedPrefix {
+        prefix: "2001:db8:42:200::/64".parse().expect("prefix"),
+        next_hop: "2001:db8:42::1".parse().expect("hop"),
+        origin: "ripv6rt_2".into(),
+    });
+    let state = compute(&config(""), &two, &links());
+    assert_eq!(state.addresses.iter().filter(|a| a.ifname == "eth0").count(), 1);
+    assert_eq!(state.routes.len(), 2);
+}
+
+#[test]
+fn host_parts_are_placed_inside_the_prefix() {
+    let p: Ipv6Net = "2001:db8:42:100::/56".parse().expect("net");
+    assert_eq!(place_host(p, "::1".parse().expect("a")), "2001:db8:42:100::1".parse::<Ipv6Addr>().expect("a"));
+    // Bits above the prefix length in a host part are dropped, never leak outside.
+    assert_eq!(place_host(p, "ffff::1".parse().expect("a")), "2001:db8:42:100::1".parse::<Ipv6Addr>().expect("a"));
+    let p48: Ipv6Net = "2001:db8:42::/48".parse().expect("net");
+    assert_eq!(place_host(p48, "0:0:0:7::1".parse().expect("a")), "2001:db8:42:7::1".parse::<Ipv6Addr>().expect("a"));
+}

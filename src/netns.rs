@@ -1,0 +1,292 @@
+//! Throwaway network namespaces joined by a veth pair — a "provider router" and a
+//! "vps" — for `routed6d demo` and the real-kernel tests. Everything here is removed
+//! when the values are dropped, even when a step failed halfway.
+
+use std::fs::File;
+use std::io;
+use std::net::Ipv6Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv6Net;
+
+/// The router's address on the link to the VPS.
+pub const ROUTER_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+/// The VPS's own (primary) address on its uplink.
+pub const VPS_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+/// The VPS's primary IPv4 address (providers find a VPS by it).
+pub const VPS_ADDR4: &str = "192.0.2.10";
+/// The VPS's uplink and the router's end of the veth.
+pub const VPS_UPLINK: &str = "eth0";
+pub const ROUTER_LINK: &str = "rt0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("`{command}` could not start: {source}")]
+    Spawn {
+        command: String,
+        source: io::Error,
+    },
+    #[error("cannot enter network namespace {name}: {source}")]
+    Enter { name: String, source: io::Error },
+    #[error("ping {addr}: {source}")]
+    Ping { addr: Ipv6Addr, source: io::Error },
+}
+
+/// Is this process root (namespaces and netlink writes need it)?
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Run a command, returning its stdout; any non-zero exit is an error with its stderr.
+pub fn run(program: &str, args: &[&str]) -> Result<String, NetnsError> {
+    let command = format!("{program} {}", args.join(" "));
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| NetnsError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(NetnsError::Command {
+            command,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+#[derive(Debug)]
+pub struct Namespace {
+    pub name: String,
+}
+
+impl Namespace {
+    pub fn create(name: &str) -> Result<Self, NetnsError> {
+        // A leftover from a killed run would make `add` fail: clear it first.
+        let _ = run("ip", &["netns", "del", name]);
+        run("ip", &["netns", "add", name])?;
+        let ns = Namespace {
+            name: name.to_string(),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `ip -n <name> <args>`.
+    pub fn ip(&self, args: &[&str]) -> Result<String, NetnsError> {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    }
+
+    /// A command that runs inside the namespace (`ip netns exec`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+
+    /// Run `f` on a thread that has entered this namespace; sockets it opens stay in
+    /// the namespace after it returns.
+    pub fn enter<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, NetnsError> {
+        let name = self.name.clone();
+        let path = format!("/run/netns/{name}");
+        let file = File::open(&path).map_err(|source| NetnsError::Enter {
+            name: name.clone(),
+            source,
+        })?;
+        std::thread::spawn(move || {
+            // SAFETY: setns on this thread only; `file` is an open namespace fd.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(NetnsError::Enter {
+                    name,
+                    source: io::Error::last_os_error(),
+                });
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| NetnsError::Enter {
+            name: self.name.clone(),
+            source: io::Error::other("thread panicked"),
+        })?
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// The provider's router and a VPS, joined by a veth: router `rt0` 2001:db8:1::1/64,
+/// vps `eth0` 2001:db8:1::2/64 (and 192.0.2.10/24) with a default route via the router.
+#[derive(Debug)]
+pub struct Testbed {
+    pub router: Namespace,
+    pub vps: Namespace,
+}
+
+impl Testbed {
+    /// Build the topology; `tag` keeps concurrent testbeds apart (≤ 6 characters).
+    pub fn new(tag: &str) -> Result<Self, NetnsError> {
+        let router = Namespace::create(&format!("r6d-rt-{tag}"))?;
+        let vps = Namespace::create(&format!("r6d-vps-{tag}"))?;
+        router.ip(&[
+            "link", "add", ROUTER_LINK, "type", "veth", "peer", "name", VPS_UPLINK, "netns",
+            &vps.name,
+        ])?;
+        let router_cidr = format!("{ROUTER_ADDR}/64");
+        let vps_cidr = format!("{VPS_ADDR}/64");
+        let vps_cidr4 = format!("{VPS_ADDR4}/24");
+        let router_gw = ROUTER_ADDR.to_string();
+        // nodad: duplicate detection would hold the addresses tentative for a second.
+        router.ip(&["-6", "addr", "add", &router_cidr, "dev", ROUTER_LINK, "nodad"])?;
+        router.ip(&["link", "set", ROUTER_LINK, "up"])?;
+        vps.ip(&["-6", "addr", "add", &vps_cidr, "dev", VPS_UPLINK, "nodad"])?;
+        vps.ip(&["addr", "add", &vps_cidr4, "dev", VPS_UPLINK])?;
+        vps.ip(&["link", "set", VPS_UPLINK, "up"])?;
+        vps.ip(&["-6", "route", "add", "default", "via", &router_gw, "dev", VPS_UPLINK])?;
+        Ok(Testbed { router, vps })
+    }
+
+    /// What the provider's router does with a routed prefix: send it to the next hop.
+    /// `None` withdraws the route.
+    pub fn route_prefix(&self, prefix: Ipv6Net, next_hop: Option<Ipv6Addr>) -> Result<(), NetnsError> {
+        let dst = prefix.to_string();
+        match next_hop {
+            Some(hop) => {
+                let via = hop.to_string();
+                self.router
+                    .ip(&["-6", "route", "replace", &dst, "via", &via, "dev", ROUTER_LINK])
+                    .map(drop)
+            }
+            None => {
+                let _ = self.router.ip(&["-6", "route", "del", &dst]);
+                Ok(())
+            }
+        }
+    }
+
+    /// One ICMPv6 echo from the router to `addr`.
+    pub fn ping_from_router(&self, addr: Ipv6Addr, timeout: Duration) -> Result<Duration, NetnsError> {
+        self.router
+            .enter(move || ping6(addr, timeout))?
+            .map_err(|source| NetnsError::Ping { addr, source })
+    }
+}
+
+/// Send one ICMPv6 echo request and wait for its reply; returns the round-trip time.
+/// A raw socket (root): the kernel fills in the ICMPv6 checksum (RFC 3542 §3.1).
+pub fn ping6(addr: Ipv6Addr, timeout: Duration) -> io::Result<Duration> {
+    const ECHO_REQUEST: u8 = 128;
+    const ECHO_REPLY: u8 = 129;
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMPV6) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh, valid fd that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    let ident = (std::process::id() as u16) ^ 0x5236;
+    let sequence: u16 = rand::random();
+    let mut packet = [0u8; 16];
+    packet[0] = ECHO_REQUEST;
+    packet[4..6].copy_from_slice(&ident.to_be_bytes());
+    packet[6..8].copy_from_slice(&sequence.to_be_bytes());
+    packet[8..].copy_from_slice(b"routed6d");
+
+    // SAFETY: zeroed sockaddr_in6 is valid; fields set below.
+    let mut dst: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    dst.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    dst.sin6_addr.s6_addr = addr.octets();
+    let started = Instant::now();
+    // SAFETY: packet and dst are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            socket.as_raw_fd(),
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&dst as *const libc::sockaddr_in6).cast(),
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut reply = [0u8; 1500];
+    loop {
+        let left = timeout.checked_sub(started.elapsed()).filter(|d| !d.is_zero());
+        let Some(left) = left else {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no echo reply"));
+        };
+        let tv = libc::timeval {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_usec: left.subsec_micros().max(1) as libc::suseconds_t,
+        };
+        // SAFETY: tv is a valid timeval for SO_RCVTIMEO.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            );
+        }
+        // SAFETY: reply is a valid buffer of its length.
+        let n = unsafe { libc::recv(socket.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no echo reply"));
+            }
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        if n >= 8
+            && reply[0] == ECHO_REPLY
+            && reply[4..6] == ident.to_be_bytes()
+            && reply[6..8] == sequence.to_be_bytes()
+        {
+            return Ok(started.elapsed());
+        }
+        // Destination unreachable quoting our request (8 bytes of ICMPv6, 40 of the
+        // original IPv6 header, then our echo header): what an unreachable route answers.
+        if n >= 56
+            && reply[0] == 1
+            && reply[48] == ECHO_REQUEST
+            && reply[52..54] == ident.to_be_bytes()
+        {
+            return Err(io::Error::new(io::ErrorKind::HostUnreachable, "destination unreachable"));
+        }
+    }
+}
+
+/// Poll `check` every 20 ms until it is true or `timeout` passes; returns the time taken.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
