@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::daemon::{self, Agent, StatusFile};
+use crate::daemon::{self, Agent, Poller, StatusFile};
 use crate::kernel::Kernel;
 use crate::kernel::netlink::NetlinkKernel;
 use crate::model::{Assignment, ObservedAddress, ObservedRoute};
@@ -98,10 +98,10 @@ async fn fetch(
 pub async fn run(path: &Path) -> CommandResult {
     let config = load(path)?;
     let provider = provider_for(&config)?;
-    let reload = |old: &Config| -> Result<(Config, Option<AnyProvider>), String> {
+    let reload = |old: &Config| -> Result<(Config, AnyProvider), String> {
         let new = Config::load(&old.path).map_err(|e| e.to_string())?;
         let provider = AnyProvider::new(&new).map_err(|e| e.to_string())?;
-        Ok((new, Some(provider)))
+        Ok((new, provider))
     };
     daemon::run(config, provider, reload)
         .await
@@ -112,8 +112,8 @@ pub async fn once(path: &Path) -> CommandResult {
     let config = load(path)?;
     let provider = provider_for(&config)?;
     let kernel = NetlinkKernel::new(config.daemon.protocol)?;
-    let mut agent = Agent::new(config, kernel, provider);
-    agent.poll().await;
+    let mut agent = Agent::new(config, kernel);
+    agent.poll(&mut Poller::new(provider)).await;
     if let Some(error) = &agent.last_error {
         return Err(Failure::new(
             Exit::Unavailable,
@@ -250,7 +250,11 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
         }
         (None, None) => {}
     }
-    let _ = writeln!(out, "owned:     {} object(s) with protocol {protocol}", report.owned.len());
+    let _ = writeln!(
+        out,
+        "owned:     {} object(s) with protocol {protocol}",
+        report.owned.len()
+    );
     for line in &report.owned {
         let _ = writeln!(out, "           {line}");
     }
@@ -343,7 +347,11 @@ pub async fn release(path: &Path, yes: bool) -> CommandResult {
     };
     println!(
         "released: {}{cooldown}",
-        if released.released { "yes" } else { "no (nothing was allocated)" }
+        if released.released {
+            "yes"
+        } else {
+            "no (nothing was allocated)"
+        }
     );
     let outcome = reconcile::withdraw(&mut kernel, &config, &before).await?;
     print!("{}", outcome.plan);
@@ -355,7 +363,11 @@ fn finish(outcome: reconcile::Outcome) -> CommandResult {
         None => Ok(()),
         Some(e) => Err(Failure::new(
             Exit::Partial,
-            format!("{} of {} kernel change(s) failed, first: {e}", outcome.failed.len(), outcome.plan.ops.len()),
+            format!(
+                "{} of {} kernel change(s) failed, first: {e}",
+                outcome.failed.len(),
+                outcome.plan.ops.len()
+            ),
         )),
     }
 }

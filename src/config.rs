@@ -171,10 +171,15 @@ pub struct PollInterval(pub Duration);
 impl<'de> Deserialize<'de> for PollInterval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let duration = humantime::parse_duration(&text)
-            .map_err(|e| de::Error::custom(format!("{text:?} is not a duration ({e}); write e.g. \"60s\" or \"5m\"")))?;
+        let duration = humantime::parse_duration(&text).map_err(|e| {
+            de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. \"60s\" or \"5m\""
+            ))
+        })?;
         if duration < Duration::from_secs(1) {
-            return Err(de::Error::custom(format!("{text:?} is shorter than the minimum of 1s")));
+            return Err(de::Error::custom(format!(
+                "{text:?} is shorter than the minimum of 1s"
+            )));
         }
         Ok(PollInterval(duration))
     }
@@ -187,9 +192,9 @@ pub struct HostPart(pub Ipv6Addr);
 impl<'de> Deserialize<'de> for HostPart {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let addr: Ipv6Addr = text
-            .parse()
-            .map_err(|_| de::Error::custom(format!("{text:?} is not an IPv6 host part such as \"::1\"")))?;
+        let addr: Ipv6Addr = text.parse().map_err(|_| {
+            de::Error::custom(format!("{text:?} is not an IPv6 host part such as \"::1\""))
+        })?;
         if addr.is_unspecified() {
             return Err(de::Error::custom(
                 "\"::\" is the subnet-router anycast address, not a host part",
@@ -210,9 +215,13 @@ impl<'de> Deserialize<'de> for IfName {
             && name.len() < 16
             && name != "."
             && name != ".."
-            && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+            && !name
+                .chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace());
         if !valid {
-            return Err(de::Error::custom(format!("{name:?} is not a valid interface name")));
+            return Err(de::Error::custom(format!(
+                "{name:?} is not a valid interface name"
+            )));
         }
         Ok(IfName(name))
     }
@@ -359,12 +368,14 @@ impl Config {
 
         let key_line = |section: &str, key: &str| find_key_line(text, section, key);
 
-        let prefix_interface = raw.prefix.interface.map(|i| i.0).unwrap_or_else(|| {
-            match raw.prefix.mode {
-                PrefixMode::Addresses | PrefixMode::Anyip => "lo".to_string(),
-                PrefixMode::Delegate => String::new(),
-            }
-        });
+        let prefix_interface =
+            raw.prefix
+                .interface
+                .map(|i| i.0)
+                .unwrap_or_else(|| match raw.prefix.mode {
+                    PrefixMode::Addresses | PrefixMode::Anyip => "lo".to_string(),
+                    PrefixMode::Delegate => String::new(),
+                });
         match raw.prefix.mode {
             PrefixMode::Delegate if prefix_interface.is_empty() => {
                 return Err(invalid(
@@ -381,7 +392,8 @@ impl Config {
             PrefixMode::Anyip if prefix_interface != "lo" => {
                 return Err(invalid(
                     key_line("prefix", "interface"),
-                    "prefix.interface must be \"lo\" in anyip mode (local routes live on lo)".into(),
+                    "prefix.interface must be \"lo\" in anyip mode (local routes live on lo)"
+                        .into(),
                 ));
             }
             _ => {}
@@ -406,11 +418,17 @@ impl Config {
             ));
         }
         if let Some(id) = &raw.provider.vps_id
-            && (id.is_empty() || id.len() > 100 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            && (id.is_empty()
+                || id.len() > 100
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
         {
             return Err(invalid(
                 key_line("provider", "vps_id"),
-                format!("provider.vps_id {id:?} is not a VPS id such as \"vps_01hxa3b4c5d6e7f8g9h0j1k2m3\""),
+                format!(
+                    "provider.vps_id {id:?} is not a VPS id such as \"vps_01hxa3b4c5d6e7f8g9h0j1k2m3\""
+                ),
             ));
         }
         let protocol = raw.daemon.protocol.unwrap_or(DEFAULT_PROTOCOL);
@@ -419,7 +437,9 @@ impl Config {
         if protocol <= 4 {
             return Err(invalid(
                 key_line("daemon", "protocol"),
-                format!("daemon.protocol {protocol} is reserved (0-4 are the kernel's, boot's and static's); pick an unused number such as {DEFAULT_PROTOCOL}"),
+                format!(
+                    "daemon.protocol {protocol} is reserved (0-4 are the kernel's, boot's and static's); pick an unused number such as {DEFAULT_PROTOCOL}"
+                ),
             ));
         }
 
@@ -450,7 +470,10 @@ impl Config {
                     .map(|p| p.0)
                     .unwrap_or(Duration::from_secs(60)),
                 allocate: raw.provider.allocate,
-                refresh_next_hop: raw.provider.refresh_next_hop.unwrap_or(RefreshNextHop::Auto),
+                refresh_next_hop: raw
+                    .provider
+                    .refresh_next_hop
+                    .unwrap_or(RefreshNextHop::Auto),
             },
             uplink: UplinkConfig {
                 interface: raw.uplink.interface.0,
@@ -487,7 +510,9 @@ impl Config {
 /// (a token readable by others is refused, as ssh refuses such a key).
 fn read_token(path: &Path) -> Result<Secret, String> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => "does not exist; write the API key there (chmod 600)".to_string(),
+        std::io::ErrorKind::NotFound => {
+            "does not exist; write the API key there (chmod 600)".to_string()
+        }
         _ => format!("cannot be read: {e}"),
     })?;
     if !meta.is_file() {
@@ -547,9 +572,14 @@ fn find_key_line(text: &str, section: &str, key: &str) -> usize {
 /// Is `addr` usable as a host address to be reached from the Internet?
 pub fn is_global_unicast(addr: &IpAddr) -> bool {
     match addr {
-        IpAddr::V4(a) => !(a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast()),
+        IpAddr::V4(a) => {
+            !(a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast())
+        }
         IpAddr::V6(a) => {
-            !(a.is_loopback() || a.is_unspecified() || a.is_multicast() || a.is_unicast_link_local())
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || a.is_unicast_link_local())
         }
     }
 }

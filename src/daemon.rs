@@ -1,18 +1,23 @@
 //! The daemon: one task owning all state, waiting on the poll timer, kernel events,
 //! signals and the systemd watchdog.
 //!
-//! `Agent` holds the logic (poll, repair, stop) and is driven by tests with a fake
-//! kernel and provider; `run` wires it to netlink, signals and sd_notify.
+//! The provider side (`Poller`) and the kernel side (`Agent`) are separate so that a
+//! slow or hanging API call runs concurrently with drift repair, signals and the
+//! watchdog: the kernel is never left unrepaired because the provider is slow. Tests
+//! drive both with a fake kernel and provider; `run` wires them to netlink, signals and
+//! sd_notify.
 
-use std::net::Ipv6Addr;
+use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, OnStop, RefreshNextHop};
+use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
 use crate::kernel::{Kernel, KernelEvent};
 use crate::model::{Assignment, DesiredState};
 use crate::provider::{Provider, ProviderError};
@@ -58,12 +63,12 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
                 || desired.addresses.iter().any(|a| a.ifindex == *index)
                 || desired.routes.iter().any(|r| r.ifindex == Some(*index))
         }
-        KernelEvent::Address { addr, protocol: p, .. } => {
-            *p == protocol || desired.addresses.iter().any(|a| a.addr == *addr)
-        }
-        KernelEvent::Route { dst, protocol: p, .. } => {
-            *p == protocol || desired.routes.iter().any(|r| r.dst == *dst)
-        }
+        KernelEvent::Address {
+            addr, protocol: p, ..
+        } => *p == protocol || desired.addresses.iter().any(|a| a.addr == *addr),
+        KernelEvent::Route {
+            dst, protocol: p, ..
+        } => *p == protocol || desired.routes.iter().any(|r| r.dst == *dst),
     }
 }
 
@@ -83,50 +88,147 @@ pub struct StatusFile {
     pub conflicts: Vec<String>,
 }
 
-/// The daemon's state and logic, independent of where events come from.
-pub struct Agent<K, P> {
+/// The provider side of a poll: the provider, and what it remembers between polls so
+/// that a refresh or an allocation is asked for once, not on every poll.
+pub struct Poller<P> {
+    pub provider: P,
+    /// The (next hops, suggested) pair a refresh was already asked for.
+    refreshed_for: Option<(Vec<Ipv6Addr>, Ipv6Addr)>,
+    allocate_tried: bool,
+}
+
+impl<P: Provider> Poller<P> {
+    pub fn new(provider: P) -> Self {
+        Poller {
+            provider,
+            refreshed_for: None,
+            allocate_tried: false,
+        }
+    }
+
+    /// Identify the host if needed, fetch, then refresh the next hop or allocate when
+    /// `settings` ask for it. `uplink_ips` are only used to identify the host.
+    pub async fn poll(
+        &mut self,
+        settings: &ProviderConfig,
+        uplink_ips: &[IpAddr],
+    ) -> Result<Assignment, ProviderError> {
+        if self.provider.needs_identity() {
+            self.provider.identify(uplink_ips).await?;
+        }
+        let mut assignment = self.provider.fetch().await?;
+
+        if settings.refresh_next_hop == RefreshNextHop::Auto
+            && assignment.next_hop_is_stale()
+            && let Some(suggested) = assignment.suggested_next_hop
+        {
+            let current: Vec<Ipv6Addr> = assignment.prefixes.iter().map(|p| p.next_hop).collect();
+            let key = (current.clone(), suggested);
+            if self.refreshed_for.as_ref() != Some(&key) {
+                self.refreshed_for = Some(key);
+                info!(
+                    NEXT_HOP = %suggested,
+                    "next hop {} is stale (provider suggests {suggested}): asking the provider to refresh it",
+                    join(&current)
+                );
+                match self.provider.refresh_next_hop().await {
+                    Ok(refreshed) => assignment = refreshed,
+                    Err(e) => warn!("refresh_next_hop failed, using the current next hop: {e}"),
+                }
+            }
+        }
+
+        if settings.allocate && assignment.prefixes.is_empty() && assignment.unavailable.is_none() {
+            if !self.allocate_tried {
+                self.allocate_tried = true;
+                info!("no routed prefix allocated: asking the provider to allocate one");
+                match self.provider.allocate().await {
+                    Ok(allocated) => assignment = allocated,
+                    Err(e) => warn!("allocate failed: {e}"),
+                }
+            }
+        } else if !assignment.prefixes.is_empty() {
+            self.allocate_tried = false;
+        }
+        Ok(assignment)
+    }
+}
+
+/// The kernel side: the last good answer, what it means for the kernel, and the
+/// daemon's health, independent of where events come from.
+pub struct Agent<K> {
     pub config: Config,
     pub kernel: K,
-    pub provider: P,
     /// The last well-formed answer: what the kernel is kept at while the API fails.
     pub last_good: Option<Assignment>,
     /// The desired state of the last pass, for judging kernel events.
     pub desired: DesiredState,
     pub failures: u32,
     pub last_error: Option<String>,
+    /// The provider's id for this host, once known.
+    pub host_id: Option<String>,
     last_poll: Option<SystemTime>,
     last_success: Option<SystemTime>,
     /// The reason last logged for "not available", so it is logged once.
     unavailable_logged: Option<String>,
-    /// The (next hops, suggested) pair a refresh was already asked for.
-    refreshed_for: Option<(Vec<Ipv6Addr>, Ipv6Addr)>,
-    allocate_tried: bool,
     last_conflicts: Vec<String>,
 }
 
-impl<K: Kernel, P: Provider> Agent<K, P> {
-    pub fn new(config: Config, kernel: K, provider: P) -> Self {
+impl<K: Kernel> Agent<K> {
+    pub fn new(config: Config, kernel: K) -> Self {
         Agent {
             config,
             kernel,
-            provider,
             last_good: None,
             desired: DesiredState::default(),
             failures: 0,
             last_error: None,
+            host_id: None,
             last_poll: None,
             last_success: None,
             unavailable_logged: None,
-            refreshed_for: None,
-            allocate_tried: false,
             last_conflicts: Vec::new(),
         }
     }
 
-    /// Ask the provider, then reconcile. Returns the delay until the next poll.
-    pub async fn poll(&mut self) -> Duration {
+    /// One whole poll: ask the provider, then reconcile. Returns the delay until the
+    /// next poll. (The daemon runs the two halves apart; `once` and tests use this.)
+    pub async fn poll<P: Provider>(&mut self, poller: &mut Poller<P>) -> Duration {
+        let result = match self.poll_input(poller).await {
+            Ok(ips) => poller.poll(&self.config.provider, &ips).await,
+            Err(e) => Err(e),
+        };
+        self.finish_poll(result, poller.provider.host_id()).await
+    }
+
+    /// Start a poll: the uplink's addresses while the provider still has to identify
+    /// this host (nothing otherwise).
+    pub async fn poll_input<P: Provider>(
+        &mut self,
+        poller: &Poller<P>,
+    ) -> Result<Vec<IpAddr>, ProviderError> {
         self.last_poll = Some(SystemTime::now());
-        let result = self.fetch().await;
+        if !poller.provider.needs_identity() {
+            return Ok(Vec::new());
+        }
+        self.kernel
+            .interface_addresses(&self.config.uplink.interface)
+            .await
+            .map_err(|e| {
+                ProviderError::NotFound(format!("cannot read the uplink's addresses: {e}"))
+            })
+    }
+
+    /// Finish a poll with the provider's answer: reconcile on a good one, keep the last
+    /// good state on a failure. Returns the delay until the next poll.
+    pub async fn finish_poll(
+        &mut self,
+        result: Result<Assignment, ProviderError>,
+        host_id: Option<String>,
+    ) -> Duration {
+        if host_id.is_some() {
+            self.host_id = host_id;
+        }
         let retry_after = match result {
             Ok(assignment) => {
                 if self.failures > 0 {
@@ -168,56 +270,6 @@ impl<K: Kernel, P: Provider> Agent<K, P> {
         )
     }
 
-    /// Fetch, then refresh the next hop or allocate when the config asks for it.
-    async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
-        if self.provider.needs_identity() {
-            let ips = self
-                .kernel
-                .interface_addresses(&self.config.uplink.interface)
-                .await
-                .map_err(|e| ProviderError::NotFound(format!("cannot read the uplink's addresses: {e}")))?;
-            self.provider.identify(&ips).await?;
-        }
-        let mut assignment = self.provider.fetch().await?;
-
-        if self.config.provider.refresh_next_hop == RefreshNextHop::Auto
-            && assignment.next_hop_is_stale()
-            && let Some(suggested) = assignment.suggested_next_hop
-        {
-            let current: Vec<Ipv6Addr> = assignment.prefixes.iter().map(|p| p.next_hop).collect();
-            let key = (current.clone(), suggested);
-            if self.refreshed_for.as_ref() != Some(&key) {
-                self.refreshed_for = Some(key);
-                info!(
-                    NEXT_HOP = %suggested,
-                    "next hop {} is stale (provider suggests {suggested}): asking the provider to refresh it",
-                    join(&current)
-                );
-                match self.provider.refresh_next_hop().await {
-                    Ok(refreshed) => assignment = refreshed,
-                    Err(e) => warn!("refresh_next_hop failed, using the current next hop: {e}"),
-                }
-            }
-        }
-
-        if self.config.provider.allocate
-            && assignment.prefixes.is_empty()
-            && assignment.unavailable.is_none()
-        {
-            if !self.allocate_tried {
-                self.allocate_tried = true;
-                info!("no routed prefix allocated: asking the provider to allocate one");
-                match self.provider.allocate().await {
-                    Ok(allocated) => assignment = allocated,
-                    Err(e) => warn!("allocate failed: {e}"),
-                }
-            }
-        } else if !assignment.prefixes.is_empty() {
-            self.allocate_tried = false;
-        }
-        Ok(assignment)
-    }
-
     fn note_unavailable(&mut self, assignment: &Assignment) {
         if assignment.unavailable != self.unavailable_logged {
             if let Some(reason) = &assignment.unavailable {
@@ -231,7 +283,8 @@ impl<K: Kernel, P: Provider> Agent<K, P> {
     /// Does nothing before the first good answer: an earlier process's state stays.
     pub async fn repair(&mut self) -> Option<Outcome> {
         let assignment = self.last_good.clone()?;
-        let outcome = match reconcile::reconcile(&mut self.kernel, &self.config, &assignment).await {
+        let outcome = match reconcile::reconcile(&mut self.kernel, &self.config, &assignment).await
+        {
             Ok(outcome) => outcome,
             Err(e) => {
                 error!("cannot read the kernel's state, changing nothing: {e}");
@@ -298,12 +351,16 @@ impl<K: Kernel, P: Provider> Agent<K, P> {
         let good = self.last_good.clone().unwrap_or_default();
         StatusFile {
             pid: std::process::id(),
-            host_id: String::new(),
+            host_id: self.host_id.clone().unwrap_or_default(),
             last_poll: self.last_poll.map(rfc3339),
             last_success: self.last_success.map(rfc3339),
             last_error: self.last_error.clone(),
             consecutive_failures: self.failures,
-            next_hops: good.prefixes.iter().map(|p| p.next_hop.to_string()).collect(),
+            next_hops: good
+                .prefixes
+                .iter()
+                .map(|p| p.next_hop.to_string())
+                .collect(),
             prefixes: good
                 .prefixes
                 .iter()
@@ -324,7 +381,11 @@ impl<K: Kernel, P: Provider> Agent<K, P> {
 }
 
 fn join(addrs: &[Ipv6Addr]) -> String {
-    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -365,11 +426,36 @@ pub enum DaemonError {
     Signals(std::io::Error),
 }
 
-/// The daemon's main loop.
-pub async fn run<P: Provider>(
+/// Tell systemd how the poll went. Never block boot on the provider: ready after the
+/// first poll, good or bad, with the last good state kept.
+fn announce<K: Kernel>(agent: &Agent<K>, ready: &mut bool) {
+    if !*ready {
+        notify(&[sd_notify::NotifyState::Ready]);
+        *ready = true;
+    }
+    notify(&[sd_notify::NotifyState::Status(&agent.summary())]);
+}
+
+/// A poll in flight: it owns the poller and gives it back with the answer.
+type InFlight<P> = Pin<Box<dyn Future<Output = (Poller<P>, Result<Assignment, ProviderError>)>>>;
+
+/// Start the provider half of a poll without waiting for it.
+fn start_poll<P: Provider + 'static>(
+    mut poller: Poller<P>,
+    settings: ProviderConfig,
+    uplink_ips: Vec<IpAddr>,
+) -> InFlight<P> {
+    Box::pin(async move {
+        let result = poller.poll(&settings, &uplink_ips).await;
+        (poller, result)
+    })
+}
+
+/// The daemon's main loop. `reload` reads the configuration again on SIGHUP.
+pub async fn run<P: Provider + 'static>(
     config: Config,
     provider: P,
-    reload: impl Fn(&Config) -> Result<(Config, Option<P>), String>,
+    reload: impl Fn(&Config) -> Result<(Config, P), String>,
 ) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -380,7 +466,10 @@ pub async fn run<P: Provider>(
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
 
-    let mut agent = Agent::new(config, kernel, provider);
+    let mut agent = Agent::new(config, kernel);
+    // The poller is here between polls and inside `in_flight` during one.
+    let mut poller = Some(Poller::new(provider));
+    let mut in_flight: Option<InFlight<P>> = None;
     info!(
         "routed6d {} started: interface {}, prefix mode {:?}, poll every {}",
         env!("CARGO_PKG_VERSION"),
@@ -396,17 +485,28 @@ pub async fn run<P: Provider>(
 
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(next_poll) => {
-                let delay = agent.poll().await;
-                next_poll = Instant::now() + delay;
-                repair_at = None;
-                if !ready {
-                    // Never block boot on the provider: ready after the first poll,
-                    // good or bad, with the last good state kept.
-                    notify(&[sd_notify::NotifyState::Ready]);
-                    ready = true;
+            _ = tokio::time::sleep_until(next_poll), if poller.is_some() => {
+                let Some(idle) = poller.take() else { continue };
+                match agent.poll_input(&idle).await {
+                    Ok(ips) => in_flight = Some(start_poll(idle, agent.config.provider.clone(), ips)),
+                    Err(e) => {
+                        let host_id = idle.provider.host_id();
+                        poller = Some(idle);
+                        next_poll = Instant::now() + agent.finish_poll(Err(e), host_id).await;
+                        announce(&agent, &mut ready);
+                    }
                 }
-                notify(&[sd_notify::NotifyState::Status(&agent.summary())]);
+            }
+            (done, result) = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                let host_id = done.provider.host_id();
+                poller = Some(done);
+                next_poll = Instant::now() + agent.finish_poll(result, host_id).await;
+                if agent.failures == 0 {
+                    // The good answer was just reconciled: a pending repair is done.
+                    repair_at = None;
+                }
+                announce(&agent, &mut ready);
             }
             event = watch.next() => {
                 match event {
@@ -432,9 +532,9 @@ pub async fn run<P: Provider>(
                     Ok((config, provider)) => {
                         info!("configuration reloaded from {}", config.path.display());
                         agent.config = config;
-                        if let Some(provider) = provider {
-                            agent.provider = provider;
-                        }
+                        // A poll in flight asked under the old configuration: drop it.
+                        in_flight = None;
+                        poller = Some(Poller::new(provider));
                         next_poll = Instant::now();
                     }
                     Err(e) => error!("refusing the new configuration, keeping the running one: {e}"),

@@ -8,8 +8,7 @@ use ipnet::Ipv6Net;
 
 use crate::config::{Config, NextHopPolicy, PrefixMode};
 use crate::model::{
-    Address, Assignment, DesiredState, Link, Route, RouteKind, SysctlWant, TABLE_LOCAL,
-    TABLE_MAIN,
+    Address, Assignment, DesiredState, Link, Route, RouteKind, SysctlWant, TABLE_LOCAL, TABLE_MAIN,
 };
 
 /// The metric the kernel gives an IPv6 route when none is asked for (`ip -6 route`
@@ -77,7 +76,11 @@ pub fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> Desi
                 ifname: up.name.clone(),
                 no_prefix_route: false,
             };
-            if !state.addresses.iter().any(|a| a.ifindex == next_hop.ifindex && a.addr == next_hop.addr) {
+            if !state
+                .addresses
+                .iter()
+                .any(|a| a.ifindex == next_hop.ifindex && a.addr == next_hop.addr)
+            {
                 origins.insert(next_hop.to_string(), routed.origin.clone());
                 state.addresses.push(next_hop);
             }

@@ -17,22 +17,23 @@ pub fn init(prefer_journal: bool) {
         .and_then(|v| v.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
 
-    if prefer_journal && std::path::Path::new("/run/systemd/journal/socket").exists() {
-        if let Ok(journal) = tracing_journald::layer() {
-            // Changes are "info" to an operator: priority 6, not journald's default 5.
-            let mut priorities = tracing_journald::PriorityMappings::new();
-            priorities.info = tracing_journald::Priority::Informational;
-            priorities.debug = tracing_journald::Priority::Debug;
-            let journal = journal
-                .with_field_prefix(None)
-                .with_syslog_identifier("routed6d".into())
-                .with_priority_mappings(priorities);
-            tracing_subscriber::registry()
-                .with(level)
-                .with(journal)
-                .init();
-            return;
-        }
+    if prefer_journal
+        && std::path::Path::new("/run/systemd/journal/socket").exists()
+        && let Ok(journal) = tracing_journald::layer()
+    {
+        // Changes are "info" to an operator: priority 6, not journald's default 5.
+        let mut priorities = tracing_journald::PriorityMappings::new();
+        priorities.info = tracing_journald::Priority::Informational;
+        priorities.debug = tracing_journald::Priority::Debug;
+        let journal = journal
+            .with_field_prefix(None)
+            .with_syslog_identifier("routed6d".into())
+            .with_priority_mappings(priorities);
+        tracing_subscriber::registry()
+            .with(level)
+            .with(journal)
+            .init();
+        return;
     }
 
     let to_journal_stream = std::env::var_os("JOURNAL_STREAM").is_some();

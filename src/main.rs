@@ -78,7 +78,10 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run);
     routed6d::logging::init(matches!(command, Command::Run));
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("routed6d: cannot start the async runtime: {e}");

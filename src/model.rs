@@ -287,8 +287,14 @@ impl fmt::Display for Op {
             Op::AddRoute(r) => write!(f, "ip -6 route add {r}"),
             Op::ReplaceRoute(r) => write!(f, "ip -6 route replace {r}"),
             Op::DelRoute(r) => write!(f, "ip -6 route del {r}"),
-            Op::SetSysctl { key, value, was, .. } => {
-                write!(f, "sysctl -w {}={value}  # was {was}", key.replace('/', "."))
+            Op::SetSysctl {
+                key, value, was, ..
+            } => {
+                write!(
+                    f,
+                    "sysctl -w {}={value}  # was {was}",
+                    key.replace('/', ".")
+                )
             }
         }
     }

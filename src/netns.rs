@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
 
+use crate::sim::{SimHandle, SimState, SimVps};
+
 /// The router's address on the link to the VPS.
 pub const ROUTER_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 /// The VPS's own (primary) address on its uplink.
@@ -26,12 +28,11 @@ pub enum NetnsError {
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
     #[error("`{command}` could not start: {source}")]
-    Spawn {
-        command: String,
-        source: io::Error,
-    },
+    Spawn { command: String, source: io::Error },
     #[error("cannot enter network namespace {name}: {source}")]
     Enter { name: String, source: io::Error },
+    #[error("simulated provider: {source}")]
+    Sim { source: io::Error },
     #[error("ping {addr}: {source}")]
     Ping { addr: Ipv6Addr, source: io::Error },
 }
@@ -143,7 +144,15 @@ impl Testbed {
         let router = Namespace::create(&format!("r6d-rt-{tag}"))?;
         let vps = Namespace::create(&format!("r6d-vps-{tag}"))?;
         router.ip(&[
-            "link", "add", ROUTER_LINK, "type", "veth", "peer", "name", VPS_UPLINK, "netns",
+            "link",
+            "add",
+            ROUTER_LINK,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            VPS_UPLINK,
+            "netns",
             &vps.name,
         ])?;
         let router_cidr = format!("{ROUTER_ADDR}/64");
@@ -151,38 +160,163 @@ impl Testbed {
         let vps_cidr4 = format!("{VPS_ADDR4}/24");
         let router_gw = ROUTER_ADDR.to_string();
         // nodad: duplicate detection would hold the addresses tentative for a second.
-        router.ip(&["-6", "addr", "add", &router_cidr, "dev", ROUTER_LINK, "nodad"])?;
+        router.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &router_cidr,
+            "dev",
+            ROUTER_LINK,
+            "nodad",
+        ])?;
         router.ip(&["link", "set", ROUTER_LINK, "up"])?;
         vps.ip(&["-6", "addr", "add", &vps_cidr, "dev", VPS_UPLINK, "nodad"])?;
         vps.ip(&["addr", "add", &vps_cidr4, "dev", VPS_UPLINK])?;
         vps.ip(&["link", "set", VPS_UPLINK, "up"])?;
-        vps.ip(&["-6", "route", "add", "default", "via", &router_gw, "dev", VPS_UPLINK])?;
+        vps.ip(&[
+            "-6", "route", "add", "default", "via", &router_gw, "dev", VPS_UPLINK,
+        ])?;
         Ok(Testbed { router, vps })
     }
 
     /// What the provider's router does with a routed prefix: send it to the next hop.
     /// `None` withdraws the route.
-    pub fn route_prefix(&self, prefix: Ipv6Net, next_hop: Option<Ipv6Addr>) -> Result<(), NetnsError> {
-        let dst = prefix.to_string();
+    pub fn route_prefix(
+        &self,
+        prefix: Ipv6Net,
+        next_hop: Option<Ipv6Addr>,
+    ) -> Result<(), NetnsError> {
         match next_hop {
-            Some(hop) => {
-                let via = hop.to_string();
-                self.router
-                    .ip(&["-6", "route", "replace", &dst, "via", &via, "dev", ROUTER_LINK])
-                    .map(drop)
-            }
+            Some(hop) => router_route(&self.router.name, "replace", prefix, Some(hop)).map(drop),
             None => {
-                let _ = self.router.ip(&["-6", "route", "del", &dst]);
+                // Already gone is fine: the router's state is what is asked for.
+                let _ = router_route(&self.router.name, "del", prefix, None);
                 Ok(())
             }
         }
     }
 
     /// One ICMPv6 echo from the router to `addr`.
-    pub fn ping_from_router(&self, addr: Ipv6Addr, timeout: Duration) -> Result<Duration, NetnsError> {
+    pub fn ping_from_router(
+        &self,
+        addr: Ipv6Addr,
+        timeout: Duration,
+    ) -> Result<Duration, NetnsError> {
         self.router
             .enter(move || ping6(addr, timeout))?
             .map_err(|source| NetnsError::Ping { addr, source })
+    }
+}
+
+/// The simulated HostUp API serving on the VPS's loopback, from its own thread and
+/// runtime (callers may block while it answers), with the testbed's router following
+/// the allocation as the real provider's router does. Stops on drop.
+pub struct ProviderSim {
+    handle: SimHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProviderSim {
+    /// Serve `state` on 127.0.0.1 in the VPS namespace; route every active allocation's
+    /// prefix on the router via its next hop, now and whenever it changes.
+    pub fn start(testbed: &Testbed, state: SimState) -> Result<Self, NetnsError> {
+        let listener = testbed
+            .vps
+            .enter(|| std::net::TcpListener::bind("127.0.0.1:0"))?
+            .map_err(|source| NetnsError::Sim { source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| NetnsError::Sim { source })?;
+        let routes: Vec<(Ipv6Net, Ipv6Addr)> = state
+            .vpses
+            .values()
+            .filter_map(SimVps::active_route)
+            .collect();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let serve = async {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let handle = crate::sim::serve(listener, state).await?;
+                let _ = ready_tx.send(Ok(handle));
+                let _ = stop_rx.await;
+                io::Result::Ok(())
+            };
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| runtime.block_on(serve));
+            if let Err(e) = served {
+                let _ = ready_tx.send(Err(e));
+            }
+        });
+        let handle = ready_rx
+            .recv()
+            .map_err(|_| NetnsError::Sim {
+                source: io::Error::other("the simulation thread stopped"),
+            })?
+            .map_err(|source| NetnsError::Sim { source })?;
+        for (prefix, hop) in routes {
+            testbed.route_prefix(prefix, Some(hop))?;
+        }
+        let router = testbed.router.name.clone();
+        let routed = std::sync::Mutex::new(None::<Ipv6Net>);
+        handle.on_route_change(Box::new(move |change| {
+            let mut routed = routed.lock().unwrap_or_else(|p| p.into_inner());
+            let result = match change {
+                Some((prefix, hop)) => {
+                    *routed = Some(prefix);
+                    router_route(&router, "replace", prefix, Some(hop))
+                }
+                None => match routed.take() {
+                    Some(prefix) => router_route(&router, "del", prefix, None),
+                    None => Ok(String::new()),
+                },
+            };
+            if let Err(e) = result {
+                eprintln!("simulated provider could not program its router: {e}");
+            }
+        }));
+        Ok(ProviderSim {
+            handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// `ip -n <router> -6 route <verb> <prefix> [via <hop> dev rt0]`.
+fn router_route(
+    router: &str,
+    verb: &str,
+    prefix: Ipv6Net,
+    hop: Option<Ipv6Addr>,
+) -> Result<String, NetnsError> {
+    let dst = prefix.to_string();
+    let mut args = vec!["-n", router, "-6", "route", verb, &dst];
+    let via = hop.map(|h| h.to_string());
+    if let Some(via) = &via {
+        args.extend_from_slice(&["via", via, "dev", ROUTER_LINK]);
+    }
+    run("ip", &args)
+}
+
+impl std::ops::Deref for ProviderSim {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
+}
+
+impl Drop for ProviderSim {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -192,7 +326,13 @@ pub fn ping6(addr: Ipv6Addr, timeout: Duration) -> io::Result<Duration> {
     const ECHO_REQUEST: u8 = 128;
     const ECHO_REPLY: u8 = 129;
     // SAFETY: plain socket(2); the fd is owned right away.
-    let raw = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_ICMPV6) };
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_INET6,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_ICMPV6,
+        )
+    };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -227,7 +367,9 @@ pub fn ping6(addr: Ipv6Addr, timeout: Duration) -> io::Result<Duration> {
     }
     let mut reply = [0u8; 1500];
     loop {
-        let left = timeout.checked_sub(started.elapsed()).filter(|d| !d.is_zero());
+        let left = timeout
+            .checked_sub(started.elapsed())
+            .filter(|d| !d.is_zero());
         let Some(left) = left else {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no echo reply"));
         };
@@ -246,10 +388,20 @@ pub fn ping6(addr: Ipv6Addr, timeout: Duration) -> io::Result<Duration> {
             );
         }
         // SAFETY: reply is a valid buffer of its length.
-        let n = unsafe { libc::recv(socket.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
+        let n = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                reply.as_mut_ptr().cast(),
+                reply.len(),
+                0,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "no echo reply"));
             }
             if e.kind() == io::ErrorKind::Interrupted {
@@ -272,7 +424,10 @@ pub fn ping6(addr: Ipv6Addr, timeout: Duration) -> io::Result<Duration> {
             && reply[48] == ECHO_REQUEST
             && reply[52..54] == ident.to_be_bytes()
         {
-            return Err(io::Error::new(io::ErrorKind::HostUnreachable, "destination unreachable"));
+            return Err(io::Error::new(
+                io::ErrorKind::HostUnreachable,
+                "destination unreachable",
+            ));
         }
     }
 }

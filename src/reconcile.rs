@@ -70,8 +70,7 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, assignment: &Assignmen
     for conflict in &plan.conflicts {
         warn!(
             OP = "conflict",
-            "not touching {} (not routed6d's): wanted {}",
-            conflict.found, conflict.wanted
+            "not touching {} (not routed6d's): wanted {}", conflict.found, conflict.wanted
         );
     }
     for op in &plan.ops {
@@ -109,7 +108,12 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, assignment: &Assignmen
 
 fn op_sentence(op: &Op) -> String {
     match op {
-        Op::SetSysctl { key, value, was, why } => {
+        Op::SetSysctl {
+            key,
+            value,
+            was,
+            why,
+        } => {
             format!("set {}={value} (was {was}): {why}", key.replace('/', "."))
         }
         other => other.to_string(),

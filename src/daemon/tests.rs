@@ -1,9 +1,10 @@
 use super::*;
 use std::collections::VecDeque;
 
-
 use crate::kernel::fake::FakeKernel;
-use crate::model::{Address, ObservedAddress, ObservedRoute, Route, RouteKind, RoutedPrefix, TABLE_MAIN};
+use crate::model::{
+    Address, ObservedAddress, ObservedRoute, Route, RouteKind, RoutedPrefix, TABLE_MAIN,
+};
 use crate::provider::Release;
 
 const OURS: u8 = crate::model::DEFAULT_PROTOCOL;
@@ -64,7 +65,10 @@ fn status_error(status: u16, retry_after: Option<Duration>) -> ProviderError {
 }
 
 fn transport() -> ProviderError {
-    ProviderError::Transport { url: "http://sim/api".into(), message: "connection refused".into() }
+    ProviderError::Transport {
+        url: "http://sim/api".into(),
+        message: "connection refused".into(),
+    }
 }
 
 fn invalid() -> ProviderError {
@@ -75,14 +79,46 @@ fn invalid() -> ProviderError {
     }
 }
 
-fn agent(extra: &str, script: Scripted) -> Agent<FakeKernel, Scripted> {
+/// An agent and its poller, polled together as the daemon does.
+struct Rig {
+    agent: Agent<FakeKernel>,
+    poller: Poller<Scripted>,
+}
+
+impl Rig {
+    async fn poll(&mut self) -> Duration {
+        self.agent.poll(&mut self.poller).await
+    }
+}
+
+impl std::ops::Deref for Rig {
+    type Target = Agent<FakeKernel>;
+    fn deref(&self) -> &Self::Target {
+        &self.agent
+    }
+}
+
+impl std::ops::DerefMut for Rig {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.agent
+    }
+}
+
+fn agent(extra: &str, script: Scripted) -> Rig {
     let mut config = crate::desired::tests::config(extra);
-    config.daemon.status_file = std::env::temp_dir().join(format!("routed6d-test-{}.json", rand::random::<u64>()));
-    Agent::new(config, FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)]), script)
+    config.daemon.status_file =
+        std::env::temp_dir().join(format!("routed6d-test-{}.json", rand::random::<u64>()));
+    Rig {
+        agent: Agent::new(config, FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)])),
+        poller: Poller::new(script),
+    }
 }
 
 fn script(answers: Vec<Result<Assignment, ProviderError>>) -> Scripted {
-    Scripted { answers: answers.into(), ..Scripted::default() }
+    Scripted {
+        answers: answers.into(),
+        ..Scripted::default()
+    }
 }
 
 const FIRST: [&str; 3] = [
@@ -93,7 +129,13 @@ const FIRST: [&str; 3] = [
 
 #[tokio::test]
 async fn a_good_answer_is_programmed_and_a_steady_state_costs_no_writes() {
-    let mut a = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
     a.poll().await;
     assert_eq!(a.kernel.owned(), FIRST);
     assert_eq!(a.kernel.writes.len(), 3);
@@ -101,9 +143,12 @@ async fn a_good_answer_is_programmed_and_a_steady_state_costs_no_writes() {
     for _ in 0..5 {
         a.poll().await;
     }
-    assert_eq!(a.kernel.requests, requests, "no netlink writes in a steady state");
+    assert_eq!(
+        a.kernel.requests, requests,
+        "no netlink writes in a steady state"
+    );
     assert_eq!(a.kernel.dumps, dumps + 5, "one dump per poll");
-    assert_eq!(a.provider.fetches, 6, "one GET per poll");
+    assert_eq!(a.poller.provider.fetches, 6, "one GET per poll");
 }
 
 #[tokio::test]
@@ -129,8 +174,17 @@ async fn every_kind_of_api_failure_keeps_the_last_good_state() {
     let mut delays = Vec::new();
     for _ in 0..7 {
         delays.push(a.poll().await);
-        assert_eq!(a.kernel.owned(), programmed, "state kept after {:?}", a.last_error);
-        assert_eq!(a.kernel.writes.len(), writes, "nothing written during failures");
+        assert_eq!(
+            a.kernel.owned(),
+            programmed,
+            "state kept after {:?}",
+            a.last_error
+        );
+        assert_eq!(
+            a.kernel.writes.len(),
+            writes,
+            "nothing written during failures"
+        );
         assert!(a.last_error.is_some());
     }
     assert_eq!(a.failures, 7);
@@ -148,7 +202,10 @@ async fn every_kind_of_api_failure_keeps_the_last_good_state() {
 
 #[tokio::test]
 async fn failures_before_any_good_answer_leave_an_earlier_process_state_alone() {
-    let mut a = agent("", script(vec![Err(transport()), Err(status_error(502, None))]));
+    let mut a = agent(
+        "",
+        script(vec![Err(transport()), Err(status_error(502, None))]),
+    );
     // What a previous routed6d left behind.
     a.kernel.state.addresses.push(ObservedAddress {
         address: Address {
@@ -162,7 +219,10 @@ async fn failures_before_any_good_answer_leave_an_earlier_process_state_alone() 
     });
     a.poll().await;
     a.poll().await;
-    assert!(a.repair().await.is_none(), "no repair without a good answer");
+    assert!(
+        a.repair().await.is_none(),
+        "no repair without a good answer"
+    );
     assert_eq!(a.kernel.requests, 0);
     assert_eq!(a.kernel.owned(), ["addr 2001:db8:42:100::1/128 dev lo"]);
 }
@@ -205,7 +265,10 @@ async fn a_next_hop_change_adds_the_new_one_then_removes_the_old() {
     a.poll().await;
     let before = a.kernel.writes.len();
     a.poll().await;
-    let changes: Vec<String> = a.kernel.writes[before..].iter().map(|o| o.to_string()).collect();
+    let changes: Vec<String> = a.kernel.writes[before..]
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
     assert_eq!(
         changes,
         [
@@ -223,49 +286,90 @@ async fn a_stale_next_hop_is_refreshed_once_when_auto() {
     fresh.suggested_next_hop = Some("2001:db8:42::9".parse().expect("a"));
     let mut a = agent(
         "",
-        Scripted { steady: Some(stale.clone()), refresh_answer: Some(fresh), ..Scripted::default() },
+        Scripted {
+            steady: Some(stale.clone()),
+            refresh_answer: Some(fresh),
+            ..Scripted::default()
+        },
     );
     a.poll().await;
-    assert_eq!(a.provider.refreshes, 1);
-    assert!(a.kernel.owned().contains(&"addr 2001:db8:42::9/128 dev eth0".to_string()));
+    assert_eq!(a.poller.provider.refreshes, 1);
+    assert!(
+        a.kernel
+            .owned()
+            .contains(&"addr 2001:db8:42::9/128 dev eth0".to_string())
+    );
     // The provider keeps answering stale (say refresh could not help): no refresh storm.
     a.poll().await;
     a.poll().await;
-    assert_eq!(a.provider.refreshes, 1);
+    assert_eq!(a.poller.provider.refreshes, 1);
 
-    let mut never = agent("", Scripted { steady: Some(stale), ..Scripted::default() });
+    let mut never = agent(
+        "",
+        Scripted {
+            steady: Some(stale),
+            ..Scripted::default()
+        },
+    );
     never.config.provider.refresh_next_hop = RefreshNextHop::Never;
     never.poll().await;
-    assert_eq!(never.provider.refreshes, 0);
+    assert_eq!(never.poller.provider.refreshes, 0);
 }
 
 #[tokio::test]
 async fn allocate_is_asked_once_when_configured() {
-    let mut a = agent("", Scripted { steady: Some(Assignment::default()), ..Scripted::default() });
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(Assignment::default()),
+            ..Scripted::default()
+        },
+    );
     a.config.provider.allocate = true;
     a.poll().await;
-    assert_eq!(a.provider.allocations, 1);
+    assert_eq!(a.poller.provider.allocations, 1);
     assert_eq!(a.kernel.owned(), FIRST);
-    let mut off = agent("", Scripted { steady: Some(Assignment::default()), ..Scripted::default() });
+    let mut off = agent(
+        "",
+        Scripted {
+            steady: Some(Assignment::default()),
+            ..Scripted::default()
+        },
+    );
     off.poll().await;
-    assert_eq!(off.provider.allocations, 0);
+    assert_eq!(off.poller.provider.allocations, 0);
 }
 
 #[tokio::test]
 async fn drift_is_repaired_without_asking_the_provider() {
-    let mut a = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
     a.poll().await;
-    a.kernel.state.addresses.retain(|o| o.address.ifname != "lo");
+    a.kernel
+        .state
+        .addresses
+        .retain(|o| o.address.ifname != "lo");
     a.kernel.state.routes.clear();
     let outcome = a.repair().await.expect("repaired");
     assert_eq!(outcome.applied, 2);
     assert_eq!(a.kernel.owned(), FIRST);
-    assert_eq!(a.provider.fetches, 1, "repair does not call the API");
+    assert_eq!(a.poller.provider.fetches, 1, "repair does not call the API");
 }
 
 #[tokio::test]
 async fn a_restart_adopts_without_duplicates_and_drops_what_is_stale() {
-    let mut first = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    let mut first = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
     first.poll().await;
     let mut left_behind = first.kernel.state.clone();
     // An object of an older configuration, also owned.
@@ -280,23 +384,44 @@ async fn a_restart_adopts_without_duplicates_and_drops_what_is_stale() {
         },
         protocol: OURS,
     });
-    let mut second = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    let mut second = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
     second.kernel.state = left_behind;
     second.poll().await;
     let ops: Vec<String> = second.kernel.writes.iter().map(|o| o.to_string()).collect();
-    assert_eq!(ops, ["ip -6 route del unreachable 2001:db8:77::/64 metric 2147483647"]);
+    assert_eq!(
+        ops,
+        ["ip -6 route del unreachable 2001:db8:77::/64 metric 2147483647"]
+    );
     assert_eq!(second.kernel.owned(), FIRST);
 }
 
 #[tokio::test]
 async fn stop_keeps_or_withdraws_per_config() {
     let good = routed("2001:db8:42:100::/64", "2001:db8:42::1");
-    let mut keep = agent("", Scripted { steady: Some(good.clone()), ..Scripted::default() });
+    let mut keep = agent(
+        "",
+        Scripted {
+            steady: Some(good.clone()),
+            ..Scripted::default()
+        },
+    );
     keep.poll().await;
     keep.stop().await;
     assert_eq!(keep.kernel.owned(), FIRST);
 
-    let mut withdraw = agent("[daemon]\non_stop = \"withdraw\"\n", Scripted { steady: Some(good), ..Scripted::default() });
+    let mut withdraw = agent(
+        "[daemon]\non_stop = \"withdraw\"\n",
+        Scripted {
+            steady: Some(good),
+            ..Scripted::default()
+        },
+    );
     withdraw.poll().await;
     withdraw.stop().await;
     assert!(withdraw.kernel.owned().is_empty());
@@ -304,35 +429,68 @@ async fn stop_keeps_or_withdraws_per_config() {
 
 #[tokio::test]
 async fn a_failed_op_does_not_stop_the_others_and_is_retried() {
-    let mut a = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
     a.kernel.failures.push_back("Permission denied".into());
     let outcome = {
         a.poll().await;
         a.repair().await.expect("second pass")
     };
-    assert_eq!(outcome.applied, 1, "the failed op is retried on the next pass");
+    assert_eq!(
+        outcome.applied, 1,
+        "the failed op is retried on the next pass"
+    );
     assert_eq!(a.kernel.owned(), FIRST);
 }
 
 #[tokio::test]
 async fn an_unreadable_kernel_changes_nothing() {
-    let mut a = agent("", Scripted { steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")), ..Scripted::default() });
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
     a.kernel.dump_error = Some("ENOBUFS".into());
     a.poll().await;
     assert_eq!(a.kernel.requests, 0);
-    assert!(a.last_error.as_deref().is_some_and(|e| e.contains("ENOBUFS")));
+    assert!(
+        a.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("ENOBUFS"))
+    );
 }
 
 #[tokio::test]
 async fn the_status_file_tells_the_last_poll_and_error() {
-    let mut a = agent("", script(vec![Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")), Err(status_error(503, None))]));
+    let mut a = agent(
+        "",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            Err(status_error(503, None)),
+        ]),
+    );
     a.poll().await;
     a.poll().await;
     let status = read_status(&a.config.daemon.status_file).expect("status file");
     assert_eq!(status.prefixes, ["2001:db8:42:100::/64 (ripv6_1)"]);
     assert_eq!(status.consecutive_failures, 1);
-    assert!(status.last_error.as_deref().is_some_and(|e| e.contains("HTTP 503") && e.contains("requestId=req_1")));
-    assert!(a.summary().contains("2001:db8:42:100::/64 via 2001:db8:42::1; last poll failed"));
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("HTTP 503") && e.contains("requestId=req_1"))
+    );
+    assert!(
+        a.summary()
+            .contains("2001:db8:42:100::/64 via 2001:db8:42::1; last poll failed")
+    );
     let _ = std::fs::remove_file(&a.config.daemon.status_file);
 }
 
@@ -343,10 +501,20 @@ fn poll_delays_are_jittered_and_backoff_is_capped() {
     assert_eq!(next_delay(minute, 0, None, 1.0), Duration::from_secs(66));
     assert_eq!(next_delay(minute, 1, None, 1.0), Duration::from_secs(1));
     assert_eq!(next_delay(minute, 3, None, 1.0), Duration::from_secs(4));
-    assert_eq!(next_delay(minute, 30, None, 1.0), minute, "capped at the poll interval");
+    assert_eq!(
+        next_delay(minute, 30, None, 1.0),
+        minute,
+        "capped at the poll interval"
+    );
     assert_eq!(next_delay(minute, 30, None, 0.0), minute / 2);
-    assert_eq!(next_delay(minute, 1, Some(Duration::from_secs(90)), 0.0), Duration::from_secs(90));
-    assert_eq!(next_delay(minute, 1, Some(Duration::from_secs(86400)), 0.0), RETRY_AFTER_MAX);
+    assert_eq!(
+        next_delay(minute, 1, Some(Duration::from_secs(90)), 0.0),
+        Duration::from_secs(90)
+    );
+    assert_eq!(
+        next_delay(minute, 1, Some(Duration::from_secs(86400)), 0.0),
+        RETRY_AFTER_MAX
+    );
 }
 
 #[test]
@@ -356,21 +524,68 @@ fn only_events_touching_owned_state_are_relevant() {
         &config,
         &routed("2001:db8:42:100::/64", "2001:db8:42::1"),
         &[
-            crate::model::Link { index: 1, name: "lo".into(), up: true },
-            crate::model::Link { index: 2, name: "eth0".into(), up: true },
+            crate::model::Link {
+                index: 1,
+                name: "lo".into(),
+                up: true,
+            },
+            crate::model::Link {
+                index: 2,
+                name: "eth0".into(),
+                up: true,
+            },
         ],
     );
     let ip = |s: &str| s.parse().expect("ip");
     let relevant = |e: KernelEvent| is_relevant(&e, &desired, &config);
     assert!(relevant(KernelEvent::Resync));
-    assert!(relevant(KernelEvent::Link { index: 9, name: "eth0".into(), up: true, removed: false }));
-    assert!(!relevant(KernelEvent::Link { index: 9, name: "veth7".into(), up: true, removed: false }));
-    assert!(relevant(KernelEvent::Address { ifindex: 1, addr: ip("2001:db8:42:100::1"), protocol: OURS, removed: true }));
+    assert!(relevant(KernelEvent::Link {
+        index: 9,
+        name: "eth0".into(),
+        up: true,
+        removed: false
+    }));
+    assert!(!relevant(KernelEvent::Link {
+        index: 9,
+        name: "veth7".into(),
+        up: true,
+        removed: false
+    }));
+    assert!(relevant(KernelEvent::Address {
+        ifindex: 1,
+        addr: ip("2001:db8:42:100::1"),
+        protocol: OURS,
+        removed: true
+    }));
     // A foreign next hop going away matters: routed6d must add its own.
-    assert!(relevant(KernelEvent::Address { ifindex: 2, addr: ip("2001:db8:42::1"), protocol: 0, removed: true }));
-    assert!(!relevant(KernelEvent::Address { ifindex: 2, addr: ip("2001:db8:5::1"), protocol: 0, removed: true }));
-    assert!(relevant(KernelEvent::Route { dst: "2001:db8:42:100::/64".parse().expect("n"), table: 254, protocol: 4, removed: false }));
-    assert!(!relevant(KernelEvent::Route { dst: "2001:db8:5::/64".parse().expect("n"), table: 254, protocol: 4, removed: true }));
-    assert!(relevant(KernelEvent::Route { dst: "2001:db8:5::/64".parse().expect("n"), table: 254, protocol: OURS, removed: true }));
-
+    assert!(relevant(KernelEvent::Address {
+        ifindex: 2,
+        addr: ip("2001:db8:42::1"),
+        protocol: 0,
+        removed: true
+    }));
+    assert!(!relevant(KernelEvent::Address {
+        ifindex: 2,
+        addr: ip("2001:db8:5::1"),
+        protocol: 0,
+        removed: true
+    }));
+    assert!(relevant(KernelEvent::Route {
+        dst: "2001:db8:42:100::/64".parse().expect("n"),
+        table: 254,
+        protocol: 4,
+        removed: false
+    }));
+    assert!(!relevant(KernelEvent::Route {
+        dst: "2001:db8:5::/64".parse().expect("n"),
+        table: 254,
+        protocol: 4,
+        removed: true
+    }));
+    assert!(relevant(KernelEvent::Route {
+        dst: "2001:db8:5::/64".parse().expect("n"),
+        table: 254,
+        protocol: OURS,
+        removed: true
+    }));
 }

@@ -19,7 +19,11 @@ pub(crate) fn config(extra: &str) -> Config {
 fn links() -> Vec<Link> {
     [("lo", 1), ("eth0", 2), ("br0", 3)]
         .iter()
-        .map(|(n, i)| Link { index: *i, name: n.to_string(), up: true })
+        .map(|(n, i)| Link {
+            index: *i,
+            name: n.to_string(),
+            up: true,
+        })
         .collect()
 }
 
@@ -40,7 +44,12 @@ fn lines(state: &DesiredState) -> Vec<String> {
         .iter()
         .map(|a| format!("addr {a}"))
         .chain(state.routes.iter().map(|r| format!("route {r}")))
-        .chain(state.sysctls.iter().map(|s| format!("sysctl {}={} if {:?}", s.key, s.value, s.only_from)))
+        .chain(
+            state
+                .sysctls
+                .iter()
+                .map(|s| format!("sysctl {}={} if {:?}", s.key, s.value, s.only_from)),
+        )
         .collect()
 }
 
@@ -60,7 +69,13 @@ fn addresses_mode() {
             "route unreachable 2001:db8:42:100::/64 metric 2147483647",
         ]
     );
-    assert_eq!(state.origins.get("2001:db8:42:100::1/128 dev lo").map(String::as_str), Some("ripv6_1"));
+    assert_eq!(
+        state
+            .origins
+            .get("2001:db8:42:100::1/128 dev lo")
+            .map(String::as_str),
+        Some("ripv6_1")
+    );
     assert!(state.missing_interfaces.is_empty());
 }
 
@@ -99,8 +114,13 @@ fn delegate_mode_routes_on_and_sets_sysctls_accept_ra_first() {
         ]
     );
     assert_eq!(
-        sysctl_keys(&config("[prefix]\nmode = \"delegate\"\ninterface = \"br0\"\n")),
-        ["net/ipv6/conf/eth0/accept_ra", "net/ipv6/conf/all/forwarding"]
+        sysctl_keys(&config(
+            "[prefix]\nmode = \"delegate\"\ninterface = \"br0\"\n"
+        )),
+        [
+            "net/ipv6/conf/eth0/accept_ra",
+            "net/ipv6/conf/all/forwarding"
+        ]
     );
 }
 
@@ -111,7 +131,11 @@ fn check_policy_never_adds_the_next_hop() {
         &assignment("2001:db8:42:100::/64", "2001:db8:42::1"),
         &links(),
     );
-    assert!(state.addresses.iter().all(|a| a.ifname != "eth0"), "{:?}", lines(&state));
+    assert!(
+        state.addresses.iter().all(|a| a.ifname != "eth0"),
+        "{:?}",
+        lines(&state)
+    );
 }
 
 #[test]
@@ -123,12 +147,19 @@ fn nothing_routed_means_nothing_desired() {
         &Assignment::default(),
         &links(),
     );
-    assert!(state.sysctls.is_empty(), "no sysctl change without a prefix");
+    assert!(
+        state.sysctls.is_empty(),
+        "no sysctl change without a prefix"
+    );
 }
 
 #[test]
 fn missing_interfaces_are_reported_and_skipped() {
-    let only_lo = vec![Link { index: 1, name: "lo".into(), up: true }];
+    let only_lo = vec![Link {
+        index: 1,
+        name: "lo".into(),
+        up: true,
+    }];
     let state = compute(
         &config(""),
         &assignment("2001:db8:42:100::/64", "2001:db8:42::1"),
@@ -153,16 +184,32 @@ fn several_prefixes_share_one_next_hop_address() {
         origin: "ripv6rt_2".into(),
     });
     let state = compute(&config(""), &two, &links());
-    assert_eq!(state.addresses.iter().filter(|a| a.ifname == "eth0").count(), 1);
+    assert_eq!(
+        state
+            .addresses
+            .iter()
+            .filter(|a| a.ifname == "eth0")
+            .count(),
+        1
+    );
     assert_eq!(state.routes.len(), 2);
 }
 
 #[test]
 fn host_parts_are_placed_inside_the_prefix() {
     let p: Ipv6Net = "2001:db8:42:100::/56".parse().expect("net");
-    assert_eq!(place_host(p, "::1".parse().expect("a")), "2001:db8:42:100::1".parse::<Ipv6Addr>().expect("a"));
+    assert_eq!(
+        place_host(p, "::1".parse().expect("a")),
+        "2001:db8:42:100::1".parse::<Ipv6Addr>().expect("a")
+    );
     // Bits above the prefix length in a host part are dropped, never leak outside.
-    assert_eq!(place_host(p, "ffff::1".parse().expect("a")), "2001:db8:42:100::1".parse::<Ipv6Addr>().expect("a"));
+    assert_eq!(
+        place_host(p, "ffff::1".parse().expect("a")),
+        "2001:db8:42:100::1".parse::<Ipv6Addr>().expect("a")
+    );
     let p48: Ipv6Net = "2001:db8:42::/48".parse().expect("net");
-    assert_eq!(place_host(p48, "0:0:0:7::1".parse().expect("a")), "2001:db8:42:7::1".parse::<Ipv6Addr>().expect("a"));
+    assert_eq!(
+        place_host(p48, "0:0:0:7::1".parse().expect("a")),
+        "2001:db8:42:7::1".parse::<Ipv6Addr>().expect("a")
+    );
 }

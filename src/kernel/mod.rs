@@ -28,10 +28,7 @@ pub enum KernelError {
         hint: String,
     },
     #[error("sysctl {key}: {source}")]
-    Sysctl {
-        key: String,
-        source: std::io::Error,
-    },
+    Sysctl { key: String, source: std::io::Error },
 }
 
 /// What the daemon needs from the kernel.

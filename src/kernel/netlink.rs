@@ -1,11 +1,714 @@
-//! (placeholder until the netlink branch lands)
-use std::net::IpAddr;
+//! The real kernel behind `Kernel`: one rtnetlink connection that dumps links, IPv6
+//! addresses and the IPv6 routes of tables main and local, and applies each `Op` as
+//! one idempotent request, stamped with routed6d's protocol number.
+//!
+//! Messages are built by hand (not with rtnetlink's request builders) because every
+//! flag matters here: NLM_F_EXCL vs NLM_F_REPLACE, the protocol on deletes, IFA_PROTO.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv6Addr};
+
+use futures_util::StreamExt;
+use ipnet::Ipv6Net;
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
+    AddressScope,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::Handle;
+use tokio::task::JoinHandle;
+
 use crate::kernel::{Kernel, KernelError};
-use crate::model::{ObservedState, Op};
-pub struct NetlinkKernel;
-impl NetlinkKernel { pub fn new(_protocol: u8) -> Result<Self, KernelError> { todo!() } }
+use crate::model::{
+    Address, Link, ObservedAddress, ObservedRoute, ObservedState, Op, Route, RouteKind,
+    TABLE_LOCAL, TABLE_MAIN,
+};
+
+/// How often `observe` redoes a dump the kernel flagged as interrupted (NLM_F_DUMP_INTR:
+/// the table changed while it was being dumped) before giving up.
+const DUMP_ATTEMPTS: usize = 5;
+
+/// The rtnetlink connection and the protocol number routed6d owns.
+pub struct NetlinkKernel {
+    handle: Handle,
+    /// The task driving the connection; it ends when the socket fails.
+    driver: JoinHandle<()>,
+    protocol: u8,
+}
+
+/// One request's outcome below the `Kernel` API: the errno is in `raw_os_error()`.
+type NlResult<T> = Result<T, io::Error>;
+
+impl NetlinkKernel {
+    /// Open the rtnetlink connection and spawn its driver on the current tokio runtime
+    /// (current_thread is fine). The socket lives in the network namespace of the
+    /// calling thread.
+    pub fn new(protocol: u8) -> Result<Self, KernelError> {
+        let (handle, driver) = connect()?;
+        Ok(Self {
+            handle,
+            driver,
+            protocol,
+        })
+    }
+
+    /// The protocol number stamped on routes (rtm_protocol) and addresses (IFA_PROTO).
+    pub fn protocol(&self) -> u8 {
+        self.protocol
+    }
+
+    /// Send one request that expects an ACK (or an error) and nothing else.
+    async fn ack(&mut self, message: RouteNetlinkMessage, flags: u16) -> NlResult<()> {
+        let mut request = NetlinkMessage::from(message);
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        let mut responses = self.request(request)?;
+        while let Some(response) = responses.next().await {
+            if let NetlinkPayload::Error(e) = response.payload {
+                return match e.code {
+                    Some(_) => Err(e.to_io()),
+                    None => Ok(()),
+                };
+            }
+        }
+        // The connection forwards ACKs (see `connect`), so a stream that ends without
+        // one means the connection died with the request in flight.
+        Err(connection_lost())
+    }
+
+    /// Run one dump, handing each message to `each`. Returns false when the kernel
+    /// flagged the dump as interrupted (inconsistent): the caller redoes it.
+    async fn dump(
+        &mut self,
+        message: RouteNetlinkMessage,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> NlResult<bool> {
+        let mut request = NetlinkMessage::from(message);
+        request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        let mut responses = self.request(request)?;
+        let mut consistent = true;
+        while let Some(response) = responses.next().await {
+            if response.header.flags & NLM_F_DUMP_INTR != 0 {
+                consistent = false;
+            }
+            match response.payload {
+                NetlinkPayload::InnerMessage(inner) => each(inner),
+                // The connection forwards NLMSG_DONE (see `connect`): seeing it is how
+                // a complete dump is told from one cut short by a dying connection.
+                // A dump that fails after it started (e.g. strict checking rejecting
+                // the request) ends with NLMSG_DONE carrying the negative errno.
+                NetlinkPayload::Done(done) if done.code < 0 => {
+                    return Err(io::Error::from_raw_os_error(-done.code));
+                }
+                NetlinkPayload::Done(_) => return Ok(consistent),
+                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                NetlinkPayload::Overrun(_) => consistent = false,
+                _ => {}
+            }
+        }
+        Err(connection_lost())
+    }
+
+    /// Hand a request to the connection, first reconnecting if its driver has ended
+    /// (socket error): one broken socket must not wedge the daemon for good.
+    fn request(
+        &mut self,
+        request: NetlinkMessage<RouteNetlinkMessage>,
+    ) -> NlResult<impl futures_util::Stream<Item = NetlinkMessage<RouteNetlinkMessage>> + use<>>
+    {
+        if self.driver.is_finished() {
+            (self.handle, self.driver) = connect().map_err(|e| match e {
+                KernelError::Socket(e) => e,
+                other => io::Error::other(other.to_string()),
+            })?;
+        }
+        self.handle.request(request).map_err(|_| connection_lost())
+    }
+
+    async fn dump_links(&mut self) -> NlResult<Option<Vec<Link>>> {
+        let mut links = Vec::new();
+        let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        let consistent = self
+            .dump(request, |message| {
+                if let RouteNetlinkMessage::NewLink(link) = message {
+                    links.push(link_of(&link));
+                }
+            })
+            .await?;
+        Ok(consistent.then_some(links))
+    }
+
+    async fn dump_addresses(
+        &mut self,
+        names: &HashMap<u32, &str>,
+    ) -> NlResult<Option<Vec<ObservedAddress>>> {
+        let mut addresses = Vec::new();
+        let mut request = AddressMessage::default();
+        request.header.family = AddressFamily::Inet6;
+        let consistent = self
+            .dump(RouteNetlinkMessage::GetAddress(request), |message| {
+                if let RouteNetlinkMessage::NewAddress(address) = message
+                    && let Some(observed) = observed_address(&address, names)
+                {
+                    addresses.push(observed);
+                }
+            })
+            .await?;
+        Ok(consistent.then_some(addresses))
+    }
+
+    /// Routes of one table. With NETLINK_GET_STRICT_CHK the kernel filters the dump by
+    /// family and table itself, so a full BGP table elsewhere costs nothing here.
+    async fn dump_routes(
+        &mut self,
+        table: u32,
+        names: &HashMap<u32, &str>,
+        routes: &mut Vec<ObservedRoute>,
+    ) -> NlResult<bool> {
+        let mut request = RouteMessage::default();
+        request.header.address_family = AddressFamily::Inet6;
+        set_table(&mut request, table);
+        // Strict checking rejects a dump request with a non-zero scope, and the
+        // default header says "unspec" for protocol and type: no filter on those,
+        // because foreign routes in our slots must be seen.
+        request.header.scope = RouteScope::Universe;
+        request.header.protocol = RouteProtocol::Unspec;
+        request.header.kind = RouteType::Unspec;
+        self.dump(RouteNetlinkMessage::GetRoute(request), |message| {
+            if let RouteNetlinkMessage::NewRoute(route) = message
+                && let Some(observed) = observed_route(&route, names)
+                // Kernels without strict checking ignore the filter.
+                && (observed.route.table == table)
+            {
+                routes.push(observed);
+            }
+        })
+        .await
+    }
+
+    /// One consistent dump of links, addresses and routes, or None when the kernel
+    /// flagged one of them as interrupted.
+    async fn observe_once(&mut self) -> Result<Option<ObservedState>, KernelError> {
+        let dump_error = |what: &'static str| {
+            move |e: io::Error| KernelError::Dump {
+                what,
+                message: e.to_string(),
+            }
+        };
+        let Some(links) = self.dump_links().await.map_err(dump_error("links"))? else {
+            return Ok(None);
+        };
+        let names: HashMap<u32, &str> = links.iter().map(|l| (l.index, l.name.as_str())).collect();
+        let Some(addresses) = self
+            .dump_addresses(&names)
+            .await
+            .map_err(dump_error("IPv6 addresses"))?
+        else {
+            return Ok(None);
+        };
+        let mut routes = Vec::new();
+        for table in [TABLE_MAIN, TABLE_LOCAL] {
+            let consistent = self
+                .dump_routes(table, &names, &mut routes)
+                .await
+                .map_err(dump_error("IPv6 routes"))?;
+            if !consistent {
+                return Ok(None);
+            }
+        }
+        Ok(Some(ObservedState {
+            links,
+            addresses,
+            routes,
+            sysctls: BTreeMap::new(),
+        }))
+    }
+
+    fn address_message(&self, address: &Address, add: bool) -> AddressMessage {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet6;
+        message.header.prefix_len = address.prefix_len;
+        message.header.index = address.ifindex;
+        message.header.scope = AddressScope::Universe;
+        let addr = IpAddr::V6(address.addr);
+        // Like iproute2: IFA_LOCAL and IFA_ADDRESS equal means "no peer".
+        message.attributes.push(AddressAttribute::Local(addr));
+        message.attributes.push(AddressAttribute::Address(addr));
+        if add {
+            // NODAD: the provider routes the prefix here, nobody else may hold the
+            // address, and a tentative address cannot be used for a second or two.
+            let mut flags = AddressFlags::Nodad;
+            if address.no_prefix_route {
+                flags |= AddressFlags::Noprefixroute;
+            }
+            // The header's u8 carries the low flags for old kernels; IFA_FLAGS (u32)
+            // is needed for NOPREFIXROUTE (0x200).
+            message.header.flags = AddressHeaderFlags::Nodad;
+            message.attributes.push(AddressAttribute::Flags(flags));
+            // IFA_PROTO (Linux 6.0+); older kernels ignore the attribute.
+            message
+                .attributes
+                .push(AddressAttribute::Protocol(AddressProtocol::from(
+                    self.protocol,
+                )));
+        }
+        message
+    }
+
+    fn route_message(&self, route: &Route) -> RouteMessage {
+        let mut message = RouteMessage::default();
+        let header = &mut message.header;
+        header.address_family = AddressFamily::Inet6;
+        header.destination_prefix_length = route.dst.prefix_len();
+        header.protocol = RouteProtocol::from(self.protocol);
+        (header.kind, header.scope) = match route.kind {
+            RouteKind::Unicast => (RouteType::Unicast, RouteScope::Universe),
+            // `ip route add local` uses scope host; the kernel does not check it for
+            // IPv6, but dumps and `ip` then agree.
+            RouteKind::Local => (RouteType::Local, RouteScope::Host),
+            RouteKind::Unreachable => (RouteType::Unreachable, RouteScope::Universe),
+        };
+        set_table(&mut message, route.table);
+        message
+            .attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet6(
+                // The kernel masks host bits off IPv6 destinations anyway.
+                route.dst.network(),
+            )));
+        // Metric 0 means "the default" (1024) on add and "any metric" on delete.
+        message
+            .attributes
+            .push(RouteAttribute::Priority(route.metric));
+        if let Some(index) = route.ifindex {
+            message.attributes.push(RouteAttribute::Oif(index));
+        }
+        message
+    }
+
+    async fn interface_index(&mut self, name: &str) -> NlResult<Option<u32>> {
+        // The kernel answers EINVAL, not ENODEV, for a name no interface can have.
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+            return Ok(None);
+        }
+        let mut message = LinkMessage::default();
+        message
+            .attributes
+            .push(LinkAttribute::IfName(name.to_string()));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetLink(message));
+        request.header.flags = NLM_F_REQUEST;
+        let mut responses = self.request(request)?;
+        while let Some(response) = responses.next().await {
+            match response.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                    return Ok(Some(link.header.index));
+                }
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        Some(_) => {
+                            let e = e.to_io();
+                            if e.raw_os_error() == Some(libc::ENODEV) {
+                                Ok(None)
+                            } else {
+                                Err(e)
+                            }
+                        }
+                        None => Ok(None),
+                    };
+                }
+                _ => {}
+            }
+        }
+        Err(connection_lost())
+    }
+
+    async fn global_addresses(
+        &mut self,
+        index: u32,
+        family: AddressFamily,
+        into: &mut Vec<IpAddr>,
+    ) -> NlResult<()> {
+        let mut request = AddressMessage::default();
+        request.header.family = family;
+        // Strict checking lets the kernel filter by interface.
+        request.header.index = index;
+        self.dump(RouteNetlinkMessage::GetAddress(request), |message| {
+            let RouteNetlinkMessage::NewAddress(address) = message else {
+                return;
+            };
+            if address.header.index != index || address.header.scope != AddressScope::Universe {
+                return;
+            }
+            let flags = address_flags(&address);
+            // Secondary is also IPv6's "temporary" (privacy) flag.
+            if flags.intersects(
+                AddressFlags::Secondary | AddressFlags::Deprecated | AddressFlags::Dadfailed,
+            ) {
+                return;
+            }
+            if let Some(addr) = local_address(&address) {
+                into.push(addr);
+            }
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
 impl Kernel for NetlinkKernel {
-    async fn observe(&mut self, _k: &[String]) -> Result<ObservedState, KernelError> { todo!() }
-    async fn apply_op(&mut self, _op: &Op) -> Result<(), KernelError> { todo!() }
-    async fn interface_addresses(&mut self, _n: &str) -> Result<Vec<IpAddr>, KernelError> { todo!() }
+    async fn observe(&mut self, sysctl_keys: &[String]) -> Result<ObservedState, KernelError> {
+        let mut attempt = 0;
+        let mut state = loop {
+            attempt += 1;
+            match self.observe_once().await? {
+                Some(state) => break state,
+                None if attempt < DUMP_ATTEMPTS => continue,
+                None => {
+                    return Err(KernelError::Dump {
+                        what: "links, addresses and routes",
+                        message: format!(
+                            "interrupted by concurrent changes {DUMP_ATTEMPTS} times in a row"
+                        ),
+                    });
+                }
+            }
+        };
+        for key in sysctl_keys {
+            if let Some(value) = read_sysctl(key)? {
+                state.sysctls.insert(key.clone(), value);
+            }
+        }
+        Ok(state)
+    }
+
+    async fn apply_op(&mut self, op: &Op) -> Result<(), KernelError> {
+        let result = match op {
+            Op::SetSysctl { key, value, .. } => return write_sysctl(key, value),
+            Op::AddAddress(address) => {
+                let message = self.address_message(address, true);
+                ignore_errno(
+                    self.ack(
+                        RouteNetlinkMessage::NewAddress(message),
+                        NLM_F_CREATE | NLM_F_EXCL,
+                    )
+                    .await,
+                    &[libc::EEXIST],
+                )
+            }
+            Op::DelAddress(address) => {
+                let message = self.address_message(address, false);
+                ignore_errno(
+                    self.ack(RouteNetlinkMessage::DelAddress(message), 0).await,
+                    &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH],
+                )
+            }
+            Op::AddRoute(route) => {
+                let message = self.route_message(route);
+                ignore_errno(
+                    self.ack(
+                        RouteNetlinkMessage::NewRoute(message),
+                        NLM_F_CREATE | NLM_F_EXCL,
+                    )
+                    .await,
+                    &[libc::EEXIST],
+                )
+            }
+            Op::ReplaceRoute(route) => {
+                let message = self.route_message(route);
+                self.ack(
+                    RouteNetlinkMessage::NewRoute(message),
+                    NLM_F_CREATE | NLM_F_REPLACE,
+                )
+                .await
+            }
+            Op::DelRoute(route) => {
+                // The protocol in the request makes the kernel match only a route of
+                // ours (ip6_route_del skips routes whose protocol differs), so a
+                // foreign route that took the slot meanwhile is left alone: ESRCH.
+                let message = self.route_message(route);
+                ignore_errno(
+                    self.ack(RouteNetlinkMessage::DelRoute(message), 0).await,
+                    &[libc::ESRCH, libc::ENOENT],
+                )
+            }
+        };
+        result.map_err(|e| op_error(op, e))
+    }
+
+    async fn interface_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>, KernelError> {
+        let dump_error = |e: io::Error| KernelError::Dump {
+            what: "interface addresses",
+            message: e.to_string(),
+        };
+        let Some(index) = self.interface_index(name).await.map_err(dump_error)? else {
+            return Ok(Vec::new());
+        };
+        let mut addresses = Vec::new();
+        // IPv4 first: providers key a VPS by its primary IPv4 address.
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            self.global_addresses(index, family, &mut addresses)
+                .await
+                .map_err(dump_error)?;
+        }
+        Ok(addresses)
+    }
+}
+
+/// Open a strict-checking rtnetlink connection and spawn its driver.
+fn connect() -> Result<(Handle, JoinHandle<()>), KernelError> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|e| KernelError::Socket(io::Error::other(e)))?;
+    let (mut connection, handle, _multicast) =
+        rtnetlink::new_connection_with_strict_check().map_err(KernelError::Socket)?;
+    // Forward ACKs and NLMSG_DONE so that `ack` and `dump` can tell completion from a
+    // connection that died mid-request (the response stream ends either way).
+    connection.set_forward_ack(true);
+    connection.set_forward_done(true);
+    let driver = runtime.spawn(connection);
+    Ok((handle, driver))
+}
+
+fn connection_lost() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "netlink connection closed before the kernel answered",
+    )
+}
+
+/// Idempotency: the listed errnos mean the kernel already is where the op leads.
+fn ignore_errno(result: NlResult<()>, errnos: &[i32]) -> NlResult<()> {
+    match result {
+        Err(e)
+            if e.raw_os_error()
+                .is_some_and(|errno| errnos.contains(&errno)) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn op_error(op: &Op, error: io::Error) -> KernelError {
+    let hint = match error.raw_os_error() {
+        // addrconf refuses addresses with EACCES when disable_ipv6 is set.
+        Some(libc::EACCES) => match op {
+            Op::AddAddress(a) => format!(
+                " (is IPv6 disabled on {0}? check net.ipv6.conf.{0}.disable_ipv6)",
+                a.ifname
+            ),
+            _ => " (routed6d needs CAP_NET_ADMIN)".to_string(),
+        },
+        Some(libc::EPERM) => " (routed6d needs CAP_NET_ADMIN)".to_string(),
+        Some(libc::ENODEV) => " (interface gone)".to_string(),
+        // fib6_nh_init refuses a route out of an interface that is administratively
+        // down.
+        Some(libc::ENETDOWN) => " (interface is down)".to_string(),
+        Some(libc::ENETUNREACH) => {
+            " (network unreachable: is the interface up with IPv6 enabled?)".to_string()
+        }
+        Some(libc::EEXIST) => match op {
+            // REPLACE only fails with EEXIST if the slot is held by a route the kernel
+            // will not swap (e.g. a different type in a multipath set).
+            Op::ReplaceRoute(_) => " (another route holds this slot)".to_string(),
+            _ => String::new(),
+        },
+        Some(libc::ESRCH) | Some(libc::ENOENT) => match op {
+            Op::DelRoute(_) | Op::DelAddress(_) => String::new(),
+            _ => " (table or interface missing)".to_string(),
+        },
+        Some(libc::ENOMEM) | Some(libc::ENOBUFS) => " (kernel out of memory)".to_string(),
+        Some(libc::EOPNOTSUPP) => " (not supported by this kernel)".to_string(),
+        _ => String::new(),
+    };
+    KernelError::Op {
+        op: op.to_string(),
+        message: error.to_string(),
+        hint,
+    }
+}
+
+fn link_of(message: &LinkMessage) -> Link {
+    let name = message
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Link {
+        index: message.header.index,
+        name,
+        up: message.header.flags.contains(LinkFlags::Up),
+    }
+}
+
+/// IFA_FLAGS (u32) when present, else the header's u8 flags.
+fn address_flags(message: &AddressMessage) -> AddressFlags {
+    message
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(flags) => Some(*flags),
+            _ => None,
+        })
+        .unwrap_or_else(|| AddressFlags::from_bits_retain(u32::from(message.header.flags.bits())))
+}
+
+/// The address itself: IFA_LOCAL when present (then IFA_ADDRESS is the peer, on
+/// point-to-point links), else IFA_ADDRESS.
+pub(crate) fn local_address(message: &AddressMessage) -> Option<IpAddr> {
+    let mut address = None;
+    for attribute in &message.attributes {
+        match attribute {
+            AddressAttribute::Local(local) => return Some(*local),
+            AddressAttribute::Address(addr) => address = Some(*addr),
+            _ => {}
+        }
+    }
+    address
+}
+
+/// IFA_PROTO, 0 when the kernel set none (addresses added by `ip` or by kernels
+/// older than 6.0).
+pub(crate) fn address_protocol(message: &AddressMessage) -> u8 {
+    message
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn observed_address(
+    message: &AddressMessage,
+    names: &HashMap<u32, &str>,
+) -> Option<ObservedAddress> {
+    if message.header.family != AddressFamily::Inet6 {
+        return None;
+    }
+    let IpAddr::V6(addr) = local_address(message)? else {
+        return None;
+    };
+    let index = message.header.index;
+    Some(ObservedAddress {
+        address: Address {
+            ifindex: index,
+            addr,
+            prefix_len: message.header.prefix_len,
+            ifname: names.get(&index).map(|n| n.to_string()).unwrap_or_default(),
+            no_prefix_route: address_flags(message).contains(AddressFlags::Noprefixroute),
+        },
+        protocol: address_protocol(message),
+    })
+}
+
+/// The header's table is a u8; tables ≥ 256 only fit in RTA_TABLE, which overrides it.
+fn set_table(message: &mut RouteMessage, table: u32) {
+    message.header.table = u8::try_from(table).unwrap_or(0);
+    message.attributes.push(RouteAttribute::Table(table));
+}
+
+/// The parts of a route message every consumer wants: (table, dst, protocol).
+pub(crate) fn route_key(message: &RouteMessage) -> Option<(u32, Ipv6Net, u8)> {
+    let mut table = u32::from(message.header.table);
+    let mut dst = Ipv6Addr::UNSPECIFIED;
+    for attribute in &message.attributes {
+        match attribute {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = *a,
+            _ => {}
+        }
+    }
+    let dst = Ipv6Net::new(dst, message.header.destination_prefix_length).ok()?;
+    Some((table, dst, u8::from(message.header.protocol)))
+}
+
+fn observed_route(message: &RouteMessage, names: &HashMap<u32, &str>) -> Option<ObservedRoute> {
+    let header = &message.header;
+    if header.address_family != AddressFamily::Inet6
+        // Cached clones (PMTU exceptions, redirects) are not routes anyone installed.
+        || header.flags.contains(RouteFlags::Cloned)
+        // Source-specific routes (`from …`) live in another slot than ours.
+        || header.source_prefix_length != 0
+    {
+        return None;
+    }
+    let kind = match header.kind {
+        RouteType::Unicast => RouteKind::Unicast,
+        RouteType::Local => RouteKind::Local,
+        RouteType::Unreachable => RouteKind::Unreachable,
+        _ => return None,
+    };
+    let (table, dst, protocol) = route_key(message)?;
+    let mut metric = 0;
+    let mut oif = None;
+    for attribute in &message.attributes {
+        match attribute {
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            // Routed6d never installs routes via a gateway or over several paths.
+            RouteAttribute::Gateway(_) | RouteAttribute::Via(_) | RouteAttribute::MultiPath(_) => {
+                return None;
+            }
+            _ => {}
+        }
+    }
+    // The kernel hangs IPv6 reject routes on `lo` and reports RTA_OIF 1 for them;
+    // the model says unreachable routes have no interface.
+    let ifindex = match kind {
+        RouteKind::Unreachable => None,
+        _ => oif,
+    };
+    Some(ObservedRoute {
+        route: Route {
+            table,
+            dst,
+            metric,
+            kind,
+            ifindex,
+            ifname: ifindex.and_then(|i| names.get(&i).map(|n| n.to_string())),
+        },
+        protocol,
+    })
+}
+
+/// Reject keys that would leave /proc/sys.
+fn sysctl_path(key: &str) -> Result<String, KernelError> {
+    if key.is_empty() || key.starts_with('/') || key.split('/').any(|part| part == "..") {
+        return Err(KernelError::Sysctl {
+            key: key.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "not a path below /proc/sys"),
+        });
+    }
+    Ok(format!("/proc/sys/{key}"))
+}
+
+/// The sysctl's value, trimmed; None when it does not exist (e.g. an interface's key
+/// before the interface appears).
+fn read_sysctl(key: &str) -> Result<Option<String>, KernelError> {
+    match std::fs::read_to_string(sysctl_path(key)?) {
+        Ok(value) => Ok(Some(value.trim().to_string())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(KernelError::Sysctl {
+            key: key.to_string(),
+            source,
+        }),
+    }
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<(), KernelError> {
+    std::fs::write(sysctl_path(key)?, value).map_err(|source| KernelError::Sysctl {
+        key: key.to_string(),
+        source,
+    })
 }

@@ -1,4 +1,292 @@
-//! (placeholder until the netlink branch lands)
+//! Kernel change events: a netlink socket subscribed to link, IPv6 address and IPv6
+//! route notifications, turned into `KernelEvent`s, so the daemon repairs drift
+//! within milliseconds instead of at the next poll.
+//!
+//! Lost events are the failure that matters: the kernel drops notifications when the
+//! socket's receive buffer is full (recv then fails with ENOBUFS), and this module
+//! drops them when the consumer falls behind. Either way the consumer gets one
+//! `KernelEvent::Resync` and must dump everything. The socket is read here directly
+//! (not through netlink-proto) so ENOBUFS is seen as an errno and no unbounded queue
+//! sits between the kernel and the consumer.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::route::{RouteFlags, RouteMessage};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_ROUTE};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::kernel::netlink::{address_protocol, local_address, route_key};
 use crate::kernel::{KernelError, KernelEvent};
-pub struct Watch;
-impl Watch { pub fn start() -> Result<Watch, KernelError> { todo!() } pub async fn next(&mut self) -> Option<KernelEvent> { todo!() } }
+
+/// Receive buffer asked for: a burst of route changes (another daemon flushing a
+/// table, `ip -batch`) overruns the default ~200 KiB in milliseconds.
+pub const RECV_BUFFER: usize = 4 << 20;
+/// Events queued for the consumer before the watcher stops queueing and owes a Resync.
+pub const EVENT_QUEUE: usize = 4096;
+
+// Multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+
+/// Largest datagram read at once; kernel notifications are single messages of at
+/// most a page or two.
+const DATAGRAM: usize = 64 * 1024;
+/// Pause before reopening a socket that failed with something other than ENOBUFS.
+const REOPEN_DELAY: Duration = Duration::from_secs(1);
+
+/// A running watcher. Dropping it stops the background task and closes the socket.
+pub struct Watch {
+    events: mpsc::Receiver<KernelEvent>,
+    task: JoinHandle<()>,
+}
+
+impl Watch {
+    /// Subscribe with the default receive buffer and queue. Needs a tokio runtime
+    /// (current_thread is fine); the socket lives in the calling thread's network
+    /// namespace.
+    pub fn start() -> Result<Watch, KernelError> {
+        Self::start_with(RECV_BUFFER, EVENT_QUEUE)
+    }
+
+    /// Like `start`, with a receive buffer of `bytes` (tests use a small one to force
+    /// the kernel to drop events).
+    pub fn start_with_buffer(bytes: usize) -> Result<Watch, KernelError> {
+        Self::start_with(bytes, EVENT_QUEUE)
+    }
+
+    /// Like `start`, with both the receive buffer and the event queue chosen.
+    pub fn start_with(recv_buffer: usize, queue: usize) -> Result<Watch, KernelError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| KernelError::Socket(io::Error::other(e)))?;
+        let socket = open_socket(recv_buffer).map_err(KernelError::Socket)?;
+        let (sender, events) = mpsc::channel(queue.max(1));
+        let task = runtime.spawn(run(socket, sender, recv_buffer));
+        Ok(Watch { events, task })
+    }
+
+    /// The next event; None only if the background task is gone (it restarts its
+    /// socket itself, so in practice never).
+    pub async fn next(&mut self) -> Option<KernelEvent> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A netlink socket bound to the three groups, with the receive buffer enlarged.
+fn open_socket(recv_buffer: usize) -> io::Result<TokioSocket> {
+    let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
+    let inner = socket.socket_mut();
+    inner.bind_auto()?;
+    for group in [RTNLGRP_LINK, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE] {
+        inner.add_membership(group)?;
+    }
+    set_recv_buffer(inner.as_raw_fd(), recv_buffer)?;
+    Ok(socket)
+}
+
+/// SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; without it,
+/// SO_RCVBUF gets what rmem_max allows.
+fn set_recv_buffer(fd: i32, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let set = |option| {
+        // SAFETY: fd is an open socket and value outlives the call; the length
+        // passed is that of a c_int.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    set(libc::SO_RCVBUFFORCE).or_else(|_| set(libc::SO_RCVBUF))
+}
+
+/// The watcher: read datagrams, queue events, owe a Resync whenever one was lost.
+async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_buffer: usize) {
+    let mut buffer: Vec<u8> = Vec::with_capacity(DATAGRAM);
+    let mut owe_resync = false;
+    loop {
+        buffer.clear();
+        tokio::select! {
+            // A Resync goes out as soon as the queue has room, even if the kernel
+            // stays quiet.
+            biased;
+            permit = sender.reserve(), if owe_resync => match permit {
+                Ok(permit) => {
+                    permit.send(KernelEvent::Resync);
+                    owe_resync = false;
+                }
+                Err(_) => return, // the Watch was dropped
+            },
+            received = socket.recv_from(&mut buffer) => match received {
+                Ok(_) => {
+                    let mut queue = |event| {
+                        if owe_resync {
+                            // Covered by the Resync still owed.
+                            return true;
+                        }
+                        match sender.try_send(event) {
+                            Ok(()) => true,
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                debug!("event queue full, dropping events until a resync");
+                                owe_resync = true;
+                                true
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => false,
+                        }
+                    };
+                    match parse_datagram(&buffer, &mut queue) {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => {
+                            // A message we cannot read may have been one we care about.
+                            warn!("unreadable netlink notification, resyncing: {e}");
+                            owe_resync = true;
+                        }
+                    }
+                }
+                // The kernel dropped notifications because the receive buffer was
+                // full. The socket itself is fine: keep reading it.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    debug!("netlink receive buffer overrun, resyncing");
+                    owe_resync = true;
+                }
+                Err(e) => {
+                    warn!("netlink event socket failed, reopening it: {e}");
+                    owe_resync = true;
+                    match reopen(&sender, recv_buffer).await {
+                        Some(fresh) => socket = fresh,
+                        None => return,
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Reopen the socket until it works or the Watch is dropped.
+async fn reopen(sender: &mpsc::Sender<KernelEvent>, recv_buffer: usize) -> Option<TokioSocket> {
+    loop {
+        tokio::time::sleep(REOPEN_DELAY).await;
+        if sender.is_closed() {
+            return None;
+        }
+        match open_socket(recv_buffer) {
+            Ok(socket) => return Some(socket),
+            Err(e) => warn!("cannot reopen the netlink event socket: {e}"),
+        }
+    }
+}
+
+/// Walk the netlink messages of one datagram, handing each event to `queue`.
+/// Ok(false) when `queue` says the consumer is gone.
+fn parse_datagram(
+    mut data: &[u8],
+    queue: &mut impl FnMut(KernelEvent) -> bool,
+) -> Result<bool, String> {
+    while !data.is_empty() {
+        let length = NetlinkBuffer::new_checked(data)
+            .map_err(|e| e.to_string())?
+            .length() as usize;
+        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[..length])
+            .map_err(|e| e.to_string())?;
+        if let NetlinkPayload::InnerMessage(inner) = message.payload
+            && let Some(event) = event_of(inner)
+            && !queue(event)
+        {
+            return Ok(false);
+        }
+        // Messages are 4-byte aligned within a datagram.
+        let aligned = (length + 3) & !3;
+        data = data.get(aligned..).unwrap_or_default();
+    }
+    Ok(true)
+}
+
+fn event_of(message: RouteNetlinkMessage) -> Option<KernelEvent> {
+    match message {
+        RouteNetlinkMessage::NewLink(link) => link_event(&link, false),
+        RouteNetlinkMessage::DelLink(link) => link_event(&link, true),
+        RouteNetlinkMessage::NewAddress(address) => address_event(&address, false),
+        RouteNetlinkMessage::DelAddress(address) => address_event(&address, true),
+        RouteNetlinkMessage::NewRoute(route) => route_event(&route, false),
+        RouteNetlinkMessage::DelRoute(route) => route_event(&route, true),
+        _ => None,
+    }
+}
+
+fn link_event(link: &LinkMessage, removed: bool) -> Option<KernelEvent> {
+    // The bridge driver announces port changes on the same group with family
+    // AF_BRIDGE; its RTM_DELLINK means "left the bridge", not "interface gone".
+    if link.header.interface_family != AddressFamily::Unspec {
+        return None;
+    }
+    let name = link
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Some(KernelEvent::Link {
+        index: link.header.index,
+        name,
+        up: link.header.flags.contains(LinkFlags::Up),
+        removed,
+    })
+}
+
+fn address_event(address: &AddressMessage, removed: bool) -> Option<KernelEvent> {
+    if address.header.family != AddressFamily::Inet6 {
+        return None;
+    }
+    let IpAddr::V6(addr) = local_address(address)? else {
+        return None;
+    };
+    Some(KernelEvent::Address {
+        ifindex: address.header.index,
+        addr,
+        protocol: address_protocol(address),
+        removed,
+    })
+}
+
+fn route_event(route: &RouteMessage, removed: bool) -> Option<KernelEvent> {
+    // Cached clones (PMTU exceptions) come and go with traffic; nobody installed them.
+    if route.header.address_family != AddressFamily::Inet6
+        || route.header.flags.contains(RouteFlags::Cloned)
+    {
+        return None;
+    }
+    let (table, dst, protocol) = route_key(route)?;
+    Some(KernelEvent::Route {
+        dst,
+        table,
+        protocol,
+        removed,
+    })
+}

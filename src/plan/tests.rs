@@ -40,13 +40,22 @@ fn via_dev(dst: &str, ifindex: u32, ifname: &str) -> Route {
 }
 
 fn owned_addr(a: Address) -> ObservedAddress {
-    ObservedAddress { address: a, protocol: OURS }
+    ObservedAddress {
+        address: a,
+        protocol: OURS,
+    }
 }
 fn foreign_addr(a: Address) -> ObservedAddress {
-    ObservedAddress { address: a, protocol: 0 }
+    ObservedAddress {
+        address: a,
+        protocol: 0,
+    }
 }
 fn owned_route(r: Route) -> ObservedRoute {
-    ObservedRoute { route: r, protocol: OURS }
+    ObservedRoute {
+        route: r,
+        protocol: OURS,
+    }
 }
 fn foreign_route(r: Route, protocol: u8) -> ObservedRoute {
     ObservedRoute { route: r, protocol }
@@ -55,8 +64,16 @@ fn foreign_route(r: Route, protocol: u8) -> ObservedRoute {
 fn kernel(addresses: Vec<ObservedAddress>, routes: Vec<ObservedRoute>) -> ObservedState {
     ObservedState {
         links: vec![
-            Link { index: 1, name: "lo".into(), up: true },
-            Link { index: 2, name: "eth0".into(), up: true },
+            Link {
+                index: 1,
+                name: "lo".into(),
+                up: true,
+            },
+            Link {
+                index: 2,
+                name: "eth0".into(),
+                up: true,
+            },
         ],
         addresses,
         routes,
@@ -65,7 +82,11 @@ fn kernel(addresses: Vec<ObservedAddress>, routes: Vec<ObservedRoute>) -> Observ
 }
 
 fn want(addresses: Vec<Address>, routes: Vec<Route>) -> DesiredState {
-    DesiredState { addresses, routes, ..DesiredState::default() }
+    DesiredState {
+        addresses,
+        routes,
+        ..DesiredState::default()
+    }
 }
 
 fn text(plan: &Plan) -> Vec<String> {
@@ -75,7 +96,10 @@ fn text(plan: &Plan) -> Vec<String> {
 #[test]
 fn empty_kernel_gets_everything_added() {
     let desired = want(
-        vec![addr("2001:db8:42::1/128", 2, "eth0"), addr("2001:db8:42:100::1/128", 1, "lo")],
+        vec![
+            addr("2001:db8:42::1/128", 2, "eth0"),
+            addr("2001:db8:42:100::1/128", 1, "lo"),
+        ],
         vec![unreachable("2001:db8:42:100::/64")],
     );
     let plan = diff(&desired, &kernel(vec![], vec![]), OURS);
@@ -106,7 +130,11 @@ fn a_foreign_next_hop_is_used_and_never_removed() {
     // The OS configured the next hop (with its own /64): routed6d adds nothing.
     let os_hop = addr("2001:db8:42::1/64", 2, "eth0");
     let observed = kernel(vec![foreign_addr(os_hop)], vec![]);
-    let plan = diff(&want(vec![addr("2001:db8:42::1/128", 2, "eth0")], vec![]), &observed, OURS);
+    let plan = diff(
+        &want(vec![addr("2001:db8:42::1/128", 2, "eth0")], vec![]),
+        &observed,
+        OURS,
+    );
     assert!(plan.is_empty(), "{plan}");
     // And when nothing is wanted any more, it is still not touched.
     let plan = diff(&DesiredState::default(), &observed, OURS);
@@ -117,7 +145,11 @@ fn a_foreign_next_hop_is_used_and_never_removed() {
 fn next_hop_change_adds_the_new_before_removing_the_old() {
     let old = addr("2001:db8:42::1/128", 2, "eth0");
     let new = addr("2001:db8:42::2/128", 2, "eth0");
-    let plan = diff(&want(vec![new], vec![]), &kernel(vec![owned_addr(old)], vec![]), OURS);
+    let plan = diff(
+        &want(vec![new], vec![]),
+        &kernel(vec![owned_addr(old)], vec![]),
+        OURS,
+    );
     assert_eq!(
         text(&plan),
         [
@@ -131,30 +163,45 @@ fn next_hop_change_adds_the_new_before_removing_the_old() {
 fn an_owned_route_with_other_attributes_is_replaced_in_place() {
     let plan = diff(
         &want(vec![], vec![via_dev("2001:db8:42:100::/64", 3, "br1")]),
-        &kernel(vec![], vec![owned_route(via_dev("2001:db8:42:100::/64", 4, "br0"))]),
+        &kernel(
+            vec![],
+            vec![owned_route(via_dev("2001:db8:42:100::/64", 4, "br0"))],
+        ),
         OURS,
     );
-    assert_eq!(text(&plan), ["ip -6 route replace 2001:db8:42:100::/64 dev br1 metric 1024"]);
+    assert_eq!(
+        text(&plan),
+        ["ip -6 route replace 2001:db8:42:100::/64 dev br1 metric 1024"]
+    );
 }
 
 #[test]
 fn a_foreign_route_in_the_way_is_reported_not_touched() {
     let plan = diff(
         &want(vec![], vec![via_dev("2001:db8:42:100::/64", 3, "br1")]),
-        &kernel(vec![], vec![foreign_route(via_dev("2001:db8:42:100::/64", 4, "br0"), 4)]),
+        &kernel(
+            vec![],
+            vec![foreign_route(via_dev("2001:db8:42:100::/64", 4, "br0"), 4)],
+        ),
         OURS,
     );
     assert!(plan.ops.is_empty(), "{plan}");
     assert_eq!(
         text(&plan),
-        ["# not touched: want 2001:db8:42:100::/64 dev br1 metric 1024 but found 2001:db8:42:100::/64 dev br0 metric 1024 proto 4"]
+        [
+            "# not touched: want 2001:db8:42:100::/64 dev br1 metric 1024 but found 2001:db8:42:100::/64 dev br0 metric 1024 proto 4"
+        ]
     );
 }
 
 #[test]
 fn a_foreign_route_that_does_the_job_is_used() {
     let r = unreachable("2001:db8:42:100::/64");
-    let plan = diff(&want(vec![], vec![r.clone()]), &kernel(vec![], vec![foreign_route(r, 4)]), OURS);
+    let plan = diff(
+        &want(vec![], vec![r.clone()]),
+        &kernel(vec![], vec![foreign_route(r, 4)]),
+        OURS,
+    );
     assert!(plan.is_empty() && plan.conflicts.is_empty(), "{plan}");
 }
 
@@ -168,14 +215,20 @@ fn a_route_with_the_same_prefix_in_another_slot_is_no_conflict() {
         &kernel(vec![], vec![foreign_route(elsewhere, 4)]),
         OURS,
     );
-    assert_eq!(text(&plan), ["ip -6 route add unreachable 2001:db8:42:100::/64 metric 2147483647"]);
+    assert_eq!(
+        text(&plan),
+        ["ip -6 route add unreachable 2001:db8:42:100::/64 metric 2147483647"]
+    );
 }
 
 #[test]
 fn an_owned_address_with_another_length_is_swapped() {
     let plan = diff(
         &want(vec![addr("2001:db8:42:100::1/64", 3, "br0")], vec![]),
-        &kernel(vec![owned_addr(addr("2001:db8:42:100::1/56", 3, "br0"))], vec![]),
+        &kernel(
+            vec![owned_addr(addr("2001:db8:42:100::1/56", 3, "br0"))],
+            vec![],
+        ),
         OURS,
     );
     assert_eq!(
@@ -213,24 +266,30 @@ fn withdrawing_removes_only_what_is_owned() {
 
 #[test]
 fn sysctls_change_only_from_the_allowed_values() {
-    let mut desired = DesiredState::default();
-    desired.sysctls = vec![
-        SysctlWant {
-            key: "net/ipv6/conf/eth0/accept_ra".into(),
-            value: "2".into(),
-            only_from: vec!["1".into()],
-            why: "w".into(),
-        },
-        SysctlWant {
-            key: "net/ipv6/conf/all/forwarding".into(),
-            value: "1".into(),
-            only_from: vec![],
-            why: "w".into(),
-        },
-    ];
+    let desired = DesiredState {
+        sysctls: vec![
+            SysctlWant {
+                key: "net/ipv6/conf/eth0/accept_ra".into(),
+                value: "2".into(),
+                only_from: vec!["1".into()],
+                why: "w".into(),
+            },
+            SysctlWant {
+                key: "net/ipv6/conf/all/forwarding".into(),
+                value: "1".into(),
+                only_from: vec![],
+                why: "w".into(),
+            },
+        ],
+        ..DesiredState::default()
+    };
     let mut observed = kernel(vec![], vec![]);
-    observed.sysctls.insert("net/ipv6/conf/eth0/accept_ra".into(), "1".into());
-    observed.sysctls.insert("net/ipv6/conf/all/forwarding".into(), "0".into());
+    observed
+        .sysctls
+        .insert("net/ipv6/conf/eth0/accept_ra".into(), "1".into());
+    observed
+        .sysctls
+        .insert("net/ipv6/conf/all/forwarding".into(), "0".into());
     assert_eq!(
         text(&diff(&desired, &observed, OURS)),
         [
@@ -239,7 +298,9 @@ fn sysctls_change_only_from_the_allowed_values() {
         ]
     );
     // An operator's accept_ra=0 is a choice: left alone. Unreadable keys are skipped.
-    observed.sysctls.insert("net/ipv6/conf/eth0/accept_ra".into(), "0".into());
+    observed
+        .sysctls
+        .insert("net/ipv6/conf/eth0/accept_ra".into(), "0".into());
     observed.sysctls.remove("net/ipv6/conf/all/forwarding");
     assert!(diff(&desired, &observed, OURS).is_empty());
 }

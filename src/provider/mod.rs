@@ -82,6 +82,10 @@ pub struct Release {
 
 /// What routed6d asks of a provider.
 pub trait Provider {
+    /// The provider's id for this host, once known (for logs and status).
+    fn host_id(&self) -> Option<String> {
+        None
+    }
     /// True while the provider still has to find out which host this is.
     fn needs_identity(&self) -> bool {
         false
@@ -117,16 +121,14 @@ impl AnyProvider {
             ProviderKind::Hostup => Ok(AnyProvider::HostUp(hostup::HostUp::new(&config.provider)?)),
         }
     }
+}
 
-    /// The provider's id for this host, once known (for logs and status).
-    pub fn host_id(&self) -> Option<String> {
+impl Provider for AnyProvider {
+    fn host_id(&self) -> Option<String> {
         match self {
             AnyProvider::HostUp(p) => p.vps_id().map(str::to_string),
         }
     }
-}
-
-impl Provider for AnyProvider {
     fn needs_identity(&self) -> bool {
         match self {
             AnyProvider::HostUp(p) => p.vps_id().is_none(),

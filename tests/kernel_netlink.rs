@@ -1,0 +1,698 @@
+//! Real-kernel tests of `NetlinkKernel` and `Watch`, each in a private network
+//! namespace of its own thread. They need root; without it each prints a loud
+//! SKIPPED line and passes.
+//!
+//! `ip` is used only to build the scene (links, foreign objects): iproute2 6.1 cannot
+//! print IFA_PROTO, so what routed6d sees is asserted through its own `observe()`.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv6Net;
+use routed6d::kernel::netlink::NetlinkKernel;
+use routed6d::kernel::watch::Watch;
+use routed6d::kernel::{Kernel, KernelError, KernelEvent};
+use routed6d::model::{Address, ObservedState, Op, Route, RouteKind, TABLE_LOCAL, TABLE_MAIN};
+
+const PROTO: u8 = 126;
+const STATIC: u8 = 4; // RTPROT_STATIC, what `ip route add … proto static` sets
+
+/// Run `body` on a fresh thread inside a new network namespace with `lo` up and a
+/// veth pair `v0`/`v1` (both up), on a current_thread runtime.
+fn netns_test<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Straight to fd 2: libtest captures eprintln!, and this must be seen.
+        let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {name}");
+        return;
+    }
+    let result = std::thread::spawn(move || {
+        // SAFETY: unshare(CLONE_NEWNET) only moves this thread to a new namespace.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        ip("link set lo up");
+        ip("link add name v0 type veth peer name v1");
+        ip("link set v0 up");
+        ip("link set v1 up");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(body());
+    })
+    .join();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// `ip ARGS`, panicking with its stderr on failure. Runs in the calling thread's netns.
+fn ip(args: &str) -> String {
+    let output = Command::new("ip")
+        .args(args.split_whitespace())
+        .output()
+        .expect("run ip");
+    assert!(
+        output.status.success(),
+        "ip {args}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn net(s: &str) -> Ipv6Net {
+    s.parse().expect("prefix")
+}
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().expect("address")
+}
+
+async fn observe(kernel: &mut NetlinkKernel) -> ObservedState {
+    kernel.observe(&[]).await.expect("observe")
+}
+
+fn index_of(state: &ObservedState, name: &str) -> u32 {
+    state.link_by_name(name).expect("link").index
+}
+
+fn route(table: u32, dst: &str, metric: u32, kind: RouteKind, dev: Option<(u32, &str)>) -> Route {
+    Route {
+        table,
+        dst: net(dst),
+        metric,
+        kind,
+        ifindex: dev.map(|(i, _)| i),
+        ifname: dev.map(|(_, n)| n.to_string()),
+    }
+}
+
+fn find_route<'a>(
+    state: &'a ObservedState,
+    table: u32,
+    dst: &str,
+) -> Vec<&'a routed6d::model::ObservedRoute> {
+    let dst = net(dst);
+    state
+        .routes
+        .iter()
+        .filter(|r| r.route.table == table && r.route.dst == dst)
+        .collect()
+}
+
+/// The next event matching `want` within `within`, skipping others.
+async fn expect_event(
+    watch: &mut Watch,
+    within: Duration,
+    want: impl Fn(&KernelEvent) -> bool,
+) -> KernelEvent {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, watch.next()).await {
+            Ok(Some(event)) if want(&event) => return event,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("watch ended"),
+            Err(_) => panic!("no matching event within {within:?}"),
+        }
+    }
+}
+
+/// Write `ip -batch` lines adding `count` unreachable /64 routes below 2001:db8:N::/64.
+fn add_routes_with_ip_batch(count: u32) {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    for i in 0..count {
+        writeln!(file, "route add unreachable 2001:db8:{i:x}::/64").expect("write batch");
+    }
+    file.flush().expect("flush batch");
+    let path = file.path().to_str().expect("utf-8 path").to_string();
+    ip(&format!("-6 -batch {path}"));
+}
+
+#[test]
+fn owned_address_add_is_idempotent_and_carries_our_protocol() {
+    netns_test(
+        "owned_address_add_is_idempotent_and_carries_our_protocol",
+        || async {
+            let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+            let a = index_of(&observe(&mut kernel).await, "v0");
+            let address = Address {
+                ifindex: a,
+                addr: v6("2001:db8:1::1"),
+                prefix_len: 64,
+                ifname: "v0".into(),
+                no_prefix_route: true,
+            };
+            kernel
+                .apply_op(&Op::AddAddress(address.clone()))
+                .await
+                .expect("add");
+            // EEXIST is success.
+            kernel
+                .apply_op(&Op::AddAddress(address.clone()))
+                .await
+                .expect("add again");
+
+            let state = observe(&mut kernel).await;
+            let found: Vec<_> = state
+                .addresses
+                .iter()
+                .filter(|o| o.address.addr == address.addr)
+                .collect();
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].address, address);
+            assert_eq!(found[0].protocol, PROTO);
+            // NOPREFIXROUTE: the kernel added no 2001:db8:1::/64 route for it.
+            assert!(find_route(&state, TABLE_MAIN, "2001:db8:1::/64").is_empty());
+            // NODAD: usable at once, never tentative.
+            let shown = ip("-6 addr show dev v0");
+            let line = shown
+                .lines()
+                .find(|l| l.contains("2001:db8:1::1/64"))
+                .unwrap_or_else(|| panic!("not shown: {shown}"));
+            assert!(!line.contains("tentative"), "{line}");
+
+            kernel
+                .apply_op(&Op::DelAddress(address.clone()))
+                .await
+                .expect("del");
+            let state = observe(&mut kernel).await;
+            assert!(
+                state
+                    .addresses
+                    .iter()
+                    .all(|o| o.address.addr != address.addr)
+            );
+            // EADDRNOTAVAIL is success.
+            kernel
+                .apply_op(&Op::DelAddress(address))
+                .await
+                .expect("del again");
+        },
+    );
+}
+
+#[test]
+fn routes_add_replace_delete() {
+    netns_test("routes_add_replace_delete", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        let state = observe(&mut kernel).await;
+        let (a, b, lo) = (
+            index_of(&state, "v0"),
+            index_of(&state, "v1"),
+            index_of(&state, "lo"),
+        );
+
+        let unreachable = route(
+            TABLE_MAIN,
+            "2001:db8:100::/64",
+            1024,
+            RouteKind::Unreachable,
+            None,
+        );
+        let local = route(
+            TABLE_LOCAL,
+            "2001:db8:200::/64",
+            1024,
+            RouteKind::Local,
+            Some((lo, "lo")),
+        );
+        let unicast = route(
+            TABLE_MAIN,
+            "2001:db8:300::/64",
+            512,
+            RouteKind::Unicast,
+            Some((a, "v0")),
+        );
+        let routes = [unreachable.clone(), local.clone(), unicast.clone()];
+        for r in &routes {
+            kernel
+                .apply_op(&Op::AddRoute(r.clone()))
+                .await
+                .expect("add");
+            kernel
+                .apply_op(&Op::AddRoute(r.clone()))
+                .await
+                .expect("add again (EEXIST)");
+        }
+        let state = observe(&mut kernel).await;
+        for r in &routes {
+            let found = find_route(&state, r.table, &r.dst.to_string());
+            assert_eq!(found.len(), 1, "{r}: {found:?}");
+            assert_eq!(found[0].route, *r, "names included");
+            assert_eq!(found[0].protocol, PROTO);
+        }
+        // The kernel's own routes are observed too, with their protocol.
+        assert!(
+            state.routes.iter().any(|r| r.route.kind == RouteKind::Local
+                && r.route.table == TABLE_LOCAL
+                && r.route.dst == net("::1/128")
+                && r.protocol != PROTO),
+            "{:?}",
+            state.routes
+        );
+
+        // Same slot, other interface: swapped in place.
+        let moved = route(
+            TABLE_MAIN,
+            "2001:db8:300::/64",
+            512,
+            RouteKind::Unicast,
+            Some((b, "v1")),
+        );
+        kernel
+            .apply_op(&Op::ReplaceRoute(moved.clone()))
+            .await
+            .expect("replace");
+        let state = observe(&mut kernel).await;
+        let found = find_route(&state, TABLE_MAIN, "2001:db8:300::/64");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].route, moved);
+
+        for r in [unreachable, local, moved] {
+            kernel
+                .apply_op(&Op::DelRoute(r.clone()))
+                .await
+                .expect("del");
+            // ESRCH is success.
+            kernel.apply_op(&Op::DelRoute(r)).await.expect("del again");
+        }
+        let state = observe(&mut kernel).await;
+        assert!(
+            state.routes.iter().all(|r| r.protocol != PROTO),
+            "{:?}",
+            state.routes
+        );
+    });
+}
+
+#[test]
+fn foreign_route_in_our_slot_is_not_deleted() {
+    netns_test("foreign_route_in_our_slot_is_not_deleted", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        ip("-6 route add unreachable 2001:db8:400::/64 metric 1024 proto static");
+        let ours = route(
+            TABLE_MAIN,
+            "2001:db8:400::/64",
+            1024,
+            RouteKind::Unreachable,
+            None,
+        );
+        // The kernel matches the protocol on delete: nothing of ours there, ESRCH, Ok.
+        kernel.apply_op(&Op::DelRoute(ours)).await.expect("del");
+        let state = observe(&mut kernel).await;
+        let found = find_route(&state, TABLE_MAIN, "2001:db8:400::/64");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].protocol, STATIC);
+        assert_eq!(found[0].route.kind, RouteKind::Unreachable);
+        assert_eq!(found[0].route.metric, 1024);
+    });
+}
+
+#[test]
+fn foreign_and_owned_addresses_are_told_apart() {
+    netns_test("foreign_and_owned_addresses_are_told_apart", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        let a = index_of(&observe(&mut kernel).await, "v0");
+        ip("-6 addr add 2001:db8:2::1/64 dev v0 nodad");
+        let owned = Address {
+            ifindex: a,
+            addr: v6("2001:db8:2::2"),
+            prefix_len: 128,
+            ifname: "v0".into(),
+            no_prefix_route: false,
+        };
+        kernel
+            .apply_op(&Op::AddAddress(owned.clone()))
+            .await
+            .expect("add");
+        let state = observe(&mut kernel).await;
+        let protocol_of = |addr: &str| {
+            state
+                .addresses
+                .iter()
+                .find(|o| o.address.addr == v6(addr))
+                .map(|o| o.protocol)
+        };
+        assert_eq!(protocol_of("2001:db8:2::1"), Some(0));
+        assert_eq!(protocol_of("2001:db8:2::2"), Some(PROTO));
+        let foreign = state
+            .addresses
+            .iter()
+            .find(|o| o.address.addr == v6("2001:db8:2::1"));
+        let foreign = foreign.expect("foreign address");
+        assert_eq!(
+            (foreign.address.ifname.as_str(), foreign.address.prefix_len),
+            ("v0", 64)
+        );
+        assert!(!foreign.address.no_prefix_route);
+        // Link-local addresses are the kernel's (IFAPROT_KERNEL_LL = 3), never ours.
+        assert!(
+            state
+                .addresses
+                .iter()
+                .filter(|o| o.address.addr.is_unicast_link_local())
+                .all(|o| o.protocol != PROTO)
+        );
+    });
+}
+
+#[test]
+fn sysctl_read_and_write_inside_the_namespace() {
+    netns_test("sysctl_read_and_write_inside_the_namespace", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        let key = "net/ipv6/conf/all/forwarding".to_string();
+        let missing = "net/ipv6/conf/nosuchlink/forwarding".to_string();
+        let state = kernel
+            .observe(&[key.clone(), missing.clone()])
+            .await
+            .expect("observe");
+        let was = state
+            .sysctls
+            .get(&key)
+            .expect("forwarding readable")
+            .clone();
+        assert!(!state.sysctls.contains_key(&missing));
+        let value = if was == "1" { "0" } else { "1" };
+        let op = Op::SetSysctl {
+            key: key.clone(),
+            value: value.into(),
+            was: was.clone(),
+            why: "test".into(),
+        };
+        kernel.apply_op(&op).await.expect("set sysctl");
+        let state = kernel
+            .observe(std::slice::from_ref(&key))
+            .await
+            .expect("observe");
+        assert_eq!(state.sysctls.get(&key).map(String::as_str), Some(value));
+
+        let escape = Op::SetSysctl {
+            key: "../../tmp/x".into(),
+            value: "1".into(),
+            was: String::new(),
+            why: "test".into(),
+        };
+        assert!(matches!(
+            kernel.apply_op(&escape).await,
+            Err(KernelError::Sysctl { .. })
+        ));
+    });
+}
+
+#[test]
+fn interface_addresses_lists_global_ipv4_and_ipv6() {
+    netns_test("interface_addresses_lists_global_ipv4_and_ipv6", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        ip("addr add 192.0.2.10/24 dev v0");
+        ip("addr add 192.0.2.11/24 dev v0"); // secondary
+        ip("-6 addr add 2001:db8:5::10/64 dev v0 nodad");
+        ip("addr add 198.51.100.1/24 dev v1");
+        let found = kernel.interface_addresses("v0").await.expect("addresses");
+        let want: Vec<IpAddr> = vec![
+            "192.0.2.10".parse().unwrap(),
+            "2001:db8:5::10".parse().unwrap(),
+        ];
+        assert_eq!(found, want);
+        assert!(
+            kernel
+                .interface_addresses("nosuchlink")
+                .await
+                .expect("unknown")
+                .is_empty()
+        );
+        let too_long = "an-interface-name-longer-than-ifnamsiz";
+        let found = kernel.interface_addresses(too_long).await;
+        assert!(found.expect("impossible name").is_empty());
+    });
+}
+
+#[test]
+fn watch_reports_address_route_and_link_changes() {
+    netns_test("watch_reports_address_route_and_link_changes", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        let state = observe(&mut kernel).await;
+        let (a, b) = (index_of(&state, "v0"), index_of(&state, "v1"));
+        let mut watch = Watch::start().expect("watch");
+        let second = Duration::from_secs(1);
+
+        let address = Address {
+            ifindex: a,
+            addr: v6("2001:db8:7::1"),
+            prefix_len: 64,
+            ifname: "v0".into(),
+            no_prefix_route: true,
+        };
+        kernel
+            .apply_op(&Op::AddAddress(address.clone()))
+            .await
+            .expect("add");
+        let added = KernelEvent::Address {
+            ifindex: a,
+            addr: address.addr,
+            protocol: PROTO,
+            removed: false,
+        };
+        expect_event(&mut watch, second, |e| *e == added).await;
+        ip("-6 addr del 2001:db8:7::1/64 dev v0");
+        let removed = KernelEvent::Address {
+            ifindex: a,
+            addr: address.addr,
+            protocol: PROTO,
+            removed: true,
+        };
+        expect_event(&mut watch, second, |e| *e == removed).await;
+
+        let r = route(
+            TABLE_MAIN,
+            "2001:db8:8::/64",
+            1024,
+            RouteKind::Unreachable,
+            None,
+        );
+        kernel
+            .apply_op(&Op::AddRoute(r.clone()))
+            .await
+            .expect("add route");
+        ip("-6 route del unreachable 2001:db8:8::/64");
+        let removed = KernelEvent::Route {
+            dst: r.dst,
+            table: TABLE_MAIN,
+            protocol: PROTO,
+            removed: true,
+        };
+        expect_event(&mut watch, second, |e| *e == removed).await;
+
+        // A port leaving a bridge gets an AF_BRIDGE RTM_DELLINK: not a removal.
+        ip("link add br0 type bridge");
+        ip("link set v1 master br0");
+        ip("link set v1 nomaster");
+        ip("link set v1 down");
+        let down = KernelEvent::Link {
+            index: b,
+            name: "v1".into(),
+            up: false,
+            removed: false,
+        };
+        let event = expect_event(&mut watch, second, |e| {
+            *e == down || matches!(e, KernelEvent::Link { index, removed: true, .. } if *index == b)
+        })
+        .await;
+        assert_eq!(event, down);
+
+        ip("link del v0"); // takes its peer v1 with it
+        expect_event(
+            &mut watch,
+            second,
+            |e| matches!(e, KernelEvent::Link { index, removed: true, .. } if *index == a),
+        )
+        .await;
+
+        // IPv4 changes are not routed6d's business.
+        ip("addr add 192.0.2.1/32 dev lo");
+        ip("-6 addr add 2001:db8:9::1/128 dev lo");
+        let next = expect_event(&mut watch, second, |e| {
+            matches!(e, KernelEvent::Address { .. })
+        })
+        .await;
+        assert!(
+            matches!(next, KernelEvent::Address { addr, .. } if addr == v6("2001:db8:9::1")),
+            "{next:?}"
+        );
+    });
+}
+
+/// Drain the watch until it stays quiet for a while; returns (events, resyncs).
+async fn drain(watch: &mut Watch) -> (usize, usize) {
+    let (mut events, mut resyncs) = (0, 0);
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(300), watch.next()).await
+    {
+        events += 1;
+        if event == KernelEvent::Resync {
+            resyncs += 1;
+        }
+    }
+    (events, resyncs)
+}
+
+#[test]
+fn watch_overrun_in_the_kernel_yields_resync() {
+    netns_test("watch_overrun_in_the_kernel_yields_resync", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        // A small receive buffer, and this thread blocked in `ip` so the watcher cannot
+        // read: the kernel must drop notifications (ENOBUFS).
+        let mut watch = Watch::start_with(64 * 1024, 1 << 16).expect("watch");
+        add_routes_with_ip_batch(20_000);
+        let (events, resyncs) = drain(&mut watch).await;
+        assert!(resyncs >= 1, "no Resync after {events} events");
+        assert!(
+            resyncs <= 3,
+            "Resync not coalesced: {resyncs} of {events} events"
+        );
+        assert!(events < 20_000, "nothing was lost? {events} events");
+
+        // And the dump after the Resync sees all of them.
+        let started = Instant::now();
+        let state = observe(&mut kernel).await;
+        let elapsed = started.elapsed();
+        let unreachable = state
+            .routes
+            .iter()
+            .filter(|r| r.route.kind == RouteKind::Unreachable && r.protocol != PROTO)
+            .count();
+        assert_eq!(unreachable, 20_000);
+        eprintln!("observe of {} routes took {elapsed:?}", state.routes.len());
+    });
+}
+
+#[test]
+fn watch_full_queue_yields_one_resync() {
+    netns_test("watch_full_queue_yields_one_resync", || async {
+        // A large socket buffer but a tiny queue: the loss happens on our side.
+        let mut watch = Watch::start_with(16 << 20, 8).expect("watch");
+        add_routes_with_ip_batch(2_000);
+        // Let the watcher read everything into the (full) queue before draining.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (events, resyncs) = drain(&mut watch).await;
+        assert_eq!(resyncs, 1, "{events} events");
+        assert!(events <= 9 + 1, "{events} events");
+        // After the Resync, events flow again.
+        ip("-6 route add unreachable 2001:db8:ffff::/64");
+        let dst = net("2001:db8:ffff::/64");
+        expect_event(
+            &mut watch,
+            Duration::from_secs(1),
+            |e| matches!(e, KernelEvent::Route { dst: d, removed: false, .. } if *d == dst),
+        )
+        .await;
+    });
+}
+
+#[test]
+fn bulk_apply_of_10000_routes() {
+    netns_test("bulk_apply_of_10000_routes", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        let routes: Vec<Route> = (0..10_000u32)
+            .map(|i| {
+                route(
+                    TABLE_MAIN,
+                    &format!("2001:db8:{i:x}::/64"),
+                    1024,
+                    RouteKind::Unreachable,
+                    None,
+                )
+            })
+            .collect();
+        let started = Instant::now();
+        for r in &routes {
+            kernel
+                .apply_op(&Op::AddRoute(r.clone()))
+                .await
+                .expect("add");
+        }
+        let added = started.elapsed();
+        let started = Instant::now();
+        let state = observe(&mut kernel).await;
+        let observed = started.elapsed();
+        assert_eq!(
+            state.routes.iter().filter(|r| r.protocol == PROTO).count(),
+            10_000
+        );
+        let started = Instant::now();
+        for r in &routes {
+            kernel
+                .apply_op(&Op::DelRoute(r.clone()))
+                .await
+                .expect("del");
+        }
+        let deleted = started.elapsed();
+        eprintln!("10000 routes: add {added:?}, observe {observed:?}, delete {deleted:?}");
+        let state = observe(&mut kernel).await;
+        assert!(state.routes.iter().all(|r| r.protocol != PROTO));
+    });
+}
+
+#[test]
+fn errors_carry_hints_for_well_known_errnos() {
+    netns_test("errors_carry_hints_for_well_known_errnos", || async {
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        let state = observe(&mut kernel).await;
+        let v1 = index_of(&state, "v1");
+        let hint_of = |result: Result<(), KernelError>| match result {
+            Err(KernelError::Op { hint, .. }) => hint,
+            other => panic!("expected an op error, got {other:?}"),
+        };
+
+        // addrconf answers EACCES when IPv6 is disabled on the interface.
+        std::fs::write("/proc/sys/net/ipv6/conf/v1/disable_ipv6", "1").expect("disable IPv6");
+        let address = Address {
+            ifindex: v1,
+            addr: v6("2001:db8:a::1"),
+            prefix_len: 64,
+            ifname: "v1".into(),
+            no_prefix_route: false,
+        };
+        let hint = hint_of(kernel.apply_op(&Op::AddAddress(address)).await);
+        assert!(hint.contains("net.ipv6.conf.v1.disable_ipv6"), "{hint}");
+
+        // An interface that is gone.
+        let gone = route(
+            TABLE_MAIN,
+            "2001:db8:b::/64",
+            1024,
+            RouteKind::Unicast,
+            Some((9999, "gone")),
+        );
+        let error = kernel
+            .apply_op(&Op::AddRoute(gone))
+            .await
+            .expect_err("no such interface");
+        assert!(error.to_string().contains("interface gone"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("ip -6 route add 2001:db8:b::/64 dev gone"),
+            "{error}"
+        );
+
+        // fib6_nh_init refuses a route out of a down interface with ENETDOWN.
+        ip("link set v0 down");
+        let v0 = index_of(&state, "v0");
+        let down = route(
+            TABLE_MAIN,
+            "2001:db8:c::/64",
+            1024,
+            RouteKind::Unicast,
+            Some((v0, "v0")),
+        );
+        let hint = hint_of(kernel.apply_op(&Op::AddRoute(down)).await);
+        assert_eq!(hint, " (interface is down)");
+    });
+}

@@ -1,0 +1,585 @@
+//! routed6d end to end on a real kernel: a provider router and a VPS in private
+//! network namespaces, the simulated HostUp API on the VPS's loopback, and the real
+//! `routed6d run` binary. Reachability is proven with iputils `ping` from the router.
+//! Needs root; without it every test says SKIPPED loudly and passes nothing off as run.
+
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv6Net;
+use routed6d::demo::{observe_in, owned_lines};
+use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
+use routed6d::netns::{self, Namespace, ProviderSim, Testbed};
+use routed6d::sim::{Fault, SimState, SimVps};
+
+const VPS_ID: &str = "vps_e2etest0000000000000001";
+const TOKEN: &str = "e2e-token-0123456789";
+const HOP1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
+const HOP2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x20);
+const CONVERGE: Duration = Duration::from_secs(10);
+
+fn skip_unless_root(test: &str) -> bool {
+    if netns::is_root() {
+        return false;
+    }
+    eprintln!("SKIPPED (needs root for network namespaces): netns_e2e::{test}");
+    true
+}
+
+fn prefix() -> Ipv6Net {
+    "2001:db8:42:100::/64".parse().expect("prefix")
+}
+
+fn host(n: u16) -> Ipv6Addr {
+    routed6d::desired::place_host(prefix(), Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, n))
+}
+
+/// The testbed, the simulated provider and (once started) the daemon.
+struct Harness {
+    // Field order is drop order: the daemon goes first, the namespaces last.
+    daemon: Option<Child>,
+    sim: ProviderSim,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    testbed: Testbed,
+}
+
+impl Harness {
+    fn new(tag: &str, prefix_section: &str) -> Harness {
+        let testbed = Testbed::new(tag).expect("testbed");
+        let addr4: std::net::IpAddr = netns::VPS_ADDR4.parse().expect("address");
+        let state = SimState::new(TOKEN).with_vps(SimVps::new(VPS_ID, "e2e", addr4));
+        let sim = ProviderSim::start(&testbed, state).expect("sim");
+        sim.set_allocation(VPS_ID, prefix(), HOP1)
+            .expect("allocation");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, TOKEN).expect("token");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let config = dir.path().join("routed6d.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[provider]\nkind = \"hostup\"\nbase_url = \"http://{}\"\ntoken_file = \"{}\"\n\
+                 vps_id = \"{VPS_ID}\"\npoll_interval = \"1s\"\n[uplink]\ninterface = \"eth0\"\n\
+                 {prefix_section}\n[daemon]\nstatus_file = \"{}\"\n",
+                sim.addr(),
+                token.display(),
+                dir.path().join("status.json").display()
+            ),
+        )
+        .expect("config");
+        Harness {
+            daemon: None,
+            sim,
+            dir,
+            config,
+            testbed,
+        }
+    }
+
+    fn set_on_stop(&self, on_stop: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read");
+        let text = text.replace(
+            "[daemon]\n",
+            &format!("[daemon]\non_stop = \"{on_stop}\"\n"),
+        );
+        std::fs::write(&self.config, text).expect("write");
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.log_path()).expect("log");
+        let child = self
+            .testbed
+            .vps
+            .command(env!("CARGO_BIN_EXE_routed6d"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("ROUTED6D_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn routed6d");
+        self.daemon = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("routed6d.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn signal(&mut self, signal: libc::c_int) -> std::process::ExitStatus {
+        let mut child = self.daemon.take().expect("daemon running");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        child.wait().expect("wait")
+    }
+
+    fn kernel(&self) -> ObservedState {
+        observe_in(&self.testbed.vps).expect("observe")
+    }
+
+    fn owned(&self) -> Vec<String> {
+        let mut lines = owned_lines(&self.kernel());
+        lines.sort();
+        lines
+    }
+
+    fn wait(&self, what: &str, mut check: impl FnMut(&ObservedState) -> bool) -> Duration {
+        netns::wait_until(CONVERGE, || check(&self.kernel())).unwrap_or_else(|| {
+            panic!(
+                "{what}: not within {CONVERGE:?}\nkernel: {:#?}\nlog:\n{}",
+                self.owned(),
+                self.log()
+            )
+        })
+    }
+
+    /// iputils ping from the provider router, as an operator would check.
+    /// A real `ping` from the router: true once one echo reply arrives within
+    /// `deadline` seconds. Each try is a new `ping -c 1 -W 1`: a neighbour entry left
+    /// FAILED by an earlier unanswered ping makes the first packet error out at once.
+    fn ping_within(&self, addr: Ipv6Addr, deadline: u64) -> bool {
+        ensure_ping();
+        let once = || {
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.testbed.router.name,
+                    "ping",
+                    "-6",
+                    "-n",
+                    "-q",
+                ])
+                .args(["-c", "1", "-W", "1", &addr.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        netns::wait_until(Duration::from_secs(deadline), once).is_some()
+    }
+
+    fn ping(&self, addr: Ipv6Addr) -> bool {
+        self.ping_within(addr, 5)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The tests prove reachability with the real `ping`; install it when missing.
+fn ensure_ping() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if Command::new("ping").arg("-V").output().is_ok() {
+            return;
+        }
+        let ok = Command::new("sh")
+            .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "iputils-ping is needed and could not be installed");
+    });
+}
+
+fn has_owned(state: &ObservedState, addr: Ipv6Addr) -> bool {
+    state
+        .addresses
+        .iter()
+        .any(|a| a.protocol == DEFAULT_PROTOCOL && a.address.addr == addr)
+}
+
+fn has_address(state: &ObservedState, addr: Ipv6Addr) -> bool {
+    state.addresses.iter().any(|a| a.address.addr == addr)
+}
+
+#[test]
+fn addresses_mode_answers_through_the_next_hop_and_the_rest_is_unreachable() {
+    if skip_unless_root("addresses_mode") {
+        return;
+    }
+    let mut h = Harness::new(
+        "addr",
+        "[prefix]\nmode = \"addresses\"\naddresses = [\"::1\", \"::53\"]\n",
+    );
+    assert!(
+        !h.ping_within(host(1), 2),
+        "nothing answers before routed6d runs"
+    );
+    h.start();
+    h.wait("prefix programmed", |s| {
+        has_owned(s, host(1)) && has_owned(s, host(0x53)) && has_owned(s, HOP1)
+    });
+    assert!(
+        h.ping(host(1)),
+        "ping ::1 through the next hop\n{}\n{}\n{}",
+        h.testbed.router.ip(&["-6", "route"]).unwrap_or_default(),
+        h.testbed.router.ip(&["-6", "neigh"]).unwrap_or_default(),
+        h.log()
+    );
+    assert!(h.ping(host(0x53)));
+    let owned = h.owned();
+    assert!(
+        owned
+            .iter()
+            .any(|l| l == "route unreachable 2001:db8:42:100::/64 metric 2147483647"),
+        "{owned:?}"
+    );
+    // An unused address is answered with unreachable instead of looping to the provider.
+    let unused = h
+        .testbed
+        .ping_from_router(host(0x99), Duration::from_secs(2));
+    match unused {
+        Err(netns::NetnsError::Ping { source, .. }) => {
+            assert_eq!(
+                source.kind(),
+                std::io::ErrorKind::HostUnreachable,
+                "{source}"
+            )
+        }
+        other => panic!("expected ICMPv6 unreachable, got {other:?}"),
+    }
+    // The change lines carry the journal fields.
+    let log = h.log();
+    assert!(
+        log.contains("OP=\"add-address\"") || log.contains("OP=add-address"),
+        "{log}"
+    );
+    assert!(log.contains("PREFIX=2001:db8:42:100::/64"), "{log}");
+}
+
+#[test]
+fn anyip_mode_answers_on_every_address() {
+    if skip_unless_root("anyip_mode") {
+        return;
+    }
+    let mut h = Harness::new("any", "[prefix]\nmode = \"anyip\"\n");
+    h.start();
+    h.wait("local route", |s| {
+        has_owned(s, HOP1)
+            && s.routes.iter().any(|r| {
+                r.protocol == DEFAULT_PROTOCOL && r.route.kind == routed6d::model::RouteKind::Local
+            })
+    });
+    assert!(h.ping(host(1)), "{}", h.log());
+    assert!(h.ping(host(0xbeef)));
+}
+
+#[test]
+fn delegate_mode_forwards_to_a_host_behind_the_vps() {
+    if skip_unless_root("delegate_mode") {
+        return;
+    }
+    let mut h = Harness::new(
+        "dlg",
+        "[prefix]\nmode = \"delegate\"\ninterface = \"dl0\"\n",
+    );
+    // A container behind the VPS: its own namespace on a veth from the VPS.
+    let lan = Namespace::create("r6d-lan-dlg").expect("lan");
+    h.testbed
+        .vps
+        .ip(&[
+            "link", "add", "dl0", "type", "veth", "peer", "name", "eth0", "netns", &lan.name,
+        ])
+        .expect("veth");
+    h.testbed.vps.ip(&["link", "set", "dl0", "up"]).expect("up");
+    lan.ip(&["link", "set", "eth0", "up"]).expect("up");
+    lan.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{}/64", host(2)),
+        "dev",
+        "eth0",
+        "nodad",
+    ])
+    .expect("addr");
+    lan.ip(&["-6", "route", "add", "default", "via", &host(1).to_string()])
+        .expect("route");
+    h.testbed.vps.ip(&["link", "set", "lo", "up"]).expect("lo");
+    let accept_ra = format!("net.ipv6.conf.{}.accept_ra=1", netns::VPS_UPLINK);
+    h.testbed
+        .vps
+        .command("sysctl")
+        .args(["-qw", &accept_ra])
+        .status()
+        .expect("sysctl");
+    h.start();
+    h.wait("delegated", |s| has_owned(s, host(1)) && has_owned(s, HOP1));
+    assert!(
+        h.ping(host(2)),
+        "ping the host behind the VPS\nvps routes:\n{}\nlan:\n{}\n{}",
+        h.testbed
+            .vps
+            .ip(&["-6", "route", "show", "table", "all"])
+            .unwrap_or_default(),
+        lan.ip(&["-6", "addr"]).unwrap_or_default(),
+        h.log()
+    );
+    let read = |key: &str| {
+        h.testbed
+            .vps
+            .enter({
+                let key = key.to_string();
+                move || std::fs::read_to_string(format!("/proc/sys/{key}")).unwrap_or_default()
+            })
+            .expect("enter")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("net/ipv6/conf/all/forwarding"), "1");
+    assert_eq!(
+        read("net/ipv6/conf/eth0/accept_ra"),
+        "2",
+        "accept_ra raised from 1 to 2"
+    );
+    assert!(h.log().contains("accept_ra"), "the log says so");
+    drop(h);
+    drop(lan);
+}
+
+#[test]
+fn a_next_hop_change_at_the_provider_converges() {
+    if skip_unless_root("next_hop_change") {
+        return;
+    }
+    let mut h = Harness::new("nh", "");
+    h.start();
+    h.wait("first next hop", |s| {
+        has_owned(s, HOP1) && has_owned(s, host(1))
+    });
+    assert!(h.ping(host(1)));
+    let started = Instant::now();
+    h.sim.set_next_hop(VPS_ID, HOP2).expect("next hop");
+    h.wait("second next hop", |s| {
+        has_owned(s, HOP2) && !has_address(s, HOP1)
+    });
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "poll interval 1 s + jitter: took {took:?}"
+    );
+    assert!(
+        h.ping(host(1)),
+        "reachable through the new next hop\n{}",
+        h.log()
+    );
+}
+
+#[test]
+fn an_address_deleted_by_hand_is_back_within_a_second() {
+    if skip_unless_root("drift_repair") {
+        return;
+    }
+    let mut h = Harness::new("drift", "");
+    h.start();
+    h.wait("programmed", |s| has_owned(s, host(1)));
+    let requests_before = h.sim.count("GET", "/api/v2/vps");
+    let started = Instant::now();
+    h.testbed
+        .vps
+        .ip(&[
+            "-6",
+            "addr",
+            "del",
+            &format!("{}/128", host(1)),
+            "dev",
+            "lo",
+        ])
+        .expect("del");
+    h.wait("restored", |s| has_owned(s, host(1)));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "restored in {took:?}");
+    // The route too.
+    h.testbed
+        .vps
+        .ip(&[
+            "-6",
+            "route",
+            "del",
+            "unreachable",
+            "2001:db8:42:100::/64",
+            "metric",
+            "2147483647",
+        ])
+        .expect("del route");
+    let started = Instant::now();
+    h.wait("route restored", |s| {
+        s.routes
+            .iter()
+            .any(|r| r.protocol == DEFAULT_PROTOCOL && r.route.dst == prefix())
+    });
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Repairs do not call the API (polls may have happened meanwhile: at most 1/s).
+    let polls = h.sim.count("GET", "/api/v2/vps") - requests_before;
+    assert!(polls <= 3, "{polls} polls");
+}
+
+#[test]
+fn an_api_outage_changes_nothing_in_the_kernel() {
+    if skip_unless_root("api_outage") {
+        return;
+    }
+    let mut h = Harness::new("out", "");
+    h.start();
+    h.wait("programmed", |s| {
+        has_owned(s, host(1)) && has_owned(s, HOP1)
+    });
+    let before = h.owned();
+    h.sim
+        .set_sticky_fault(Fault::status(503, "service_unavailable"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(h.owned(), before, "503s kept the state");
+    h.sim.set_sticky_fault(Fault::Hang);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(h.owned(), before, "a hanging API kept the state");
+    assert!(h.ping(host(1)), "still reachable during the outage");
+    h.sim.clear_faults();
+    // The hung request ends at the client's 15 s timeout; the retry then succeeds.
+    let recovery = Duration::from_secs(15) + CONVERGE;
+    let log_has_recovered = netns::wait_until(recovery, || h.log().contains("recovered"));
+    assert!(log_has_recovered.is_some(), "{}", h.log());
+    assert_eq!(h.owned(), before);
+    let log = h.log();
+    assert_eq!(
+        log.matches("provider poll failed, keeping").count(),
+        1,
+        "failure logged once per streak\n{log}"
+    );
+    assert!(!log.contains(TOKEN), "the token never shows in logs");
+}
+
+#[test]
+fn a_next_hop_configured_by_the_os_is_used_and_never_removed() {
+    if skip_unless_root("foreign_next_hop") {
+        return;
+    }
+    let mut h = Harness::new("fnh", "");
+    h.testbed
+        .vps
+        .ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{HOP1}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ])
+        .expect("os next hop");
+    h.set_on_stop("withdraw");
+    h.start();
+    h.wait("programmed", |s| has_owned(s, host(1)));
+    let state = h.kernel();
+    assert!(
+        has_address(&state, HOP1) && !has_owned(&state, HOP1),
+        "the OS's next hop is used as it is"
+    );
+    assert!(h.ping(host(1)));
+    h.sim.set_next_hop(VPS_ID, HOP2).expect("next hop");
+    h.wait("second next hop", |s| has_owned(s, HOP2));
+    assert!(
+        has_address(&h.kernel(), HOP1),
+        "the old, foreign next hop stays"
+    );
+    let status = h.signal(libc::SIGTERM);
+    assert!(status.success(), "{status}");
+    let after = h.kernel();
+    assert!(
+        has_address(&after, HOP1),
+        "withdraw leaves the foreign address"
+    );
+    assert!(
+        owned_lines(&after).is_empty(),
+        "withdraw removed what routed6d owned"
+    );
+}
+
+#[test]
+fn a_restart_adopts_without_duplicates_and_keep_leaves_state() {
+    if skip_unless_root("restart_adopts") {
+        return;
+    }
+    let mut h = Harness::new("rst", "");
+    h.start();
+    h.wait("programmed", |s| {
+        has_owned(s, host(1)) && has_owned(s, HOP1)
+    });
+    let before = h.owned();
+    let status = h.signal(libc::SIGKILL);
+    assert!(!status.success());
+    assert_eq!(h.owned(), before, "state survives the crash");
+    std::fs::write(h.log_path(), "").expect("truncate log");
+    h.start();
+    netns::wait_until(CONVERGE, || {
+        h.log().contains("recovered") || h.sim.count("GET", "/api/v2/vps") >= 1
+    })
+    .expect("second daemon polled");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(h.owned(), before, "adopted, no duplicates");
+    let log = h.log();
+    assert!(
+        !log.contains("add-address") && !log.contains("add-route"),
+        "no writes on adoption\n{log}"
+    );
+    let status = h.signal(libc::SIGTERM);
+    assert!(status.success());
+    assert_eq!(h.owned(), before, "on_stop = keep leaves the state");
+}
+
+#[test]
+fn sighup_reloads_a_good_config_and_refuses_a_broken_one() {
+    if skip_unless_root("sighup_reload") {
+        return;
+    }
+    let mut h = Harness::new("hup", "[prefix]\naddresses = [\"::1\"]\n");
+    h.start();
+    h.wait("programmed", |s| has_owned(s, host(1)));
+    let pid = h.daemon.as_ref().expect("running").id() as libc::pid_t;
+    let good = std::fs::read_to_string(&h.config).expect("read");
+
+    std::fs::write(&h.config, good.replace("[uplink]", "[uplink]\nbogus = 1")).expect("write");
+    let before = h.owned();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    netns::wait_until(CONVERGE, || {
+        h.log().contains("refusing the new configuration")
+    })
+    .unwrap_or_else(|| panic!("{}", h.log()));
+    assert!(h.log().contains("unknown field `bogus`"), "{}", h.log());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        h.owned(),
+        before,
+        "the running configuration stays in force"
+    );
+
+    std::fs::write(
+        &h.config,
+        good.replace("addresses = [\"::1\"]", "addresses = [\"::2\"]"),
+    )
+    .expect("write");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    h.wait("reconfigured", |s| {
+        has_owned(s, host(2)) && !has_address(s, host(1))
+    });
+    assert!(h.ping(host(2)));
+    let status = h.signal(libc::SIGTERM);
+    assert!(status.success());
+}
