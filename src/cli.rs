@@ -322,7 +322,7 @@ pub async fn refresh_next_hop(path: &Path) -> CommandResult {
     };
     println!("next hop: {} -> {}", hops(&before), hops(&after));
     // Reconcile at once: the provider now routes to the new next hop.
-    let outcome = reconcile::reconcile(&mut kernel, &config, &after).await?;
+    let outcome = reconcile::reconcile(&mut kernel, &config, &after, Some(&before)).await?;
     print!("{}", outcome.plan);
     finish(outcome)
 }

@@ -163,6 +163,8 @@ pub struct Agent<K> {
     pub last_good: Option<Assignment>,
     /// The desired state of the last pass, for judging kernel events.
     pub desired: DesiredState,
+    /// The assignment of the last pass: names what a change removes in the log.
+    applied: Option<Assignment>,
     pub failures: u32,
     pub last_error: Option<String>,
     /// The provider's id for this host, once known.
@@ -181,6 +183,7 @@ impl<K: Kernel> Agent<K> {
             kernel,
             last_good: None,
             desired: DesiredState::default(),
+            applied: None,
             failures: 0,
             last_error: None,
             host_id: None,
@@ -283,16 +286,18 @@ impl<K: Kernel> Agent<K> {
     /// Does nothing before the first good answer: an earlier process's state stays.
     pub async fn repair(&mut self) -> Option<Outcome> {
         let assignment = self.last_good.clone()?;
-        let outcome = match reconcile::reconcile(&mut self.kernel, &self.config, &assignment).await
-        {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                error!("cannot read the kernel's state, changing nothing: {e}");
-                self.last_error = Some(e.to_string());
-                self.write_status();
-                return None;
-            }
-        };
+        let previous = self.applied.as_ref();
+        let outcome =
+            match reconcile::reconcile(&mut self.kernel, &self.config, &assignment, previous).await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    error!("cannot read the kernel's state, changing nothing: {e}");
+                    self.last_error = Some(e.to_string());
+                    self.write_status();
+                    return None;
+                }
+            };
         if outcome.desired.missing_interfaces != self.desired.missing_interfaces {
             for name in &outcome.desired.missing_interfaces {
                 warn!(IFACE = %name, "interface {name} does not exist: waiting for it");
@@ -306,6 +311,7 @@ impl<K: Kernel> Agent<K> {
             .collect();
         self.last_conflicts = conflicts;
         self.desired = outcome.desired.clone();
+        self.applied = Some(assignment);
         self.write_status();
         Some(outcome)
     }

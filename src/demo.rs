@@ -182,9 +182,19 @@ pub async fn run() -> Result<(), Failure> {
         .arg(&config)
         .env("ROUTED6D_LOG", "info")
         .stdin(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .map_err(fail)?;
     let mut daemon = Daemon(child);
+    // The daemon's own log, indented under the step that caused it.
+    if let Some(log) = daemon.0.stderr.take() {
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+                say(format!("        routed6d| {line}"));
+            }
+        });
+    }
     let took = wait_for("routing the prefix", || {
         observe_in(&testbed.vps)
             .is_ok_and(|s| has_owned_address(&s, served) && has_owned_address(&s, FIRST_HOP))

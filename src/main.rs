@@ -68,8 +68,10 @@ fn main() -> ExitCode {
                 // clap's own message is several lines; the first names what is wrong.
                 let rendered = e.render().to_string();
                 let first = rendered.lines().next().unwrap_or("invalid arguments");
-                eprintln!("routed6d: {}", first.trim_start_matches("error: "));
-                eprintln!("routed6d: try 'routed6d --help'");
+                eprintln!(
+                    "routed6d: {} (try 'routed6d --help')",
+                    first.trim_start_matches("error: ")
+                );
             }
             return ExitCode::from(code);
         }

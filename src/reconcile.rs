@@ -41,14 +41,17 @@ pub async fn plan<K: Kernel>(
     Ok((desired, observed, plan))
 }
 
-/// Make the kernel hold what `assignment` calls for.
+/// Make the kernel hold what `assignment` calls for. `previous` (the assignment of the
+/// last pass) only names the prefix and next hop of what is removed because it changed.
 pub async fn reconcile<K: Kernel>(
     kernel: &mut K,
     config: &Config,
     assignment: &Assignment,
+    previous: Option<&Assignment>,
 ) -> Result<Outcome, KernelError> {
     let (desired, _observed, plan) = plan(kernel, config, assignment).await?;
-    let mut outcome = apply(kernel, plan, assignment).await;
+    let context: Vec<&Assignment> = std::iter::once(assignment).chain(previous).collect();
+    let mut outcome = apply(kernel, plan, &context).await;
     outcome.desired = desired;
     Ok(outcome)
 }
@@ -61,11 +64,12 @@ pub async fn withdraw<K: Kernel>(
 ) -> Result<Outcome, KernelError> {
     let observed = kernel.observe(&[]).await?;
     let plan = plan::diff(&DesiredState::default(), &observed, config.daemon.protocol);
-    Ok(apply(kernel, plan, last).await)
+    Ok(apply(kernel, plan, &[last]).await)
 }
 
-/// Apply every op of `plan`, logging each change; keep going after a failure.
-pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, assignment: &Assignment) -> Outcome {
+/// Apply every op of `plan`, logging each change; keep going after a failure. `context`
+/// names the routed prefixes the ops serve (first match wins) for the journal fields.
+pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment]) -> Outcome {
     let mut outcome = Outcome::default();
     for conflict in &plan.conflicts {
         warn!(
@@ -74,9 +78,9 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, assignment: &Assignmen
         );
     }
     for op in &plan.ops {
-        let context = op_context(op, assignment);
-        let prefix = context.prefix.map(|p| p.to_string()).unwrap_or_default();
-        let next_hop = context.next_hop.map(|a| a.to_string()).unwrap_or_default();
+        let serves = op_context(op, context);
+        let prefix = serves.prefix.map(|p| p.to_string()).unwrap_or_default();
+        let next_hop = serves.next_hop.map(|a| a.to_string()).unwrap_or_default();
         let iface = op_interface(op).unwrap_or_default();
         match kernel.apply_op(op).await {
             Ok(()) => {
@@ -86,7 +90,7 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, assignment: &Assignmen
                     PREFIX = %prefix,
                     NEXT_HOP = %next_hop,
                     IFACE = %iface,
-                    ORIGIN = %context.origin,
+                    ORIGIN = %serves.origin,
                     "{}", op_sentence(op)
                 );
             }
@@ -127,14 +131,18 @@ struct OpContext<'a> {
     origin: &'a str,
 }
 
-fn op_context<'a>(op: &Op, assignment: &'a Assignment) -> OpContext<'a> {
+fn op_context<'a>(op: &Op, context: &[&'a Assignment]) -> OpContext<'a> {
     let from = |routed: &'a RoutedPrefix| OpContext {
         prefix: Some(routed.prefix),
         next_hop: Some(routed.next_hop),
         origin: &routed.origin,
     };
     let matching = |pred: &dyn Fn(&RoutedPrefix) -> bool| {
-        assignment.prefixes.iter().find(|p| pred(p)).map(from)
+        context
+            .iter()
+            .flat_map(|a| a.prefixes.iter())
+            .find(|p| pred(p))
+            .map(from)
     };
     let found = match op {
         Op::AddAddress(a) | Op::DelAddress(a) => {

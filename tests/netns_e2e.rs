@@ -107,6 +107,26 @@ impl Harness {
         self.daemon = Some(child);
     }
 
+    /// Run a routed6d command in the VPS namespace with the harness's config.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.testbed
+            .vps
+            .command(env!("CARGO_BIN_EXE_routed6d"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run routed6d")
+    }
+
+    /// Replace `from` with `to` in the config file.
+    fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        assert!(text.contains(from), "{from:?} not in the config");
+        std::fs::write(&self.config, text.replace(from, to)).expect("write config");
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("routed6d.log")
     }
@@ -580,6 +600,138 @@ fn sighup_reloads_a_good_config_and_refuses_a_broken_one() {
         has_owned(s, host(2)) && !has_address(s, host(1))
     });
     assert!(h.ping(host(2)));
+    let status = h.signal(libc::SIGTERM);
+    assert!(status.success());
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_operator_commands_work_against_the_provider() {
+    if skip_unless_root("operator_commands") {
+        return;
+    }
+    let h = Harness::new("cli", "");
+
+    // plan: prints what it would do and changes nothing.
+    let plan = h.cli(&["plan"]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let printed = text(&plan.stdout);
+    assert!(
+        printed.contains(&format!("ip -6 addr add {}/128 dev lo", host(1)))
+            && printed.contains(&format!("ip -6 addr add {HOP1}/128 dev eth0")),
+        "{printed}"
+    );
+    assert!(h.owned().is_empty(), "plan changed the kernel");
+
+    // once: one reconcile, then exit.
+    let once = h.cli(&["once"]);
+    assert!(once.status.success(), "{}", text(&once.stderr));
+    assert!(has_owned(&h.kernel(), host(1)) && has_owned(&h.kernel(), HOP1));
+    assert!(h.ping(host(1)));
+    let programmed = h.owned();
+    let again = h.cli(&["once"]);
+    assert!(again.status.success());
+    assert_eq!(h.owned(), programmed, "a second run changes nothing");
+
+    // status --json: the provider's answer, what routed6d owns, nothing pending.
+    let status = h.cli(&["status", "--json"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(report["provider"]["host_id"], VPS_ID);
+    assert_eq!(
+        report["provider"]["answer"]["prefixes"][0]["prefix"],
+        prefix().to_string()
+    );
+    assert_eq!(
+        report["owned"].as_array().map(Vec::len),
+        Some(programmed.len())
+    );
+    assert_eq!(report["pending"], serde_json::json!([]));
+    let human = h.cli(&["status"]);
+    assert!(
+        text(&human.stdout).contains("pending:   nothing"),
+        "{}",
+        text(&human.stdout)
+    );
+    for output in [&status, &human, &plan, &once] {
+        assert!(!text(&output.stdout).contains(TOKEN) && !text(&output.stderr).contains(TOKEN));
+    }
+
+    // refresh-next-hop: the provider moves the next hop; the kernel follows at once.
+    h.sim
+        .set_suggested_next_hop(VPS_ID, Some(HOP2))
+        .expect("suggest");
+    let refresh = h.cli(&["refresh-next-hop"]);
+    assert!(refresh.status.success(), "{}", text(&refresh.stderr));
+    assert!(
+        text(&refresh.stdout).contains(&format!("next hop: {HOP1} -> {HOP2}")),
+        "{}",
+        text(&refresh.stdout)
+    );
+    assert_eq!(h.sim.count("POST", "/api/v2/vps"), 1);
+    let state = h.kernel();
+    assert!(has_owned(&state, HOP2) && !has_address(&state, HOP1));
+    assert!(h.ping(host(1)), "reachable through the new next hop");
+
+    // release: refused without --yes; with it, the prefix goes back and the kernel is clean.
+    let refused = h.cli(&["release"]);
+    assert_eq!(refused.status.code(), Some(64));
+    assert_eq!(h.sim.count("DELETE", "/api/v2/vps"), 0);
+    let release = h.cli(&["release", "--yes"]);
+    assert!(release.status.success(), "{}", text(&release.stderr));
+    assert!(
+        text(&release.stdout).contains("released: yes; cooldown 30 days"),
+        "{}",
+        text(&release.stdout)
+    );
+    assert!(h.owned().is_empty(), "release removes what routed6d owned");
+    assert!(h.sim.vps(VPS_ID).and_then(|v| v.allocation).is_none());
+}
+
+#[test]
+fn the_vps_is_found_by_its_address_and_a_stale_next_hop_is_refreshed() {
+    if skip_unless_root("discovery_refresh") {
+        return;
+    }
+    let mut h = Harness::new("dsc", "");
+    h.edit_config(&format!("vps_id = \"{VPS_ID}\"\n"), "");
+    // Another VPS in the account, so that discovery has to pick.
+    let other: std::net::IpAddr = "192.0.2.99".parse().expect("ip");
+    h.sim.add_vps(SimVps::new("vps_other", "other", other));
+    h.sim
+        .set_suggested_next_hop(VPS_ID, Some(HOP2))
+        .expect("suggest");
+    h.start();
+    h.wait("refreshed to the suggested next hop", |s| {
+        has_owned(s, HOP2) && !has_address(s, HOP1) && has_owned(s, host(1))
+    });
+    assert!(h.ping(host(1)));
+    let requests = h.sim.requests();
+    assert!(
+        requests.iter().any(|r| r.path == "/api/v2/vps"
+            && r.query
+                .as_deref()
+                .is_some_and(|q| q.contains(netns::VPS_ADDR4))),
+        "looked up by primary IP: {requests:?}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        h.sim.count("POST", "/api/v2/vps"),
+        1,
+        "refresh asked for once, not on every poll"
+    );
+    let lookups = h
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v2/vps")
+        .count();
+    assert_eq!(lookups, 1, "the VPS is looked up once, then polled by id");
+    let log = h.log();
+    assert!(log.contains("found this VPS at HostUp"), "{log}");
     let status = h.signal(libc::SIGTERM);
     assert!(status.success());
 }
