@@ -145,8 +145,7 @@ pub async fn run() -> Result<(), Failure> {
     let unused = crate::desired::place_host(prefix, Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0x99));
 
     say("routed6d demo: a simulated HostUp provider and a VPS, in two network namespaces\n");
-    let tag = format!("{}", std::process::id() % 100_000);
-    let testbed = Testbed::new(&tag).map_err(fail)?;
+    let testbed = Testbed::new("demo").map_err(fail)?;
     say(format!(
         "[1/6] provider router ({} {}/64) <-veth-> vps ({} {}/64, default via the router)",
         netns::ROUTER_LINK,

@@ -139,10 +139,12 @@ pub struct Testbed {
 }
 
 impl Testbed {
-    /// Build the topology; `tag` keeps concurrent testbeds apart (≤ 6 characters).
+    /// Build the topology. `tag` keeps the testbeds of one process apart; the process
+    /// id keeps those of concurrent processes apart.
     pub fn new(tag: &str) -> Result<Self, NetnsError> {
-        let router = Namespace::create(&format!("r6d-rt-{tag}"))?;
-        let vps = Namespace::create(&format!("r6d-vps-{tag}"))?;
+        let pid = std::process::id();
+        let router = Namespace::create(&format!("r6d-rt-{tag}-{pid}"))?;
+        let vps = Namespace::create(&format!("r6d-vps-{tag}-{pid}"))?;
         router.ip(&[
             "link",
             "add",

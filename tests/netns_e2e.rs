@@ -310,7 +310,7 @@ fn delegate_mode_forwards_to_a_host_behind_the_vps() {
         "[prefix]\nmode = \"delegate\"\ninterface = \"dl0\"\n",
     );
     // A container behind the VPS: its own namespace on a veth from the VPS.
-    let lan = Namespace::create("r6d-lan-dlg").expect("lan");
+    let lan = Namespace::create(&format!("r6d-lan-dlg-{}", std::process::id())).expect("lan");
     h.testbed
         .vps
         .ip(&[
