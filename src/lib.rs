@@ -1,5 +1,6 @@
 //! routed6d: routed IPv6 for a VPS, from the provider's API to the kernel.
 
+pub mod args;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -1,57 +1,12 @@
 //! routed6d's command line: one binary for the daemon and the operator's commands.
 //! `main` turns every failure into one line on stderr and a sysexits code.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
+use routed6d::args::{Cli, Command};
 use routed6d::cli::{self, Exit};
-use routed6d::config::DEFAULT_CONFIG_PATH;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "routed6d",
-    version,
-    about = "Routed IPv6 for a VPS: asks the provider's API what is routed here and keeps the kernel in step",
-    long_about = None
-)]
-struct Cli {
-    /// Configuration file.
-    #[arg(long, short = 'c', global = true, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the daemon (the default).
-    Run,
-    /// Ask the provider once, make the kernel match, and exit (cron, debugging).
-    Once,
-    /// Show what would change, as `ip -6 …` lines; changes nothing.
-    Plan,
-    /// What the provider says, what the kernel has, what routed6d owns.
-    Status {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Validate the configuration and the token file, then exit.
-    CheckConfig,
-    /// Ask the provider to re-read this host's next hop, then reconcile.
-    RefreshNextHop,
-    /// Give the routed prefix back to the provider and remove what routed6d owns.
-    Release {
-        /// Confirm: the provider starts a cooldown before another prefix can be had.
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Show routed6d at work on a simulated provider in throwaway network namespaces (root).
-    Demo,
-}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

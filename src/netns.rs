@@ -80,6 +80,16 @@ impl Namespace {
         Ok(ns)
     }
 
+    /// Name the network namespace of process `pid` (a container's, say) so that it can
+    /// be used like any other; dropping it only removes the name.
+    pub fn attach(name: &str, pid: u32) -> Result<Self, NetnsError> {
+        let _ = run("ip", &["netns", "del", name]);
+        run("ip", &["netns", "attach", name, &pid.to_string()])?;
+        Ok(Namespace {
+            name: name.to_string(),
+        })
+    }
+
     /// `ip -n <name> <args>`.
     pub fn ip(&self, args: &[&str]) -> Result<String, NetnsError> {
         let mut full = vec!["-n", self.name.as_str()];

@@ -1,0 +1,54 @@
+//! routed6d's command-line definition, in the library so that the man page and the
+//! shell completions are generated from the same source as the parser.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+
+/// The whole command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "routed6d",
+    version,
+    about = "Routed IPv6 for a VPS: asks the provider's API what is routed here and keeps the kernel in step",
+    long_about = None
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short = 'c', global = true, value_name = "PATH", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do (`run` when none is given).
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Ask the provider once, make the kernel match, and exit (cron, debugging).
+    Once,
+    /// Show what would change, as `ip -6 …` lines; changes nothing.
+    Plan,
+    /// What the provider says, what the kernel has, what routed6d owns.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration and the token file, then exit.
+    CheckConfig,
+    /// Ask the provider to re-read this host's next hop, then reconcile.
+    RefreshNextHop,
+    /// Give the routed prefix back to the provider and remove what routed6d owns.
+    Release {
+        /// Confirm: the provider starts a cooldown before another prefix can be had.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show routed6d at work on a simulated provider in throwaway network namespaces (root).
+    Demo,
+}
