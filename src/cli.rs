@@ -195,7 +195,7 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
     let report = StatusReport {
         config: config.path.display().to_string(),
         provider: ProviderStatus {
-            kind: format!("{:?}", config.provider.kind).to_lowercase(),
+            kind: config.provider.kind.name().to_string(),
             base_url: config.provider.base_url.to_string(),
             host_id: provider.host_id(),
             error: answer.as_ref().err().map(|e| e.to_string()),
@@ -229,11 +229,7 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
     match (&p.answer, &p.error) {
         (Some(a), _) if !a.prefixes.is_empty() => {
             for routed in &a.prefixes {
-                let _ = writeln!(
-                    out,
-                    "routed:    {} via {} ({})",
-                    routed.prefix, routed.next_hop, routed.origin
-                );
+                let _ = writeln!(out, "routed:    {} ({})", routed.describe(), routed.origin);
             }
             if a.next_hop_is_stale()
                 && let Some(s) = a.suggested_next_hop
@@ -295,10 +291,13 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
 pub fn check_config(path: &Path) -> CommandResult {
     let config = load(path)?;
     println!(
-        "{}: OK (provider {:?} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
+        "{}: OK (provider {} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
         path.display(),
-        config.provider.kind,
-        config.provider.base_url,
+        config.provider.kind.name(),
+        match config.provider.kind {
+            crate::config::ProviderKind::Static => "no API (routes in the config)".to_string(),
+            _ => config.provider.base_url.to_string(),
+        },
         config.uplink.interface,
         config.prefix.mode,
         config.prefix.interface,
@@ -316,7 +315,7 @@ pub async fn refresh_next_hop(path: &Path) -> CommandResult {
     let hops = |a: &Assignment| {
         a.prefixes
             .iter()
-            .map(|p| p.next_hop.to_string())
+            .filter_map(|p| p.next_hop.map(|hop| hop.to_string()))
             .collect::<Vec<_>>()
             .join(",")
     };

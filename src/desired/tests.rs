@@ -31,7 +31,7 @@ fn assignment(prefix: &str, next_hop: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
             prefix: prefix.parse().expect("prefix"),
-            next_hop: next_hop.parse().expect("next hop"),
+            next_hop: Some(next_hop.parse().expect("next hop")),
             origin: "ripv6_1".into(),
         }],
         ..Assignment::default()
@@ -180,7 +180,7 @@ fn several_prefixes_share_one_next_hop_address() {
     let mut two = assignment("2001:db8:42:100::/64", "2001:db8:42::1");
     two.prefixes.push(RoutedPrefix {
         prefix: "2001:db8:42:200::/64".parse().expect("prefix"),
-        next_hop: "2001:db8:42::1".parse().expect("hop"),
+        next_hop: Some("2001:db8:42::1".parse().expect("hop")),
         origin: "ripv6rt_2".into(),
     });
     let state = compute(&config(""), &two, &links());
