@@ -336,10 +336,16 @@ async fn rate_limits_and_retry_after() {
         "{retry:?}"
     );
 
+    // Without Retry-After, the wait comes from X-RateLimit-Reset (an ISO timestamp,
+    // 60 s ahead in the sim).
     sim.push_fault(Fault::rate_limited(), 1);
     let error = hostup.fetch().await.unwrap_err();
     assert_eq!(status_of(&error).0, 429);
-    assert_eq!(status_of(&error).3, None);
+    let retry = status_of(&error).3.expect("a wait from X-RateLimit-Reset");
+    assert!(
+        retry >= Duration::from_secs(58) && retry <= Duration::from_secs(60),
+        "{retry:?}"
+    );
 }
 
 #[tokio::test]

@@ -482,6 +482,65 @@ mod tests {
     }
 
     #[test]
+    fn rate_limit_resets_in_every_form() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_372_700_800);
+        // DigitalOcean: epoch seconds (godo's test header, 73 s after `now`).
+        assert_eq!(
+            parse_rate_limit_reset("1372700873", now),
+            Some(Duration::from_secs(73))
+        );
+        assert_eq!(
+            parse_rate_limit_reset("1372700000", now),
+            Some(Duration::ZERO)
+        );
+        // HostUp: ISO 8601.
+        assert_eq!(
+            parse_rate_limit_reset("2013-07-01T17:47:50.000Z", now),
+            Some(Duration::from_secs(70))
+        );
+        // Delta seconds.
+        assert_eq!(
+            parse_rate_limit_reset("30", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_rate_limit_reset("soon", now), None);
+    }
+
+    #[test]
+    fn legacy_and_digitalocean_error_shapes() {
+        let legacy = br#"{"error":"Too Many Requests","message":"Rate limit exceeded","retryAfter":42,"requestId":"r-1"}"#;
+        match status_error("u".into(), 429, None, None, legacy) {
+            ProviderError::Status {
+                code,
+                request_id,
+                detail,
+                retry_after,
+                ..
+            } => {
+                assert_eq!(code.as_deref(), Some("Too Many Requests"));
+                assert_eq!(request_id.as_deref(), Some("r-1"));
+                assert_eq!(detail.as_deref(), Some("Rate limit exceeded"));
+                assert_eq!(retry_after, Some(Duration::from_secs(42)));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A Retry-After header wins over the body.
+        match status_error("u".into(), 429, None, Some(Duration::from_secs(5)), legacy) {
+            ProviderError::Status { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(5)))
+            }
+            other => panic!("{other:?}"),
+        }
+        let digitalocean = br#"{"id":"not_found","message":"The resource you requested could not be found.","request_id":"4851a473"}"#;
+        let error = status_error("u".into(), 404, Some("hdr".into()), None, digitalocean);
+        let text = error.to_string();
+        assert_eq!(
+            text,
+            "u: HTTP 404 code=not_found requestId=4851a473: The resource you requested could not be found."
+        );
+    }
+
+    #[test]
     fn urls_lose_credentials() {
         let url =
             Url::parse("https://user:pw@cloud.example/api/v2/vps?primaryIp=192.0.2.1").unwrap();
