@@ -46,8 +46,8 @@ fn error_parts(body: &[u8]) -> (Option<String>, Option<String>, Option<String>) 
 
 #[test]
 fn account_view_keeps_this_vps_active_routes_from_every_pool() {
-    let a = assignment_from_account(&fixture("hostup-account", "account_two_pools.json"), VPS)
-        .unwrap();
+    let a =
+        assignment_from_account(&fixture("hostup-account", "account_two_pools.json"), VPS).unwrap();
     let got: Vec<(String, String, String)> = a
         .prefixes
         .iter()
@@ -81,9 +81,11 @@ fn account_view_keeps_this_vps_active_routes_from_every_pool() {
     );
     assert_eq!(a.suggested_next_hop, None);
     // Another VPS sees only its own route.
-    let other =
-        assignment_from_account(&fixture("hostup-account", "account_two_pools.json"), "vps_01hxzzzzzzzzzzzzzzzzzzzzzz")
-            .unwrap();
+    let other = assignment_from_account(
+        &fixture("hostup-account", "account_two_pools.json"),
+        "vps_01hxzzzzzzzzzzzzzzzzzzzzzz",
+    )
+    .unwrap();
     assert_eq!(other.prefixes.len(), 1);
 }
 
@@ -119,7 +121,12 @@ fn account_view_edge_cases() {
     }
     // A broken route of another VPS is not ours to judge.
     let body = br#"{"pools":[{"routes":[{"prefix":"banana","vpsId":"vps_x","status":"active"}]}]}"#;
-    assert!(assignment_from_account(body, VPS).unwrap().prefixes.is_empty());
+    assert!(
+        assignment_from_account(body, VPS)
+            .unwrap()
+            .prefixes
+            .is_empty()
+    );
 }
 
 #[test]
@@ -141,7 +148,10 @@ fn digitalocean_lists_pages_and_objects() {
     let got: Vec<String> = a.prefixes.iter().map(|p| p.prefix.to_string()).collect();
     assert_eq!(
         got,
-        ["2604:a880:800:14::42c3:d000/128", "2604:a880:800:14::42c3:d002/128"]
+        [
+            "2604:a880:800:14::42c3:d000/128",
+            "2604:a880:800:14::42c3:d002/128"
+        ]
     );
     assert!(a.prefixes.iter().all(|p| p.next_hop.is_none()));
     assert_eq!(
@@ -153,15 +163,27 @@ fn digitalocean_lists_pages_and_objects() {
         let r = digitalocean::reserved_from_get(&fixture("digitalocean", name)).unwrap();
         assert_eq!(r.droplet_id, None, "{name}");
     }
-    let e = digitalocean::reserved_from_get(&fixture("digitalocean", "get_bad_ip.json"))
-        .unwrap_err();
-    assert_eq!(e, "reserved_ipv6.ip fe80::1 is link-local, not a reserved IPv6");
+    let e =
+        digitalocean::reserved_from_get(&fixture("digitalocean", "get_bad_ip.json")).unwrap_err();
+    assert_eq!(
+        e,
+        "reserved_ipv6.ip fe80::1 is link-local, not a reserved IPv6"
+    );
     for (body, expect) in [
-        (&br#"{"reserved_ipv6s":[{"ip":"2604:a880::1","droplet":{"name":"x"}}]}"#[..], "no integer id"),
-        (br#"{"reserved_ipv6s":[{"ip":"2604:a880::1","droplet":7}]}"#, "neither an object nor null"),
+        (
+            &br#"{"reserved_ipv6s":[{"ip":"2604:a880::1","droplet":{"name":"x"}}]}"#[..],
+            "no integer id",
+        ),
+        (
+            br#"{"reserved_ipv6s":[{"ip":"2604:a880::1","droplet":7}]}"#,
+            "neither an object nor null",
+        ),
         (br#"{"reserved_ipv6s":[{"droplet":null}]}"#, "ip is missing"),
         (br#"{"meta":{"total":0}}"#, "no reserved_ipv6s array"),
-        (br#"{"reserved_ipv6s":[],"links":{"pages":{"next":"https://x/v2/reserved_ipv6"}}}"#, "no page number"),
+        (
+            br#"{"reserved_ipv6s":[],"links":{"pages":{"next":"https://x/v2/reserved_ipv6"}}}"#,
+            "no page number",
+        ),
     ] {
         let e = digitalocean::reserved_page(body).unwrap_err();
         assert!(e.contains(expect), "{}: {e}", String::from_utf8_lossy(body));
@@ -183,8 +205,10 @@ fn digitalocean_actions_errors_and_metadata() {
             .contains("\"done\"")
     );
     assert!(
-        digitalocean::action_from_body(br#"{"action":{"id":1,"status":"completed","type":"resize"}}"#)
-            .is_err()
+        digitalocean::action_from_body(
+            br#"{"action":{"id":1,"status":"completed","type":"resize"}}"#
+        )
+        .is_err()
     );
 
     assert_eq!(
@@ -206,16 +230,28 @@ fn digitalocean_actions_errors_and_metadata() {
     assert_eq!(m.public_ipv6_gateway, Some(v6("2604:a880:800:10::1")));
     assert_eq!(m.reserved_ipv6, Some(v6("2604:a880:800:14::42c3:d000")));
     let m = metadata_from_json(&fixture("do-metadata", "v1_no_ipv6.json")).unwrap();
-    assert_eq!((m.droplet_id, m.public_ipv6, m.reserved_ipv6), (Some(27223699), None, None));
-    assert_eq!(droplet_id_from_text(&fixture("do-metadata", "id.txt")), Ok(3164444));
+    assert_eq!(
+        (m.droplet_id, m.public_ipv6, m.reserved_ipv6),
+        (Some(27223699), None, None)
+    );
+    assert_eq!(
+        droplet_id_from_text(&fixture("do-metadata", "id.txt")),
+        Ok(3164444)
+    );
     for bad in [&b""[..], b"0", b"-4", b"droplet", b"<html>"] {
-        assert!(droplet_id_from_text(bad).unwrap_err().contains("is not a droplet id"));
+        assert!(
+            droplet_id_from_text(bad)
+                .unwrap_err()
+                .contains("is not a droplet id")
+        );
     }
     assert!(metadata_from_json(br#"{"droplet_id":"abc"}"#).is_err());
 
     assert_eq!(
         digitalocean::parse_action_request(br#"{"type":"assign","droplet_id":8219222}"#),
-        Ok(ActionRequest::Assign { droplet_id: 8219222 })
+        Ok(ActionRequest::Assign {
+            droplet_id: 8219222
+        })
     );
     assert!(digitalocean::parse_action_request(br#"{"type":"assign"}"#).is_err());
     assert!(digitalocean::parse_action_request(br#"{"type":"explode"}"#).is_err());
@@ -225,8 +261,14 @@ fn digitalocean_actions_errors_and_metadata() {
 fn legacy_error_bodies() {
     let (code, request_id, detail) = error_parts(&fixture("hostup-legacy", "error_not_found.json"));
     assert_eq!(code.as_deref(), Some("allocation_not_found"));
-    assert_eq!(request_id.as_deref(), Some("5d3a9c1e-0f4b-4e8a-b2c7-9e6d1a0f3b22"));
-    assert_eq!(detail.as_deref(), Some("No routed IPv6 allocation for this VM"));
+    assert_eq!(
+        request_id.as_deref(),
+        Some("5d3a9c1e-0f4b-4e8a-b2c7-9e6d1a0f3b22")
+    );
+    assert_eq!(
+        detail.as_deref(),
+        Some("No routed IPv6 allocation for this VM")
+    );
     match status_error(
         "u".into(),
         429,
@@ -296,7 +338,10 @@ fn every_shared_fixture_parses_or_is_a_clear_error() {
             match kind {
                 "do" if is("error") => {
                     let (_, _, detail) = error_parts(&body);
-                    assert!(detail.is_some(), "{what}: an error body must yield its message");
+                    assert!(
+                        detail.is_some(),
+                        "{what}: an error body must yield its message"
+                    );
                     if name.starts_with("openapi_") {
                         assert!(error_parts(&body).0.is_some(), "{what}: id as the code");
                     }
@@ -341,7 +386,10 @@ fn every_shared_fixture_parses_or_is_a_clear_error() {
                 }
                 "hostup" if name.starts_with("problem_") => {
                     let (code, request_id, detail) = error_parts(&body);
-                    assert!(code.is_some() && request_id.is_some() && detail.is_some(), "{what}");
+                    assert!(
+                        code.is_some() && request_id.is_some() && detail.is_some(),
+                        "{what}"
+                    );
                 }
                 "hostup" if is("v1_post") => {
                     hostup_legacy::assignment_from_post(&body)

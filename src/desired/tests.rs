@@ -213,3 +213,48 @@ fn host_parts_are_placed_inside_the_prefix() {
         "2001:db8:42:7::1".parse::<Ipv6Addr>().expect("a")
     );
 }
+
+/// A DigitalOcean reserved IPv6: routed to the uplink's own address, so no next hop on
+/// the uplink and no unreachable route; the address itself as a /128 on prefix.interface.
+fn reserved(ip: &str) -> RoutedPrefix {
+    RoutedPrefix {
+        prefix: format!("{ip}/128").parse().expect("ip"),
+        next_hop: None,
+        origin: format!("reserved_ipv6 {ip}"),
+    }
+}
+
+#[test]
+fn a_reserved_address_is_a_slash_128_on_the_prefix_interface() {
+    let a = Assignment {
+        prefixes: vec![reserved("2604:a880:800:14::42c3:d000")],
+        ..Assignment::default()
+    };
+    let state = compute(&config(""), &a, &links());
+    assert_eq!(
+        lines(&state),
+        ["addr 2604:a880:800:14::42c3:d000/128 dev lo"]
+    );
+    assert_eq!(
+        state
+            .origins
+            .get("2604:a880:800:14::42c3:d000/128 dev lo")
+            .map(String::as_str),
+        Some("reserved_ipv6 2604:a880:800:14::42c3:d000")
+    );
+    // Another interface when prefix.interface says so; routed prefixes beside it are
+    // unaffected.
+    let mut mixed = assignment("2001:db8:42:100::/64", "2001:db8:42::1");
+    mixed.prefixes.push(reserved("2604:a880:800:14::42c3:d001"));
+    let state = compute(&config("[prefix]\ninterface = \"br0\"\n"), &mixed, &links());
+    assert_eq!(
+        lines(&state),
+        [
+            "addr 2001:db8:42::1/128 dev eth0",
+            "addr 2001:db8:42:100::1/128 dev br0",
+            "addr 2604:a880:800:14::42c3:d001/128 dev br0",
+            "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+        ]
+    );
+    assert!(!mixed.next_hop_is_stale());
+}
