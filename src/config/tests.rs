@@ -75,6 +75,7 @@ fn shipped_example_config_is_valid_and_complete() {
         "poll_interval",
         "allocate",
         "refresh_next_hop",
+        "source",
         "interface",
         "next_hop",
         "mode",

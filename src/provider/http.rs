@@ -166,7 +166,7 @@ impl HttpClient {
                 // A 429 without Retry-After (DigitalOcean's hourly limit): wait for the
                 // window the rate-limit headers name.
                 (status == 429)
-                    .then(|| rate_limit.reset.as_deref())
+                    .then_some(rate_limit.reset.as_deref())
                     .flatten()
                     .and_then(|reset| parse_rate_limit_reset(reset, SystemTime::now()))
             });
