@@ -518,3 +518,54 @@ async fn static_routes_come_from_the_config_alone() {
     assert_eq!(a.prefixes[0].next_hop, Some(v6("2001:db8::10")));
     assert!(provider.release().await.is_err());
 }
+
+/// The new state can be driven over the HTTP control API too (a sim in another process).
+#[tokio::test]
+async fn http_controls_change_every_provider_side() {
+    let sim = start(do_state()).await;
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, body: serde_json::Value| {
+        let request = client
+            .post(format!("{}/_sim/{path}", sim.base_url()))
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
+        }
+    };
+    post(
+        "digitalocean/reserved",
+        serde_json::json!({ "ip": FREE, "dropletId": DROPLET }),
+    )
+    .await;
+    post(
+        "account-routes",
+        serde_json::json!({ "id": "ripv6rt_c", "poolId": "ripv6_p", "poolCidr": "2001:db8:99::/48",
+            "prefix": "2001:db8:99:100::/56", "nextHop": "2001:db8:1::10", "vpsId": VPS }),
+    )
+    .await;
+    post("legacy-vms", serde_json::json!({ "vmid": 7, "vpsId": VPS })).await;
+    let state = sim.state();
+    assert_eq!(
+        state.digitalocean.reserved[&v6(FREE)].droplet_id,
+        Some(DROPLET)
+    );
+    assert_eq!(state.account_routes[0].status, "active");
+    assert_eq!(state.legacy_vms.get(&7).map(String::as_str), Some(VPS));
+    assert_eq!(
+        state.router_table().get(&net(&format!("{FREE}/128"))),
+        Some(&v6("2001:db8:1::2")),
+        "the router routes the reserved IPv6 to the droplet's address"
+    );
+    let response = client
+        .delete(format!("{}/_sim/account-routes/ripv6rt_c", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    assert!(sim.state().account_routes.is_empty());
+}

@@ -48,6 +48,12 @@
 //! | DELETE | `/_sim/fault` | – clear queued and sticky faults |
 //! | GET | `/_sim/requests` | – `[{"method","path","query","atMs"}]` API requests so far |
 //! | DELETE | `/_sim/requests` | – forget them |
+//! | POST | `/_sim/account-routes` | `{"id","poolId","poolCidr","prefix","nextHop","label"?,"vpsId","status"?}` add or replace an account route |
+//! | DELETE | `/_sim/account-routes/{id}` | – |
+//! | POST | `/_sim/legacy-vms` | `{"vmid":10048,"vpsId":"vps_…"}` the legacy API's VM id for a VPS |
+//! | POST | `/_sim/digitalocean/droplets` | `{"id":N,"name","publicIpv6"?}` |
+//! | POST | `/_sim/digitalocean/reserved` | `{"ip","dropletId":N|null,"region"?}` add or (re)assign a reserved IPv6 |
+//! | POST | `/_sim/digitalocean/metadata` | `{"dropletId":N|null}` the droplet the metadata service describes |
 //!
 //! A fault `F` is one of `{"kind":"status","status":503,"code":"service_unavailable"}`,
 //! `{"kind":"rateLimited"}` (no Retry-After), `{"kind":"rateLimited","retryAfter":{"seconds":5}}`,
@@ -120,7 +126,7 @@ pub struct SimState {
 }
 
 /// A route in the account view (`pools[].routes[]`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SimRoute {
     /// `ripv6rt_…`
@@ -130,10 +136,16 @@ pub struct SimRoute {
     pub pool_cidr: Ipv6Net,
     pub prefix: Ipv6Net,
     pub next_hop: Ipv6Addr,
+    #[serde(default)]
     pub label: Option<String>,
     pub vps_id: String,
     /// "active" routes are routed by the provider's router.
+    #[serde(default = "active")]
     pub status: String,
+}
+
+fn active() -> String {
+    "active".into()
 }
 
 impl SimRoute {
@@ -853,6 +865,87 @@ impl Sim {
                 Ok(json!({}))
             }
             (Method::POST, ["vps"]) => control_add_vps(self, body),
+            (Method::POST, ["account-routes"]) => parse_body::<SimRoute>(body).map(|route| {
+                self.mutate(|inner| {
+                    let routes = &mut inner.state.account_routes;
+                    routes.retain(|r| r.id != route.id);
+                    routes.push(route);
+                });
+                json!({})
+            }),
+            (Method::DELETE, ["account-routes", id]) => {
+                self.mutate(|inner| inner.state.account_routes.retain(|r| r.id != *id));
+                Ok(json!({}))
+            }
+            (Method::POST, ["legacy-vms"]) => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body {
+                    vmid: u64,
+                    vps_id: String,
+                }
+                parse_body::<Body>(body).map(|b| {
+                    self.mutate(|inner| inner.state.legacy_vms.insert(b.vmid, b.vps_id));
+                    json!({})
+                })
+            }
+            (Method::POST, ["digitalocean", "droplets"]) => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body {
+                    id: u64,
+                    #[serde(default)]
+                    name: Option<String>,
+                    #[serde(default)]
+                    public_ipv6: Option<Ipv6Addr>,
+                }
+                parse_body::<Body>(body).map(|b| {
+                    self.mutate(|inner| {
+                        let state = std::mem::take(&mut inner.state.digitalocean);
+                        inner.state.digitalocean = state.with_droplet(
+                            b.id,
+                            b.name.as_deref().unwrap_or("droplet"),
+                            b.public_ipv6,
+                        );
+                    });
+                    json!({})
+                })
+            }
+            (Method::POST, ["digitalocean", "reserved"]) => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body {
+                    ip: Ipv6Addr,
+                    #[serde(default)]
+                    droplet_id: Option<u64>,
+                    #[serde(default)]
+                    region: Option<String>,
+                }
+                parse_body::<Body>(body).map(|b| {
+                    self.mutate(|inner| {
+                        inner.state.digitalocean.reserved.insert(
+                            b.ip,
+                            SimReserved {
+                                ip: b.ip,
+                                region: b.region.unwrap_or_else(|| "nyc3".into()),
+                                droplet_id: b.droplet_id,
+                            },
+                        );
+                    });
+                    json!({})
+                })
+            }
+            (Method::POST, ["digitalocean", "metadata"]) => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body {
+                    droplet_id: Option<u64>,
+                }
+                parse_body::<Body>(body).map(|b| {
+                    self.mutate(|inner| inner.state.digitalocean.metadata_droplet = b.droplet_id);
+                    json!({})
+                })
+            }
             (Method::POST, ["vps", id, "allocation"]) => {
                 #[derive(Deserialize)]
                 #[serde(rename_all = "camelCase")]
