@@ -53,7 +53,20 @@ impl From<crate::config::ConfigError> for Failure {
 
 impl From<ProviderError> for Failure {
     fn from(e: ProviderError) -> Self {
-        Failure::new(Exit::Unavailable, e.to_string())
+        let exit = match e {
+            // Asked of a provider that has no such thing (release with static routes).
+            ProviderError::Unsupported(_) => Exit::Usage,
+            _ => Exit::Unavailable,
+        };
+        Failure::new(exit, e.to_string())
+    }
+}
+
+/// Where the provider's answers come from, for humans.
+fn api_of(config: &Config) -> String {
+    match config.provider.kind {
+        crate::config::ProviderKind::Static => "no API (routes in the config)".to_string(),
+        _ => config.provider.base_url.to_string(),
     }
 }
 
@@ -130,7 +143,7 @@ pub async fn plan(path: &Path) -> CommandResult {
     let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
     let assignment = fetch(&mut kernel, &mut provider, &config).await?;
     let (desired, _observed, plan) = reconcile::plan(&mut kernel, &config, &assignment).await?;
-    print!("{plan}");
+    print!("{}", crate::plan::annotated(&plan, &desired));
     if plan.is_empty() && plan.conflicts.is_empty() {
         println!("# nothing to change");
     }
@@ -145,6 +158,9 @@ struct StatusReport {
     config: String,
     provider: ProviderStatus,
     owned: Vec<String>,
+    /// Owned object (as in `owned`, without its "addr "/"route " word) → the provider
+    /// object it serves (allocation id, route id and label, reserved IP, static entry).
+    origins: std::collections::BTreeMap<String, String>,
     pending: Vec<String>,
     conflicts: Vec<String>,
     daemon: Option<StatusFile>,
@@ -179,11 +195,24 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
                 .map(|ObservedRoute { route, .. }| format!("route {route}")),
         )
         .collect();
+    let mut origins = std::collections::BTreeMap::new();
     let (pending, conflicts) = match &answer {
         Ok(assignment) => {
-            let (_, _, plan) = reconcile::plan(&mut kernel, &config, assignment).await?;
+            let (desired, _, plan) = reconcile::plan(&mut kernel, &config, assignment).await?;
+            for line in &owned {
+                let object = line.split_once(' ').map(|(_, o)| o).unwrap_or(line);
+                if let Some(origin) = desired.origins.get(object) {
+                    origins.insert(object.to_string(), origin.clone());
+                }
+            }
             (
-                plan.ops.iter().map(|o| o.to_string()).collect(),
+                plan.ops
+                    .iter()
+                    .map(|o| match crate::plan::origin_of(o, &desired) {
+                        Some(origin) => format!("{o}  # {origin}"),
+                        None => o.to_string(),
+                    })
+                    .collect(),
                 plan.conflicts
                     .iter()
                     .map(|c| format!("want {} but found {}", c.wanted, c.found))
@@ -195,13 +224,14 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
     let report = StatusReport {
         config: config.path.display().to_string(),
         provider: ProviderStatus {
-            kind: format!("{:?}", config.provider.kind).to_lowercase(),
-            base_url: config.provider.base_url.to_string(),
+            kind: config.provider.kind.name().to_string(),
+            base_url: api_of(&config),
             host_id: provider.host_id(),
             error: answer.as_ref().err().map(|e| e.to_string()),
             answer: answer.ok(),
         },
         owned,
+        origins,
         pending,
         conflicts,
         daemon: daemon::read_status(&config.daemon.status_file),
@@ -229,11 +259,7 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
     match (&p.answer, &p.error) {
         (Some(a), _) if !a.prefixes.is_empty() => {
             for routed in &a.prefixes {
-                let _ = writeln!(
-                    out,
-                    "routed:    {} via {} ({})",
-                    routed.prefix, routed.next_hop, routed.origin
-                );
+                let _ = writeln!(out, "routed:    {} ({})", routed.describe(), routed.origin);
             }
             if a.next_hop_is_stale()
                 && let Some(s) = a.suggested_next_hop
@@ -256,7 +282,15 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
         report.owned.len()
     );
     for line in &report.owned {
-        let _ = writeln!(out, "           {line}");
+        let object = line.split_once(' ').map(|(_, o)| o).unwrap_or(line);
+        match report.origins.get(object) {
+            Some(origin) => {
+                let _ = writeln!(out, "           {line}  # {origin}");
+            }
+            None => {
+                let _ = writeln!(out, "           {line}");
+            }
+        }
     }
     if report.pending.is_empty() {
         let _ = writeln!(out, "pending:   nothing (kernel matches the provider)");
@@ -295,10 +329,10 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
 pub fn check_config(path: &Path) -> CommandResult {
     let config = load(path)?;
     println!(
-        "{}: OK (provider {:?} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
+        "{}: OK (provider {} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
         path.display(),
-        config.provider.kind,
-        config.provider.base_url,
+        config.provider.kind.name(),
+        api_of(&config),
         config.uplink.interface,
         config.prefix.mode,
         config.prefix.interface,
@@ -316,7 +350,7 @@ pub async fn refresh_next_hop(path: &Path) -> CommandResult {
     let hops = |a: &Assignment| {
         a.prefixes
             .iter()
-            .map(|p| p.next_hop.to_string())
+            .filter_map(|p| p.next_hop.map(|hop| hop.to_string()))
             .collect::<Vec<_>>()
             .join(",")
     };

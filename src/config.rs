@@ -18,8 +18,19 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/routed6d/routed6d.toml";
 pub const DEFAULT_TOKEN_FILE: &str = "/etc/routed6d/token";
 /// Where the daemon leaves its status for `routed6d status`.
 pub const DEFAULT_STATUS_FILE: &str = "/run/routed6d/status.json";
-/// HostUp's API.
+/// HostUp's API (v2 and legacy share the host).
 pub const HOSTUP_BASE_URL: &str = "https://cloud.hostup.se";
+/// DigitalOcean's API.
+pub const DIGITALOCEAN_BASE_URL: &str = "https://api.digitalocean.com";
+/// The droplet metadata service: link-local, plain http, no auth.
+pub const DIGITALOCEAN_METADATA_URL: &str = "http://169.254.169.254";
+/// The one address outside loopback a plain-http URL may name: the link-local metadata
+/// service, which is reachable only from the droplet itself and offers no https.
+const METADATA_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
+/// The legacy API has no GET: every read is a POST that makes HostUp re-read the VM's
+/// address. Once an hour keeps that write-shaped traffic low; SIGHUP or
+/// `routed6d once` ask at once.
+pub const LEGACY_POLL_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -67,7 +78,71 @@ impl fmt::Display for Secret {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
+    /// HostUp API v2 (per-VPS state, or the account's routes with `source = "account"`).
     Hostup,
+    /// HostUp's legacy `/api/vm/{vmid}/routed-ipv6` (X-API-Key, POST only).
+    HostupLegacy,
+    /// DigitalOcean Reserved IPv6.
+    #[serde(rename = "digitalocean")]
+    DigitalOcean,
+    /// Routes written in the config: no API, no network calls.
+    Static,
+}
+
+impl ProviderKind {
+    /// The name the config file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Hostup => "hostup",
+            ProviderKind::HostupLegacy => "hostup-legacy",
+            ProviderKind::DigitalOcean => "digitalocean",
+            ProviderKind::Static => "static",
+        }
+    }
+
+    /// The `[provider]` keys that mean something for this kind (`kind` aside).
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            ProviderKind::Hostup => &[
+                "base_url",
+                "token_file",
+                "vps_id",
+                "poll_interval",
+                "allocate",
+                "refresh_next_hop",
+                "source",
+            ],
+            ProviderKind::HostupLegacy => &[
+                "base_url",
+                "token_file",
+                "vmid",
+                "poll_interval",
+                "allocate",
+            ],
+            ProviderKind::DigitalOcean => &[
+                "base_url",
+                "token_file",
+                "droplet_id",
+                "metadata_url",
+                "reserved_ipv6",
+                "claim",
+                "outbound_source",
+                "poll_interval",
+            ],
+            ProviderKind::Static => &["routes", "poll_interval"],
+        }
+    }
+}
+
+/// What a HostUp v2 poll reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostupSource {
+    /// `GET /api/v2/vps/{id}/routed-ipv6`: the VPS's one allocation.
+    Vps,
+    /// `GET /api/v2/routed-ipv6`: every active route of the account whose `vpsId` is
+    /// this VPS (a /48, /56s and /64s at once).
+    Account,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -111,10 +186,28 @@ pub struct BaseUrl(reqwest::Url);
 
 impl BaseUrl {
     pub fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_with(text, false)
+    }
+
+    /// A metadata-service URL: like `parse`, and plain http is also allowed to
+    /// 169.254.169.254 (link-local, only reachable from the host itself, no https).
+    pub fn parse_metadata(text: &str) -> Result<Self, String> {
+        Self::parse_with(text, true)
+    }
+
+    fn parse_with(text: &str, metadata: bool) -> Result<Self, String> {
         let url = reqwest::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+        let is_metadata = matches!(url.host(), Some(url::Host::Ipv4(a)) if a == METADATA_ADDR);
         match url.scheme() {
             "https" => {}
             "http" if is_loopback_host(&url) => {}
+            "http" if metadata && is_metadata => {}
+            "http" if metadata => {
+                return Err(format!(
+                    "plain http:// is allowed only for loopback hosts and {METADATA_ADDR}, not {}",
+                    url.host_str().unwrap_or("")
+                ));
+            }
             "http" => {
                 return Err(format!(
                     "plain http:// is allowed only for loopback hosts, not {}; use https://",
@@ -161,6 +254,19 @@ impl<'de> Deserialize<'de> for BaseUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         BaseUrl::parse(&text).map_err(de::Error::custom)
+    }
+}
+
+/// `provider.metadata_url`: a `BaseUrl` that may also be http://169.254.169.254.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MetadataUrl(BaseUrl);
+
+impl<'de> Deserialize<'de> for MetadataUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        BaseUrl::parse_metadata(&text)
+            .map(MetadataUrl)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -246,9 +352,50 @@ struct RawProvider {
     token_file: Option<PathBuf>,
     vps_id: Option<String>,
     poll_interval: Option<PollInterval>,
-    #[serde(default)]
-    allocate: bool,
+    allocate: Option<bool>,
     refresh_next_hop: Option<RefreshNextHop>,
+    source: Option<HostupSource>,
+    vmid: Option<u64>,
+    droplet_id: Option<u64>,
+    metadata_url: Option<MetadataUrl>,
+    reserved_ipv6: Option<Vec<String>>,
+    claim: Option<bool>,
+    outbound_source: Option<bool>,
+    routes: Option<Vec<RawStaticRoute>>,
+}
+
+impl RawProvider {
+    /// The optional keys that are set, by name.
+    fn present(&self) -> Vec<&'static str> {
+        let set = [
+            ("base_url", self.base_url.is_some()),
+            ("token_file", self.token_file.is_some()),
+            ("vps_id", self.vps_id.is_some()),
+            ("poll_interval", self.poll_interval.is_some()),
+            ("allocate", self.allocate.is_some()),
+            ("refresh_next_hop", self.refresh_next_hop.is_some()),
+            ("source", self.source.is_some()),
+            ("vmid", self.vmid.is_some()),
+            ("droplet_id", self.droplet_id.is_some()),
+            ("metadata_url", self.metadata_url.is_some()),
+            ("reserved_ipv6", self.reserved_ipv6.is_some()),
+            ("claim", self.claim.is_some()),
+            ("outbound_source", self.outbound_source.is_some()),
+            ("routes", self.routes.is_some()),
+        ];
+        set.iter()
+            .filter(|(_, present)| *present)
+            .map(|(key, _)| *key)
+            .collect()
+    }
+}
+
+/// One `[provider] routes` entry of `kind = "static"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticRoute {
+    prefix: String,
+    next_hop: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,13 +456,37 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
+    /// The API (default per kind; unused by `static`).
     pub base_url: BaseUrl,
+    /// Empty for `static`, which reads no token.
     pub token_file: PathBuf,
+    /// Empty for `static`.
     pub token: Secret,
     pub vps_id: Option<String>,
     pub poll_interval: Duration,
+    /// Ask the provider for what is missing: HostUp `allocate`, DigitalOcean `claim`.
     pub allocate: bool,
     pub refresh_next_hop: RefreshNextHop,
+    /// HostUp v2: what a poll reads.
+    pub source: HostupSource,
+    /// HostUp legacy: the VM's integer id.
+    pub vmid: Option<u64>,
+    /// DigitalOcean: the droplet (None: asked of the metadata service).
+    pub droplet_id: Option<u64>,
+    /// DigitalOcean: the metadata service.
+    pub metadata_url: BaseUrl,
+    /// DigitalOcean: the reserved IPv6 addresses to use (empty: every one in the
+    /// account assigned to this droplet).
+    pub reserved_ipv6: Vec<Ipv6Addr>,
+    /// Static: the routes, in the order written.
+    pub static_routes: Vec<StaticRoute>,
+}
+
+/// A route written in the config (`kind = "static"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub prefix: ipnet::Ipv6Net,
+    pub next_hop: Ipv6Addr,
 }
 
 #[derive(Clone, Debug)]
@@ -398,6 +569,22 @@ impl Config {
             }
             _ => {}
         }
+        if raw.provider.kind == ProviderKind::DigitalOcean {
+            // A reserved IPv6 is one address, not a prefix: it goes on prefix.interface
+            // as it is; host parts, AnyIP and delegation have nothing to work on.
+            if raw.prefix.mode != PrefixMode::Addresses {
+                return Err(invalid(
+                    key_line("prefix", "mode"),
+                    "prefix.mode does not apply to kind = \"digitalocean\": each reserved IPv6 is placed as a /128 on prefix.interface".into(),
+                ));
+            }
+            if raw.prefix.addresses.is_some() {
+                return Err(invalid(
+                    key_line("prefix", "addresses"),
+                    "prefix.addresses does not apply to kind = \"digitalocean\": the reserved IPv6 itself is the address".into(),
+                ));
+            }
+        }
         if raw.prefix.mode != PrefixMode::Addresses && raw.prefix.addresses.is_some() {
             return Err(invalid(
                 key_line("prefix", "addresses"),
@@ -417,20 +604,6 @@ impl Config {
                 "prefix.addresses is empty: name at least one host part such as \"::1\"".into(),
             ));
         }
-        if let Some(id) = &raw.provider.vps_id
-            && (id.is_empty()
-                || id.len() > 100
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-        {
-            return Err(invalid(
-                key_line("provider", "vps_id"),
-                format!(
-                    "provider.vps_id {id:?} is not a VPS id such as \"vps_01hxa3b4c5d6e7f8g9h0j1k2m3\""
-                ),
-            ));
-        }
         let protocol = raw.daemon.protocol.unwrap_or(DEFAULT_PROTOCOL);
         // 0-4 belong to the kernel and to `ip route` defaults (static = 4): owning
         // them would mean deleting routes routed6d never made.
@@ -443,38 +616,11 @@ impl Config {
             ));
         }
 
-        let token_file = match (&raw.provider.token_file, credentials_dir) {
-            (Some(file), _) => file.clone(),
-            (None, Some(dir)) => dir.join("token"),
-            (None, None) => PathBuf::from(DEFAULT_TOKEN_FILE),
-        };
-        let token = read_token(&token_file).map_err(|message| ConfigError::Token {
-            path: path.to_path_buf(),
-            message: format!("provider.token_file {}: {message}", token_file.display()),
-        })?;
+        let provider = resolve_provider(raw.provider, credentials_dir, text, path)?;
 
         Ok(Config {
             path: path.to_path_buf(),
-            provider: ProviderConfig {
-                kind: raw.provider.kind,
-                base_url: match raw.provider.base_url {
-                    Some(url) => url,
-                    None => BaseUrl::parse(HOSTUP_BASE_URL).expect("built-in URL is valid"),
-                },
-                token_file,
-                token,
-                vps_id: raw.provider.vps_id,
-                poll_interval: raw
-                    .provider
-                    .poll_interval
-                    .map(|p| p.0)
-                    .unwrap_or(Duration::from_secs(60)),
-                allocate: raw.provider.allocate,
-                refresh_next_hop: raw
-                    .provider
-                    .refresh_next_hop
-                    .unwrap_or(RefreshNextHop::Auto),
-            },
+            provider,
             uplink: UplinkConfig {
                 interface: raw.uplink.interface.0,
                 next_hop: raw.uplink.next_hop.unwrap_or(NextHopPolicy::Ensure),
@@ -504,6 +650,162 @@ impl Config {
         }
         names
     }
+}
+
+/// Check the `[provider]` keys against the kind, apply the kind's defaults, read the
+/// token. Errors name the key and its line.
+fn resolve_provider(
+    raw: RawProvider,
+    credentials_dir: Option<&Path>,
+    text: &str,
+    path: &Path,
+) -> Result<ProviderConfig, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: find_key_line(text, "provider", key),
+        message,
+    };
+    let kind = raw.kind;
+    for key in raw.present() {
+        if !kind.keys().contains(&key) {
+            return Err(invalid(
+                key,
+                format!(
+                    "provider.{key} does not apply to kind = \"{}\" (its keys: {})",
+                    kind.name(),
+                    kind.keys().join(", ")
+                ),
+            ));
+        }
+    }
+    if let Some(id) = &raw.vps_id
+        && !crate::provider::is_path_id(id)
+    {
+        return Err(invalid(
+            "vps_id",
+            format!(
+                "provider.vps_id {id:?} is not a VPS id such as \"vps_01hxa3b4c5d6e7f8g9h0j1k2m3\""
+            ),
+        ));
+    }
+    for (key, value) in [("vmid", raw.vmid), ("droplet_id", raw.droplet_id)] {
+        if value == Some(0) {
+            return Err(invalid(key, format!("provider.{key} must be 1 or more")));
+        }
+    }
+    if kind == ProviderKind::HostupLegacy && raw.vmid.is_none() {
+        return Err(invalid(
+            "kind",
+            "kind = \"hostup-legacy\" needs provider.vmid (the VM's integer id in HostUp's panel)"
+                .into(),
+        ));
+    }
+    if raw.outbound_source == Some(true) {
+        return Err(invalid(
+            "outbound_source",
+            "provider.outbound_source = true is not supported by this version: routed6d does not rewrite the default route it does not own; set src on it with your network configuration".into(),
+        ));
+    }
+    let mut reserved_ipv6 = Vec::new();
+    for (index, text_ip) in raw.reserved_ipv6.iter().flatten().enumerate() {
+        let field = format!("provider.reserved_ipv6[{index}]");
+        let addr: Ipv6Addr = text_ip.trim().parse().map_err(|_| {
+            invalid(
+                "reserved_ipv6",
+                format!("{field} {text_ip:?} is not an IPv6 address"),
+            )
+        })?;
+        crate::provider::digitalocean::check_reserved(&field, addr)
+            .map_err(|m| invalid("reserved_ipv6", m))?;
+        if reserved_ipv6.contains(&addr) {
+            return Err(invalid(
+                "reserved_ipv6",
+                format!("{field} {addr} is listed twice"),
+            ));
+        }
+        reserved_ipv6.push(addr);
+    }
+    if raw.claim == Some(true) && reserved_ipv6.is_empty() {
+        return Err(invalid(
+            "claim",
+            "provider.claim = true needs provider.reserved_ipv6: routed6d claims only addresses it is told to".into(),
+        ));
+    }
+    let mut static_routes: Vec<StaticRoute> = Vec::new();
+    if kind == ProviderKind::Static {
+        let Some(routes) = &raw.routes else {
+            return Err(invalid(
+                "kind",
+                "kind = \"static\" needs provider.routes, e.g. routes = [ { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::10\" } ]".into(),
+            ));
+        };
+        for (index, route) in routes.iter().enumerate() {
+            let field = format!("provider.routes[{index}]");
+            let prefix =
+                crate::provider::static_routes::parse_route(&field, &route.prefix, &route.next_hop)
+                    .map_err(|m| invalid("routes", m))?;
+            if let Some(other) = static_routes.iter().position(|r| r.prefix == prefix.prefix) {
+                return Err(invalid(
+                    "routes",
+                    format!(
+                        "{field}.prefix {} is already provider.routes[{other}]",
+                        prefix.prefix
+                    ),
+                ));
+            }
+            static_routes.push(prefix);
+        }
+    }
+
+    let (token_file, token) = if kind == ProviderKind::Static {
+        // No API, so no key: nothing is read.
+        (PathBuf::new(), Secret::new(String::new()))
+    } else {
+        let token_file = match (&raw.token_file, credentials_dir) {
+            (Some(file), _) => file.clone(),
+            (None, Some(dir)) => dir.join("token"),
+            (None, None) => PathBuf::from(DEFAULT_TOKEN_FILE),
+        };
+        let token = read_token(&token_file).map_err(|message| ConfigError::Token {
+            path: path.to_path_buf(),
+            message: format!("provider.token_file {}: {message}", token_file.display()),
+        })?;
+        (token_file, token)
+    };
+    let default_base = match kind {
+        ProviderKind::DigitalOcean => DIGITALOCEAN_BASE_URL,
+        _ => HOSTUP_BASE_URL,
+    };
+    let default_interval = match kind {
+        ProviderKind::HostupLegacy => LEGACY_POLL_INTERVAL,
+        _ => Duration::from_secs(60),
+    };
+    let refresh_next_hop = match kind {
+        ProviderKind::Hostup => raw.refresh_next_hop.unwrap_or(RefreshNextHop::Auto),
+        // The legacy poll is itself a refresh; DigitalOcean and static have no next
+        // hop at the provider to refresh.
+        _ => RefreshNextHop::Never,
+    };
+    Ok(ProviderConfig {
+        kind,
+        base_url: raw
+            .base_url
+            .unwrap_or_else(|| BaseUrl::parse(default_base).expect("built-in URL is valid")),
+        token_file,
+        token,
+        vps_id: raw.vps_id,
+        poll_interval: raw.poll_interval.map(|p| p.0).unwrap_or(default_interval),
+        allocate: raw.allocate.or(raw.claim).unwrap_or(false),
+        refresh_next_hop,
+        source: raw.source.unwrap_or(HostupSource::Vps),
+        vmid: raw.vmid,
+        droplet_id: raw.droplet_id,
+        metadata_url: raw.metadata_url.map(|m| m.0).unwrap_or_else(|| {
+            BaseUrl::parse_metadata(DIGITALOCEAN_METADATA_URL).expect("built-in URL is valid")
+        }),
+        reserved_ipv6,
+        static_routes,
+    })
 }
 
 /// Read the token: it must exist, be non-empty, and be readable by its owner only

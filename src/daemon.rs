@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
 use crate::kernel::{Kernel, KernelEvent};
-use crate::model::{Assignment, DesiredState};
+use crate::model::{Assignment, DesiredState, RoutedPrefix};
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Outcome};
 
@@ -122,7 +122,11 @@ impl<P: Provider> Poller<P> {
             && assignment.next_hop_is_stale()
             && let Some(suggested) = assignment.suggested_next_hop
         {
-            let current: Vec<Ipv6Addr> = assignment.prefixes.iter().map(|p| p.next_hop).collect();
+            let current: Vec<Ipv6Addr> = assignment
+                .prefixes
+                .iter()
+                .filter_map(|p| p.next_hop)
+                .collect();
             let key = (current.clone(), suggested);
             if self.refreshed_for.as_ref() != Some(&key) {
                 self.refreshed_for = Some(key);
@@ -138,10 +142,13 @@ impl<P: Provider> Poller<P> {
             }
         }
 
-        if settings.allocate && assignment.prefixes.is_empty() && assignment.unavailable.is_none() {
+        if settings.allocate && self.provider.wants_allocation(&assignment) {
             if !self.allocate_tried {
                 self.allocate_tried = true;
-                info!("no routed prefix allocated: asking the provider to allocate one");
+                info!(
+                    "{}: asking the provider for it",
+                    self.provider.missing_what()
+                );
                 match self.provider.allocate().await {
                     Ok(allocated) => assignment = allocated,
                     Err(e) => warn!("allocate failed: {e}"),
@@ -343,7 +350,7 @@ impl<K: Kernel> Agent<K> {
             Some(a) => a
                 .prefixes
                 .iter()
-                .map(|p| format!("{} via {}", p.prefix, p.next_hop))
+                .map(RoutedPrefix::describe)
                 .collect::<Vec<_>>()
                 .join(", "),
         };
@@ -365,7 +372,7 @@ impl<K: Kernel> Agent<K> {
             next_hops: good
                 .prefixes
                 .iter()
-                .map(|p| p.next_hop.to_string())
+                .filter_map(|p| p.next_hop.map(|hop| hop.to_string()))
                 .collect(),
             prefixes: good
                 .prefixes

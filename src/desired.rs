@@ -68,10 +68,30 @@ pub fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> Desi
     for routed in &assignment.prefixes {
         let prefix = routed.prefix;
 
+        let Some(hop) = routed.next_hop else {
+            // A single address routed to the uplink's own address (DigitalOcean
+            // reserved IPv6): the address goes on prefix.interface as a /128, scope
+            // global; no next hop to keep, nothing to make unreachable.
+            if let Some(target) = target {
+                let address = Address {
+                    ifindex: target.index,
+                    addr: prefix.network(),
+                    prefix_len: 128,
+                    ifname: target.name.clone(),
+                    no_prefix_route: false,
+                };
+                if !state.addresses.contains(&address) {
+                    origins.insert(address.to_string(), routed.origin.clone());
+                    state.addresses.push(address);
+                }
+            }
+            continue;
+        };
+
         if let (NextHopPolicy::Ensure, Some(up)) = (config.uplink.next_hop, uplink) {
             let next_hop = Address {
                 ifindex: up.index,
-                addr: routed.next_hop,
+                addr: hop,
                 prefix_len: 128,
                 ifname: up.name.clone(),
                 no_prefix_route: false,

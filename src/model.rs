@@ -29,9 +29,25 @@ pub struct RoutedPrefix {
     /// Always a network address (host bits cleared).
     pub prefix: Ipv6Net,
     /// The address of this host the provider's router forwards `prefix` to.
-    pub next_hop: Ipv6Addr,
-    /// The provider object this prefix came from (e.g. `ripv6_…`), for logs and status.
+    ///
+    /// `None`: a single address (`prefix` is a /128) the provider routes to this host's
+    /// own uplink address, as DigitalOcean does with a reserved IPv6. Nothing is needed
+    /// on the uplink, and the address itself is placed on `prefix.interface`.
+    pub next_hop: Option<Ipv6Addr>,
+    /// The provider object this prefix came from, for logs (ORIGIN), status and plan:
+    /// `ripv6_…` (HostUp allocation), `ripv6rt_… "label"` (HostUp account route),
+    /// `legacy allocation 3`, `reserved_ipv6 2604:a880::1`, `static routes[0]`.
     pub origin: String,
+}
+
+impl RoutedPrefix {
+    /// `2001:db8:42:100::/64 via 2001:db8::10`, or the address alone.
+    pub fn describe(&self) -> String {
+        match self.next_hop {
+            Some(hop) => format!("{} via {hop}", self.prefix),
+            None => format!("{} (routed to this host's own address)", self.prefix),
+        }
+    }
 }
 
 /// A well-formed provider answer, reduced to what the kernel needs.
@@ -53,7 +69,10 @@ impl Assignment {
     /// now: `refresh_next_hop` would bring it up to date.
     pub fn next_hop_is_stale(&self) -> bool {
         match self.suggested_next_hop {
-            Some(suggested) => self.prefixes.iter().any(|p| p.next_hop != suggested),
+            Some(suggested) => self
+                .prefixes
+                .iter()
+                .any(|p| p.next_hop.is_some_and(|hop| hop != suggested)),
             None => false,
         }
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
 
-use crate::sim::{SimHandle, SimState, SimVps};
+use crate::sim::{SimHandle, SimState};
 
 /// The router's address on the link to the VPS.
 pub const ROUTER_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
@@ -220,9 +220,10 @@ impl Testbed {
     }
 }
 
-/// The simulated HostUp API serving on the VPS's loopback, from its own thread and
+/// The simulated provider serving on the VPS's loopback, from its own thread and
 /// runtime (callers may block while it answers), with the testbed's router following
-/// the allocation as the real provider's router does. Stops on drop.
+/// every route the provider makes (allocations, account routes, reserved IPv6) as the
+/// real provider's router does. Stops on drop.
 pub struct ProviderSim {
     handle: SimHandle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -230,8 +231,8 @@ pub struct ProviderSim {
 }
 
 impl ProviderSim {
-    /// Serve `state` on 127.0.0.1 in the VPS namespace; route every active allocation's
-    /// prefix on the router via its next hop, now and whenever it changes.
+    /// Serve `state` on 127.0.0.1 in the VPS namespace; keep the router's routes equal
+    /// to `SimState::router_table`, now and whenever it changes.
     pub fn start(testbed: &Testbed, state: SimState) -> Result<Self, NetnsError> {
         let listener = testbed
             .vps
@@ -240,11 +241,9 @@ impl ProviderSim {
         listener
             .set_nonblocking(true)
             .map_err(|source| NetnsError::Sim { source })?;
-        let routes: Vec<(Ipv6Net, Ipv6Addr)> = state
-            .vpses
-            .values()
-            .filter_map(SimVps::active_route)
-            .collect();
+        // Everything the provider routes: allocations, account routes, and reserved
+        // IPv6 addresses (/128s to the droplet's own address, as DigitalOcean does).
+        let table = state.router_table();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -269,23 +268,23 @@ impl ProviderSim {
                 source: io::Error::other("the simulation thread stopped"),
             })?
             .map_err(|source| NetnsError::Sim { source })?;
-        for (prefix, hop) in routes {
-            testbed.route_prefix(prefix, Some(hop))?;
+        for (prefix, hop) in &table {
+            testbed.route_prefix(*prefix, Some(*hop))?;
         }
         let router = testbed.router.name.clone();
-        let routed = std::sync::Mutex::new(None::<Ipv6Net>);
-        handle.on_route_change(Box::new(move |change| {
+        let routed = std::sync::Mutex::new(table);
+        handle.on_router_table_change(Box::new(move |table| {
             let mut routed = routed.lock().unwrap_or_else(|p| p.into_inner());
-            let result = match change {
-                Some((prefix, hop)) => {
-                    *routed = Some(prefix);
-                    router_route(&router, "replace", prefix, Some(hop))
+            let mut result = Ok(String::new());
+            for (prefix, hop) in table {
+                if routed.get(prefix) != Some(hop) {
+                    result = result.and(router_route(&router, "replace", *prefix, Some(*hop)));
                 }
-                None => match routed.take() {
-                    Some(prefix) => router_route(&router, "del", prefix, None),
-                    None => Ok(String::new()),
-                },
-            };
+            }
+            for prefix in routed.keys().filter(|p| !table.contains_key(*p)) {
+                result = result.and(router_route(&router, "del", *prefix, None));
+            }
+            *routed = table.clone();
             if let Err(e) = result {
                 eprintln!("simulated provider could not program its router: {e}");
             }

@@ -9,6 +9,38 @@ use crate::model::{
     Address, Conflict, DesiredState, ObservedAddress, ObservedRoute, ObservedState, Op, Plan,
 };
 
+/// The provider object an op serves, from the desired state's origins: what `routed6d
+/// plan` prints after `#`. A removal serves nothing any more.
+pub fn origin_of<'a>(op: &Op, desired: &'a DesiredState) -> Option<&'a str> {
+    let key = match op {
+        Op::AddAddress(a) => a.to_string(),
+        Op::AddRoute(r) | Op::ReplaceRoute(r) => r.to_string(),
+        Op::DelAddress(_) | Op::DelRoute(_) | Op::SetSysctl { .. } => return None,
+    };
+    desired.origins.get(&key).map(String::as_str)
+}
+
+/// The plan as `routed6d plan` prints it: one `ip -6 …` line per op, each addition
+/// followed by `# <provider object>`, each removal by `# no longer routed here`.
+pub fn annotated(plan: &Plan, desired: &DesiredState) -> String {
+    let mut out = String::new();
+    for op in &plan.ops {
+        let note = match (origin_of(op, desired), op.is_removal()) {
+            (Some(origin), _) => format!("  # {origin}"),
+            (None, true) => "  # no longer routed here".to_string(),
+            (None, false) => String::new(),
+        };
+        out.push_str(&format!("{op}{note}\n"));
+    }
+    for c in &plan.conflicts {
+        out.push_str(&format!(
+            "# not touched: want {} but found {}\n",
+            c.wanted, c.found
+        ));
+    }
+    out
+}
+
 /// The plan that closes the gap between `desired` and `observed`.
 pub fn diff(desired: &DesiredState, observed: &ObservedState, protocol: u8) -> Plan {
     let mut plan = Plan::default();

@@ -134,7 +134,7 @@ struct OpContext<'a> {
 fn op_context<'a>(op: &Op, context: &[&'a Assignment]) -> OpContext<'a> {
     let from = |routed: &'a RoutedPrefix| OpContext {
         prefix: Some(routed.prefix),
-        next_hop: Some(routed.next_hop),
+        next_hop: routed.next_hop,
         origin: &routed.origin,
     };
     let matching = |pred: &dyn Fn(&RoutedPrefix) -> bool| {
@@ -146,7 +146,7 @@ fn op_context<'a>(op: &Op, context: &[&'a Assignment]) -> OpContext<'a> {
     };
     let found = match op {
         Op::AddAddress(a) | Op::DelAddress(a) => {
-            matching(&|p| p.next_hop == a.addr || p.prefix.contains(&a.addr))
+            matching(&|p| p.next_hop == Some(a.addr) || p.prefix.contains(&a.addr))
         }
         Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => {
             matching(&|p| p.prefix == r.dst || p.prefix.contains(&r.dst))

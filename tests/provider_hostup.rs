@@ -115,7 +115,7 @@ async fn fetch_returns_the_allocation() {
     let a = hostup.fetch().await.unwrap();
     assert_eq!(a.prefixes.len(), 1);
     assert_eq!(a.prefixes[0].prefix, net("2001:db8:42:100::/64"));
-    assert_eq!(a.prefixes[0].next_hop, v6("2001:db8:ffff::10"));
+    assert_eq!(a.prefixes[0].next_hop, Some(v6("2001:db8:ffff::10")));
     assert!(a.prefixes[0].origin.starts_with("ripv6_"));
     assert!(!a.next_hop_is_stale());
     assert_eq!(
@@ -205,7 +205,7 @@ async fn allocate_refresh_release() {
     assert_eq!(a.prefixes.len(), 1);
     let prefix = a.prefixes[0].prefix;
     assert_eq!(prefix, net("2001:db8:42:100::/64"));
-    assert_eq!(a.prefixes[0].next_hop, v6("2001:db8:ffff::10"));
+    assert_eq!(a.prefixes[0].next_hop, Some(v6("2001:db8:ffff::10")));
     // 200 with the same allocation when it exists.
     let again = hostup.allocate().await.unwrap();
     assert_eq!(again.prefixes, a.prefixes);
@@ -217,14 +217,14 @@ async fn allocate_refresh_release() {
     let stale = hostup.fetch().await.unwrap();
     assert!(stale.next_hop_is_stale());
     let fresh = hostup.refresh_next_hop().await.unwrap();
-    assert_eq!(fresh.prefixes[0].next_hop, v6("2001:db8:ffff::20"));
+    assert_eq!(fresh.prefixes[0].next_hop, Some(v6("2001:db8:ffff::20")));
     assert!(!fresh.next_hop_is_stale());
 
     // The provider moves the route by itself.
     sim.set_next_hop(VPS, v6("2001:db8:ffff::30")).unwrap();
     assert_eq!(
         hostup.fetch().await.unwrap().prefixes[0].next_hop,
-        v6("2001:db8:ffff::30")
+        Some(v6("2001:db8:ffff::30"))
     );
 
     let release = hostup.release().await.unwrap();
@@ -336,10 +336,16 @@ async fn rate_limits_and_retry_after() {
         "{retry:?}"
     );
 
+    // Without Retry-After, the wait comes from X-RateLimit-Reset (an ISO timestamp,
+    // 60 s ahead in the sim).
     sim.push_fault(Fault::rate_limited(), 1);
     let error = hostup.fetch().await.unwrap_err();
     assert_eq!(status_of(&error).0, 429);
-    assert_eq!(status_of(&error).3, None);
+    let retry = status_of(&error).3.expect("a wait from X-RateLimit-Reset");
+    assert!(
+        retry >= Duration::from_secs(58) && retry <= Duration::from_secs(60),
+        "{retry:?}"
+    );
 }
 
 #[tokio::test]

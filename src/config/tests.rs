@@ -75,6 +75,7 @@ fn shipped_example_config_is_valid_and_complete() {
         "poll_interval",
         "allocate",
         "refresh_next_hop",
+        "source",
         "interface",
         "next_hop",
         "mode",
@@ -262,4 +263,258 @@ fn missing_sections_are_named() {
         None,
     ));
     assert!(e.contains("missing field `provider`"), "{e}");
+}
+
+/// A config of `kind` with `provider` lines (token_file added for the kinds that read one).
+fn kind_config(dir: &Dir, provider: &str, rest: &str) -> Result<Config, ConfigError> {
+    let token = if provider.contains("\"static\"") {
+        String::new()
+    } else {
+        format!("token_file = \"{}\"\n", dir.token().display())
+    };
+    let text = format!("[provider]\n{provider}\n{token}[uplink]\ninterface = \"eth0\"\n{rest}");
+    Config::from_text(Path::new("/etc/routed6d/routed6d.toml"), &text, None)
+}
+
+#[test]
+fn every_kind_gets_its_defaults() {
+    let dir = Dir::new();
+    let c = kind_config(&dir, "kind = \"hostup\"\nsource = \"account\"", "").expect("account");
+    assert_eq!(c.provider.source, HostupSource::Account);
+    let c = kind_config(&dir, "kind = \"hostup-legacy\"\nvmid = 10048", "").expect("legacy");
+    assert_eq!(c.provider.vmid, Some(10048));
+    assert_eq!(c.provider.poll_interval, LEGACY_POLL_INTERVAL);
+    assert_eq!(c.provider.base_url.to_string(), HOSTUP_BASE_URL);
+    assert_eq!(c.provider.refresh_next_hop, RefreshNextHop::Never);
+    let c = kind_config(&dir, "kind = \"digitalocean\"", "").expect("digitalocean");
+    assert_eq!(c.provider.base_url.to_string(), DIGITALOCEAN_BASE_URL);
+    assert_eq!(
+        c.provider.metadata_url.to_string(),
+        "http://169.254.169.254"
+    );
+    assert_eq!(c.provider.droplet_id, None);
+    assert!(c.provider.reserved_ipv6.is_empty() && !c.provider.allocate);
+    let c = kind_config(
+        &dir,
+        "kind = \"digitalocean\"\ndroplet_id = 7\nreserved_ipv6 = [\"2604:A880:0800:0014:0000:0000:42C3:D000\"]\nclaim = true",
+        "",
+    )
+    .expect("claim");
+    assert_eq!(
+        c.provider.reserved_ipv6,
+        vec!["2604:a880:800:14::42c3:d000".parse::<Ipv6Addr>().unwrap()]
+    );
+    assert!(c.provider.allocate, "claim is the provider's allocate");
+    let c = kind_config(
+        &dir,
+        "kind = \"static\"\nroutes = [ { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::10\" } ]",
+        "",
+    )
+    .expect("static");
+    assert_eq!(c.provider.static_routes.len(), 1);
+    assert_eq!(c.provider.token.expose(), "", "static reads no token");
+}
+
+#[test]
+fn keys_of_another_kind_are_refused_with_their_line() {
+    let dir = Dir::new();
+    for (provider, key, kind) in [
+        ("kind = \"hostup\"\nvmid = 3", "vmid", "hostup"),
+        ("kind = \"hostup\"\nclaim = true", "claim", "hostup"),
+        (
+            "kind = \"hostup-legacy\"\nvmid = 3\nvps_id = \"vps_1\"",
+            "vps_id",
+            "hostup-legacy",
+        ),
+        (
+            "kind = \"hostup-legacy\"\nvmid = 3\nsource = \"account\"",
+            "source",
+            "hostup-legacy",
+        ),
+        (
+            "kind = \"digitalocean\"\nrefresh_next_hop = \"auto\"",
+            "refresh_next_hop",
+            "digitalocean",
+        ),
+        (
+            "kind = \"digitalocean\"\nallocate = true",
+            "allocate",
+            "digitalocean",
+        ),
+        (
+            "kind = \"static\"\nroutes = []\nbase_url = \"https://x.example\"",
+            "base_url",
+            "static",
+        ),
+        (
+            "kind = \"static\"\nroutes = []\ntoken_file = \"/x\"",
+            "token_file",
+            "static",
+        ),
+    ] {
+        let e = err(kind_config(&dir, provider, ""));
+        let line = provider.lines().count() + 1;
+        assert!(
+            e.contains(&format!(
+                ":{line}: provider.{key} does not apply to kind = \"{kind}\""
+            )),
+            "{provider}: {e}"
+        );
+        assert!(!e.contains('\n'));
+    }
+}
+
+#[test]
+fn per_kind_values_are_checked() {
+    let dir = Dir::new();
+    for (provider, rest, expect) in [
+        ("kind = \"hostup-legacy\"", "", "needs provider.vmid"),
+        (
+            "kind = \"hostup-legacy\"\nvmid = 0",
+            "",
+            "provider.vmid must be 1 or more",
+        ),
+        ("kind = \"hostup-legacy\"\nvmid = -3", "", "invalid value"),
+        (
+            "kind = \"hostup-legacy\"\nvmid = \"10048\"",
+            "",
+            "invalid type",
+        ),
+        (
+            "kind = \"digitalocean\"\ndroplet_id = 0",
+            "",
+            "droplet_id must be 1 or more",
+        ),
+        (
+            "kind = \"digitalocean\"\nreserved_ipv6 = [\"nope\"]",
+            "",
+            "reserved_ipv6[0] \"nope\" is not an IPv6 address",
+        ),
+        (
+            "kind = \"digitalocean\"\nreserved_ipv6 = [\"fe80::1\"]",
+            "",
+            "link-local",
+        ),
+        (
+            "kind = \"digitalocean\"\nreserved_ipv6 = [\"2604:a880::1\", \"2604:A880::1\"]",
+            "",
+            "listed twice",
+        ),
+        (
+            "kind = \"digitalocean\"\nclaim = true",
+            "",
+            "claim = true needs provider.reserved_ipv6",
+        ),
+        (
+            "kind = \"digitalocean\"\noutbound_source = true",
+            "",
+            "outbound_source = true is not supported",
+        ),
+        (
+            "kind = \"digitalocean\"\nmetadata_url = \"http://10.0.0.1\"",
+            "",
+            "only for loopback hosts and 169.254.169.254",
+        ),
+        (
+            "kind = \"digitalocean\"\nbase_url = \"http://169.254.169.254\"",
+            "",
+            "only for loopback hosts, not",
+        ),
+        (
+            "kind = \"digitalocean\"",
+            "[prefix]\nmode = \"anyip\"\n",
+            "prefix.mode does not apply",
+        ),
+        (
+            "kind = \"digitalocean\"",
+            "[prefix]\naddresses = [\"::1\"]\n",
+            "prefix.addresses does not apply",
+        ),
+        ("kind = \"static\"", "", "needs provider.routes"),
+        (
+            "kind = \"static\"\nroutes = [ { prefix = \"2001:db8:42:100::1/64\", next_hop = \"2001:db8::10\" } ]",
+            "",
+            "provider.routes[0].prefix 2001:db8:42:100::1/64 has host bits set",
+        ),
+        (
+            "kind = \"static\"\nroutes = [ { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::10\" }, { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::11\" } ]",
+            "",
+            "already provider.routes[0]",
+        ),
+        (
+            "kind = \"static\"\nroutes = [ { prefix = \"2001:db8:42:100::/64\", via = \"2001:db8::10\" } ]",
+            "",
+            "unknown field `via`",
+        ),
+        ("kind = \"ovh\"", "", "unknown variant `ovh`"),
+    ] {
+        let e = err(kind_config(&dir, provider, rest));
+        assert!(e.contains(expect), "{provider}: {e}");
+        assert!(e.starts_with("/etc/routed6d/routed6d.toml:"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // The metadata service's address and loopback are fine as plain http.
+    for ok in ["http://169.254.169.254", "http://127.0.0.1:8080"] {
+        kind_config(
+            &dir,
+            &format!("kind = \"digitalocean\"\nmetadata_url = \"{ok}\""),
+            "",
+        )
+        .unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
+/// Every example in config/examples/ loads as `routed6d check-config` would load it.
+#[test]
+fn shipped_examples_are_valid() {
+    let dir = Dir::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&examples).expect("config/examples") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        // Point token_file at a real private file; keep everything else as shipped.
+        let text = text.replace("/etc/routed6d/token", &dir.token().display().to_string());
+        let config =
+            Config::from_text(&path, &text, Some(dir.dir.path())).unwrap_or_else(|e| panic!("{e}"));
+        seen.push((
+            path.file_name().unwrap().to_string_lossy().to_string(),
+            config.provider.kind,
+            config.provider.source,
+        ));
+        assert!(
+            text.lines()
+                .filter(|l| l.trim_start().starts_with('#'))
+                .count()
+                >= 5,
+            "{}: commented",
+            path.display()
+        );
+    }
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "digitalocean.toml".into(),
+                ProviderKind::DigitalOcean,
+                HostupSource::Vps
+            ),
+            (
+                "hostup-account.toml".into(),
+                ProviderKind::Hostup,
+                HostupSource::Account
+            ),
+            (
+                "hostup-legacy.toml".into(),
+                ProviderKind::HostupLegacy,
+                HostupSource::Vps
+            ),
+            (
+                "static.toml".into(),
+                ProviderKind::Static,
+                HostupSource::Vps
+            ),
+        ]
+    );
 }

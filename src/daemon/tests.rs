@@ -46,7 +46,7 @@ fn routed(prefix: &str, hop: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
             prefix: prefix.parse().expect("prefix"),
-            next_hop: hop.parse().expect("hop"),
+            next_hop: Some(hop.parse().expect("hop")),
             origin: "ripv6_1".into(),
         }],
         ..Assignment::default()

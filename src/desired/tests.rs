@@ -31,7 +31,7 @@ fn assignment(prefix: &str, next_hop: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
             prefix: prefix.parse().expect("prefix"),
-            next_hop: next_hop.parse().expect("next hop"),
+            next_hop: Some(next_hop.parse().expect("next hop")),
             origin: "ripv6_1".into(),
         }],
         ..Assignment::default()
@@ -180,7 +180,7 @@ fn several_prefixes_share_one_next_hop_address() {
     let mut two = assignment("2001:db8:42:100::/64", "2001:db8:42::1");
     two.prefixes.push(RoutedPrefix {
         prefix: "2001:db8:42:200::/64".parse().expect("prefix"),
-        next_hop: "2001:db8:42::1".parse().expect("hop"),
+        next_hop: Some("2001:db8:42::1".parse().expect("hop")),
         origin: "ripv6rt_2".into(),
     });
     let state = compute(&config(""), &two, &links());
@@ -212,4 +212,49 @@ fn host_parts_are_placed_inside_the_prefix() {
         place_host(p48, "0:0:0:7::1".parse().expect("a")),
         "2001:db8:42:7::1".parse::<Ipv6Addr>().expect("a")
     );
+}
+
+/// A DigitalOcean reserved IPv6: routed to the uplink's own address, so no next hop on
+/// the uplink and no unreachable route; the address itself as a /128 on prefix.interface.
+fn reserved(ip: &str) -> RoutedPrefix {
+    RoutedPrefix {
+        prefix: format!("{ip}/128").parse().expect("ip"),
+        next_hop: None,
+        origin: format!("reserved_ipv6 {ip}"),
+    }
+}
+
+#[test]
+fn a_reserved_address_is_a_slash_128_on_the_prefix_interface() {
+    let a = Assignment {
+        prefixes: vec![reserved("2604:a880:800:14::42c3:d000")],
+        ..Assignment::default()
+    };
+    let state = compute(&config(""), &a, &links());
+    assert_eq!(
+        lines(&state),
+        ["addr 2604:a880:800:14::42c3:d000/128 dev lo"]
+    );
+    assert_eq!(
+        state
+            .origins
+            .get("2604:a880:800:14::42c3:d000/128 dev lo")
+            .map(String::as_str),
+        Some("reserved_ipv6 2604:a880:800:14::42c3:d000")
+    );
+    // Another interface when prefix.interface says so; routed prefixes beside it are
+    // unaffected.
+    let mut mixed = assignment("2001:db8:42:100::/64", "2001:db8:42::1");
+    mixed.prefixes.push(reserved("2604:a880:800:14::42c3:d001"));
+    let state = compute(&config("[prefix]\ninterface = \"br0\"\n"), &mixed, &links());
+    assert_eq!(
+        lines(&state),
+        [
+            "addr 2001:db8:42::1/128 dev eth0",
+            "addr 2001:db8:42:100::1/128 dev br0",
+            "addr 2604:a880:800:14::42c3:d001/128 dev br0",
+            "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+        ]
+    );
+    assert!(!mixed.next_hop_is_stale());
 }

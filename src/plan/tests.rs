@@ -304,3 +304,27 @@ fn sysctls_change_only_from_the_allowed_values() {
     observed.sysctls.remove("net/ipv6/conf/all/forwarding");
     assert!(diff(&desired, &observed, OURS).is_empty());
 }
+
+#[test]
+fn plan_lines_name_the_provider_object() {
+    let mut desired = DesiredState::default();
+    let wanted = addr("2604:a880:800:14::42c3:d000/128", 1, "lo");
+    desired.origins.insert(
+        wanted.to_string(),
+        "reserved_ipv6 2604:a880:800:14::42c3:d000".into(),
+    );
+    desired.addresses.push(wanted);
+    let observed = ObservedState {
+        addresses: vec![ObservedAddress {
+            address: addr("2001:db8:42:100::1/128", 1, "lo"),
+            protocol: OURS,
+        }],
+        ..ObservedState::default()
+    };
+    let plan = diff(&desired, &observed, OURS);
+    assert_eq!(
+        annotated(&plan, &desired),
+        "ip -6 addr add 2604:a880:800:14::42c3:d000/128 dev lo nodad  # reserved_ipv6 2604:a880:800:14::42c3:d000\n\
+         ip -6 addr del 2001:db8:42:100::1/128 dev lo  # no longer routed here\n"
+    );
+}

@@ -1,6 +1,8 @@
 //! HostUp API v2 (docs/PROVIDERS.md §1): the per-VPS routed-IPv6 state, read with GET,
 //! changed with POST (allocate / refresh_next_hop) and DELETE (release), turned into an
-//! `Assignment` by one pure, strict-where-it-matters function.
+//! `Assignment` by one pure, strict-where-it-matters function. With `source =
+//! "account"` the poll reads the account view (`GET /api/v2/routed-ipv6`) instead: every
+//! active route of every pool whose `vpsId` is this VPS, each with its own next hop.
 //!
 //! Parsing is lenient about shape (unknown fields, nulls, numbers sent as strings) and
 //! strict about meaning: an active allocation whose prefix or next hop could misroute
@@ -13,8 +15,8 @@ use reqwest::{Method, Url};
 use serde::{Deserialize, Deserializer, de};
 
 use super::http::{HttpClient, HttpResponse};
-use super::{ProviderError, Release};
-use crate::config::{BaseUrl, ProviderConfig, Secret};
+use super::{Provider, ProviderError, Release};
+use crate::config::{BaseUrl, HostupSource, ProviderConfig, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 
 /// Shorter prefixes than this are not something a provider routes to one VPS; a /0 or
@@ -32,6 +34,7 @@ pub struct HostUp {
     token: Secret,
     /// `provider.vps_id`, or found by `identify` on the first poll.
     vps_id: Option<String>,
+    source: HostupSource,
 }
 
 impl HostUp {
@@ -48,6 +51,7 @@ impl HostUp {
             base: config.base_url.clone(),
             token: config.token.clone(),
             vps_id: config.vps_id.clone(),
+            source: config.source,
         }
     }
 
@@ -76,21 +80,50 @@ impl HostUp {
         Ok(())
     }
 
-    /// GET the routed-IPv6 state. Changes nothing at HostUp.
+    /// GET the routed-IPv6 state (or the account view). Changes nothing at HostUp.
     pub async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
-        self.state_call(Method::GET, None).await
+        match self.source {
+            HostupSource::Vps => self.state_call(Method::GET, None).await,
+            HostupSource::Account => self.account().await,
+        }
     }
 
-    /// POST `{"action":"refresh_next_hop"}`: HostUp re-reads the VPS's address.
+    /// POST `{"action":"refresh_next_hop"}`: HostUp re-reads the VPS's address. With
+    /// `source = "account"`, the account view is read again afterwards.
     pub async fn refresh_next_hop(&mut self) -> Result<Assignment, ProviderError> {
         let body = serde_json::json!({ "action": "refresh_next_hop" });
-        self.state_call(Method::POST, Some(body)).await
+        let state = self.state_call(Method::POST, Some(body)).await?;
+        match self.source {
+            HostupSource::Vps => Ok(state),
+            HostupSource::Account => self.account().await,
+        }
     }
 
     /// POST `{"action":"allocate"}`: 201 when a prefix was allocated, 200 when one existed.
     pub async fn allocate(&mut self) -> Result<Assignment, ProviderError> {
         let body = serde_json::json!({ "action": "allocate" });
-        self.state_call(Method::POST, Some(body)).await
+        let state = self.state_call(Method::POST, Some(body)).await?;
+        match self.source {
+            HostupSource::Vps => Ok(state),
+            HostupSource::Account => self.account().await,
+        }
+    }
+
+    /// GET /api/v2/routed-ipv6 and keep the routes to this VPS.
+    async fn account(&self) -> Result<Assignment, ProviderError> {
+        let id = self.vps_id.as_deref().ok_or_else(|| {
+            ProviderError::NotFound("this VPS has not been identified at HostUp yet".into())
+        })?;
+        let response = self
+            .http
+            .request(
+                Method::GET,
+                self.base.join("/api/v2/routed-ipv6"),
+                &self.token,
+                None,
+            )
+            .await?;
+        assignment_from_account(&response.body, id).map_err(|m| response.invalid(m))
     }
 
     /// DELETE: give the prefix back; HostUp starts a cooldown before the next one.
@@ -160,6 +193,30 @@ impl HostUp {
     }
 }
 
+impl Provider for HostUp {
+    fn host_id(&self) -> Option<String> {
+        self.vps_id.clone()
+    }
+    fn needs_identity(&self) -> bool {
+        self.vps_id.is_none()
+    }
+    async fn identify(&mut self, uplink_ips: &[IpAddr]) -> Result<(), ProviderError> {
+        HostUp::identify(self, uplink_ips).await
+    }
+    async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
+        HostUp::fetch(self).await
+    }
+    async fn refresh_next_hop(&mut self) -> Result<Assignment, ProviderError> {
+        HostUp::refresh_next_hop(self).await
+    }
+    async fn allocate(&mut self) -> Result<Assignment, ProviderError> {
+        HostUp::allocate(self).await
+    }
+    async fn release(&mut self) -> Result<Release, ProviderError> {
+        HostUp::release(self).await
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Wire shapes. Only the fields routed6d reads; everything else is ignored.
 
@@ -206,7 +263,7 @@ struct RawRelease {
 
 /// A JSON object or null. Without `default` the key must be present. (serde would
 /// otherwise also build a struct from an array, `[]` included.)
-fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: de::DeserializeOwned,
@@ -235,7 +292,7 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 }
 
 /// A number, or a string holding one ("64"): HostUp's examples are not consistent.
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::Null => Ok(None),
         serde_json::Value::Number(n) => match (n.as_u64(), n.as_f64()) {
@@ -257,7 +314,7 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 }
 
 /// An id as a string, or a number (the legacy API's ids are integers).
-fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match serde_json::Value::deserialize(d)? {
         serde_json::Value::Null => Ok(None),
         serde_json::Value::String(s) => Ok(Some(s)),
@@ -268,7 +325,7 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 
 /// The body as a JSON object of type `T`: an array, a string or null is refused even
 /// where serde would map it onto the struct.
-fn parse_json<T: de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
+pub(crate) fn parse_json<T: de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("empty body where {what} was expected"));
     }
@@ -336,7 +393,7 @@ fn routed_prefix(allocation: &RawAllocation) -> Result<RoutedPrefix, String> {
     }
     Ok(RoutedPrefix {
         prefix,
-        next_hop,
+        next_hop: Some(next_hop),
         origin: allocation
             .id
             .clone()
@@ -345,13 +402,145 @@ fn routed_prefix(allocation: &RawAllocation) -> Result<RoutedPrefix, String> {
     })
 }
 
+/// The account view's top level. Every key is optional in the docs, but a body without
+/// `pools` says nothing about routes, and reading it as "none" would remove them.
+#[derive(Debug, Deserialize)]
+struct RawAccount {
+    #[serde(default)]
+    available: Option<bool>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    pools: Option<Vec<RawPool>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawPool {
+    #[serde(default, deserialize_with = "lenient_string")]
+    id: Option<String>,
+    /// A pool without routes (null) has none; a pool is an object or the answer is bad.
+    #[serde(default)]
+    routes: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRoute {
+    #[serde(default, deserialize_with = "lenient_string")]
+    id: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default, rename = "prefixLength", deserialize_with = "lenient_u64")]
+    prefix_length: Option<u64>,
+    #[serde(default, rename = "nextHop")]
+    next_hop: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default, rename = "vpsId")]
+    vps_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// Turn the account view into this VPS's `Assignment`: every route whose `vpsId` is
+/// `vps_id` and whose status is `active`, from every pool. A route of this VPS that
+/// could misroute traffic refuses the whole answer; other VPSes' routes are not read
+/// beyond their `vpsId` and `status`.
+pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, String> {
+    let account: RawAccount = parse_json(body, "a HostUp routed-IPv6 account view")?;
+    if account.available == Some(false) {
+        let reason = account
+            .reason
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| NO_REASON.to_string());
+        return Ok(Assignment {
+            unavailable: Some(reason),
+            ..Assignment::default()
+        });
+    }
+    let pools = account.pools.ok_or(
+        "the account view has no pools array (and does not say routed IPv6 is unavailable)",
+    )?;
+    let mut prefixes: Vec<RoutedPrefix> = Vec::new();
+    for (p, pool) in pools.iter().enumerate() {
+        for (r, value) in pool.routes.iter().flatten().enumerate() {
+            let field = format!("pools[{p}].routes[{r}]");
+            let route: RawRoute = match value {
+                serde_json::Value::Object(_) => {
+                    RawRoute::deserialize(value).map_err(|e| format!("{field}: {e}"))?
+                }
+                _ => return Err(format!("{field} is not an object")),
+            };
+            if route.vps_id.as_deref() != Some(vps_id) || route.status.as_deref() != Some("active")
+            {
+                continue;
+            }
+            let prefix_text = route
+                .prefix
+                .as_deref()
+                .ok_or_else(|| format!("{field}.prefix is missing in an active route"))?;
+            let prefix = parse_net(&format!("{field}.prefix"), prefix_text)?;
+            if prefix.trunc() != prefix {
+                return Err(format!(
+                    "{field}.prefix {prefix} has host bits set (the network is {})",
+                    prefix.trunc()
+                ));
+            }
+            if let Some(length) = route.prefix_length
+                && length != u64::from(prefix.prefix_len())
+            {
+                return Err(format!(
+                    "{field}.prefixLength {length} disagrees with {field}.prefix {prefix}"
+                ));
+            }
+            check_routable(&format!("{field}.prefix"), prefix)?;
+            let hop_text = route
+                .next_hop
+                .as_deref()
+                .ok_or_else(|| format!("{field}.nextHop is missing in an active route"))?;
+            let next_hop = parse_next_hop(&format!("{field}.nextHop"), hop_text)?;
+            if prefix.contains(&next_hop) {
+                return Err(format!(
+                    "{field}.nextHop {next_hop} lies inside {field}.prefix {prefix}: the provider's router would send the prefix to itself"
+                ));
+            }
+            let id = route
+                .id
+                .filter(|id| !id.is_empty())
+                .or_else(|| pool.id.clone().map(|pool| format!("{pool} route")))
+                .unwrap_or_else(|| field.clone());
+            let origin = match route.label.as_deref().map(str::trim) {
+                Some(label) if !label.is_empty() => format!("{id} {label:?}"),
+                _ => id,
+            };
+            if let Some(same) = prefixes.iter().find(|x| x.prefix == prefix) {
+                if same.next_hop == Some(next_hop) {
+                    continue;
+                }
+                return Err(format!(
+                    "{field}.prefix {prefix} is routed twice to this VPS, via {} ({}) and via {next_hop} ({origin})",
+                    same.next_hop.map(|h| h.to_string()).unwrap_or_default(),
+                    same.origin
+                ));
+            }
+            prefixes.push(RoutedPrefix {
+                prefix,
+                next_hop: Some(next_hop),
+                origin,
+            });
+        }
+    }
+    Ok(Assignment {
+        prefixes,
+        unavailable: None,
+        suggested_next_hop: None,
+    })
+}
+
 /// `allocation.prefix`: an IPv6 network (no host bits), agreeing with `prefixLength`,
 /// at least a /32, and not in a range that can never be routed to a host.
 pub fn parse_prefix(text: &str, prefix_length: Option<u64>) -> Result<Ipv6Net, String> {
     let trimmed = text.trim();
-    let net: Ipv6Net = trimmed.parse().map_err(|_| {
-        format!("allocation.prefix {text:?} is not an IPv6 prefix such as 2001:db8:42:100::/64")
-    })?;
+    let net = parse_net("allocation.prefix", text)?;
     if net.trunc() != net {
         return Err(format!(
             "allocation.prefix {trimmed} has host bits set (the network is {})",
@@ -365,9 +554,23 @@ pub fn parse_prefix(text: &str, prefix_length: Option<u64>) -> Result<Ipv6Net, S
             "allocation.prefixLength {length} disagrees with allocation.prefix {net}"
         ));
     }
+    check_routable("allocation.prefix", net)?;
+    Ok(net)
+}
+
+/// `text` as an IPv6 prefix (host bits allowed; the caller decides what they mean).
+pub fn parse_net(field: &str, text: &str) -> Result<Ipv6Net, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{field} {text:?} is not an IPv6 prefix such as 2001:db8:42:100::/64"))
+}
+
+/// A prefix a provider may route to one host: at least a /32 and not in a range that
+/// can never be routed to a host. Every provider (and the static routes) share this rule.
+pub fn check_routable(field: &str, net: Ipv6Net) -> Result<(), String> {
     if net.prefix_len() < MIN_PREFIX_LEN {
         return Err(format!(
-            "allocation.prefix {net} is shorter than /{MIN_PREFIX_LEN}: refusing to route that much address space"
+            "{field} {net} is shorter than /{MIN_PREFIX_LEN}: refusing to route that much address space"
         ));
     }
     let network = net.network();
@@ -382,10 +585,10 @@ pub fn parse_prefix(text: &str, prefix_length: Option<u64>) -> Result<Ipv6Net, S
     } else {
         None
     };
-    if let Some(kind) = kind {
-        return Err(format!("allocation.prefix {net} is a {kind} prefix"));
+    match kind {
+        Some(kind) => Err(format!("{field} {net} is a {kind} prefix")),
+        None => Ok(()),
     }
-    Ok(net)
 }
 
 /// A next hop: an IPv6 address (`addr/128` accepted) a router can forward to.
@@ -455,7 +658,7 @@ pub fn vps_ids_from_list(body: &[u8], ip: IpAddr) -> Result<Vec<String>, String>
             .get("id")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| format!("data[{index}].id is missing or not a string"))?;
-        if !is_vps_id(id) {
+        if !super::is_path_id(id) {
             return Err(format!("data[{index}].id {id:?} is not a VPS id"));
         }
         let other_ip = item
@@ -469,15 +672,6 @@ pub fn vps_ids_from_list(body: &[u8], ip: IpAddr) -> Result<Vec<String>, String>
     }
     ids.dedup();
     Ok(ids)
-}
-
-/// The same rule as `provider.vps_id` in the config: the id goes into a URL path.
-fn is_vps_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]
@@ -539,7 +733,7 @@ mod tests {
             a.prefixes,
             vec![RoutedPrefix {
                 prefix: net("2001:db8:42:100::/64"),
-                next_hop: addr("2001:db8:42::1"),
+                next_hop: Some(addr("2001:db8:42::1")),
                 origin: "ripv6_01hxa3b4c5d6e7f8g9h0j1k2m3".into(),
             }]
         );
@@ -551,7 +745,7 @@ mod tests {
     #[test]
     fn stale_next_hop_is_visible() {
         let a = assignment_from_state(&fixture("state_stale_next_hop.json")).unwrap();
-        assert_eq!(a.prefixes[0].next_hop, addr("2001:db8:42::1"));
+        assert_eq!(a.prefixes[0].next_hop, Some(addr("2001:db8:42::1")));
         assert_eq!(a.suggested_next_hop, Some(addr("2001:db8:42::2")));
         assert!(a.next_hop_is_stale());
     }
@@ -714,7 +908,7 @@ mod tests {
     fn next_hop_as_slash_128_is_normalised() {
         let body = active("\"2001:db8:42:100::/64\"", "64", "\"2001:db8:42::1/128\"");
         let a = assignment_from_state(body.as_bytes()).unwrap();
-        assert_eq!(a.prefixes[0].next_hop, addr("2001:db8:42::1"));
+        assert_eq!(a.prefixes[0].next_hop, Some(addr("2001:db8:42::1")));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The HTTP client every provider shares: one `reqwest::Client` with short timeouts,
 //! no redirects and certificate validation always on; bodies read with a hard size cap;
-//! `Retry-After` (seconds or HTTP date) and RFC 7807 problem documents turned into
-//! `ProviderError`. The token goes on the wire here and nowhere else.
+//! `Retry-After` (seconds or HTTP date), rate-limit headers (HostUp's `X-RateLimit-*`
+//! with an ISO reset, DigitalOcean's `ratelimit-*` with an epoch reset) and error
+//! documents (RFC 7807 problems, HostUp legacy `{error, message, retryAfter}`,
+//! DigitalOcean `{id, message, request_id}`) turned into `ProviderError`. The token goes
+//! on the wire here and nowhere else, as `Authorization: Bearer` or `X-API-Key`.
 
 use std::error::Error as _;
 use std::time::{Duration, SystemTime};
@@ -9,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
-use serde::Deserialize;
 
 use super::ProviderError;
 use crate::config::Secret;
@@ -24,6 +26,17 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 /// Headers providers use for a request id, in the order they are looked for.
 const REQUEST_ID_HEADERS: [&str; 3] = ["x-request-id", "request-id", "x-correlation-id"];
+
+/// How a request proves who it is.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth<'a> {
+    /// `Authorization: Bearer <token>` (HostUp v2, DigitalOcean).
+    Bearer(&'a Secret),
+    /// `X-API-Key: <token>` (HostUp legacy).
+    ApiKey(&'a Secret),
+    /// Nothing (the droplet metadata service).
+    None,
+}
 
 /// The shared client. Cheap to clone (reqwest's client is an `Arc` inside).
 #[derive(Clone, Debug)]
@@ -98,21 +111,41 @@ impl HttpClient {
         token: &Secret,
         json: Option<&serde_json::Value>,
     ) -> Result<HttpResponse, ProviderError> {
+        self.send(method, url, Auth::Bearer(token), json).await
+    }
+
+    /// `request` with any kind of authentication.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        auth: Auth<'_>,
+        json: Option<&serde_json::Value>,
+    ) -> Result<HttpResponse, ProviderError> {
         let shown = display_url(&url);
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+        let credential = match auth {
+            Auth::Bearer(token) => {
+                Some((header::AUTHORIZATION, format!("Bearer {}", token.expose())))
+            }
+            Auth::ApiKey(token) => Some((
+                header::HeaderName::from_static("x-api-key"),
+                token.expose().to_string(),
+            )),
+            Auth::None => None,
+        };
+        let mut request = self.client.request(method, url);
+        if let Some((name, value)) = credential {
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
                 // Never echo the value: it is the token.
                 ProviderError::Transport {
                     url: shown.clone(),
                     message: "the token holds characters that cannot go in an HTTP header".into(),
                 }
             })?;
-        // Keeps the value out of reqwest's and hyper's Debug output and out of HPACK tables.
-        auth.set_sensitive(true);
-        let mut request = self
-            .client
-            .request(method, url)
-            .header(header::AUTHORIZATION, auth);
+            // Keeps the value out of reqwest's and hyper's Debug output and out of HPACK tables.
+            value.set_sensitive(true);
+            request = request.header(name, value);
+        }
         if let Some(body) = json {
             request = request.json(body);
         }
@@ -124,15 +157,19 @@ impl HttpClient {
         let status = response.status().as_u16();
         let headers = response.headers();
         let request_id = request_id_header(headers);
+        let rate_limit = rate_limit_headers(headers);
         let retry_after = headers
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let rate_limit = RateLimit {
-            limit: header_text(headers, "x-ratelimit-limit"),
-            remaining: header_text(headers, "x-ratelimit-remaining"),
-            reset: header_text(headers, "x-ratelimit-reset"),
-        };
+            .and_then(|v| parse_retry_after(v, SystemTime::now()))
+            .or_else(|| {
+                // A 429 without Retry-After (DigitalOcean's hourly limit): wait for the
+                // window the rate-limit headers name.
+                (status == 429)
+                    .then_some(rate_limit.reset.as_deref())
+                    .flatten()
+                    .and_then(|reset| parse_rate_limit_reset(reset, SystemTime::now()))
+            });
         if rate_limit != RateLimit::default() {
             tracing::debug!(
                 url = %shown,
@@ -201,18 +238,34 @@ async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Byte
     Ok(body.freeze())
 }
 
-/// The parts of an RFC 7807 problem document routed6d uses. Everything optional and of
-/// any type: a problem document that is odd must not hide the status.
-#[derive(Debug, Default, Deserialize)]
-struct Problem {
-    #[serde(default)]
-    code: Option<serde_json::Value>,
-    #[serde(default, rename = "requestId")]
-    request_id: Option<serde_json::Value>,
-    #[serde(default)]
-    detail: Option<serde_json::Value>,
-    #[serde(default)]
-    title: Option<serde_json::Value>,
+/// The rate-limit headers, HostUp's `X-RateLimit-*` or DigitalOcean's `ratelimit-*`.
+fn rate_limit_headers(headers: &HeaderMap) -> RateLimit {
+    let either = |name: &str| {
+        header_text(headers, &format!("x-ratelimit-{name}"))
+            .or_else(|| header_text(headers, &format!("ratelimit-{name}")))
+    };
+    RateLimit {
+        limit: either("limit"),
+        remaining: either("remaining"),
+        reset: either("reset"),
+    }
+}
+
+/// When a rate-limit window ends, from its reset header: Unix epoch seconds
+/// (DigitalOcean), an ISO 8601 timestamp (HostUp), or — a small number — seconds from
+/// now (the IETF draft's form). In the past means now; anything else is ignored.
+pub fn parse_rate_limit_reset(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let when = if let Ok(number) = value.parse::<u64>() {
+        // Nobody resets a window more than a year ahead; larger numbers are epochs.
+        if number < 365 * 86_400 {
+            return Some(Duration::from_secs(number));
+        }
+        SystemTime::UNIX_EPOCH + Duration::from_secs(number)
+    } else {
+        humantime::parse_rfc3339_weak(value).ok()?
+    };
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn json_text(value: Option<serde_json::Value>) -> Option<String> {
@@ -243,21 +296,26 @@ pub fn status_error(
     retry_after: Option<Duration>,
     body: &[u8],
 ) -> ProviderError {
-    // Via Value: serde would otherwise read an array as a struct's fields in order.
-    let problem: Problem = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(value @ serde_json::Value::Object(_)) => {
-            serde_json::from_value(value).unwrap_or_default()
-        }
-        _ => Problem::default(),
+    // Any object shape is read field by field: HostUp v2 problem documents
+    // {code, detail, title, requestId}, HostUp legacy {error, message, code, requestId,
+    // retryAfter} and DigitalOcean {id, message, request_id}.
+    let object = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
     };
-    let detail = json_text(problem.detail).or_else(|| json_text(problem.title));
+    let first = |keys: &[&str]| keys.iter().find_map(|k| json_text(object.get(*k).cloned()));
+    let body_retry_after = object.get("retryAfter").and_then(|v| match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
     ProviderError::Status {
         url,
         status,
-        code: json_text(problem.code),
-        request_id: json_text(problem.request_id).or(header_request_id),
-        detail,
-        retry_after,
+        code: first(&["code", "id", "error"]),
+        request_id: first(&["requestId", "request_id"]).or(header_request_id),
+        detail: first(&["detail", "message", "title", "error"]),
+        retry_after: retry_after.or(body_retry_after.map(Duration::from_secs)),
     }
 }
 
@@ -421,6 +479,65 @@ mod tests {
             ProviderError::Status { detail, .. } => assert_eq!(detail.as_deref(), Some("Internal")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn rate_limit_resets_in_every_form() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_372_700_800);
+        // DigitalOcean: epoch seconds (godo's test header, 73 s after `now`).
+        assert_eq!(
+            parse_rate_limit_reset("1372700873", now),
+            Some(Duration::from_secs(73))
+        );
+        assert_eq!(
+            parse_rate_limit_reset("1372700000", now),
+            Some(Duration::ZERO)
+        );
+        // HostUp: ISO 8601.
+        assert_eq!(
+            parse_rate_limit_reset("2013-07-01T17:47:50.000Z", now),
+            Some(Duration::from_secs(70))
+        );
+        // Delta seconds.
+        assert_eq!(
+            parse_rate_limit_reset("30", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_rate_limit_reset("soon", now), None);
+    }
+
+    #[test]
+    fn legacy_and_digitalocean_error_shapes() {
+        let legacy = br#"{"error":"Too Many Requests","message":"Rate limit exceeded","retryAfter":42,"requestId":"r-1"}"#;
+        match status_error("u".into(), 429, None, None, legacy) {
+            ProviderError::Status {
+                code,
+                request_id,
+                detail,
+                retry_after,
+                ..
+            } => {
+                assert_eq!(code.as_deref(), Some("Too Many Requests"));
+                assert_eq!(request_id.as_deref(), Some("r-1"));
+                assert_eq!(detail.as_deref(), Some("Rate limit exceeded"));
+                assert_eq!(retry_after, Some(Duration::from_secs(42)));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A Retry-After header wins over the body.
+        match status_error("u".into(), 429, None, Some(Duration::from_secs(5)), legacy) {
+            ProviderError::Status { retry_after, .. } => {
+                assert_eq!(retry_after, Some(Duration::from_secs(5)))
+            }
+            other => panic!("{other:?}"),
+        }
+        let digitalocean = br#"{"id":"not_found","message":"The resource you requested could not be found.","request_id":"4851a473"}"#;
+        let error = status_error("u".into(), 404, Some("hdr".into()), None, digitalocean);
+        let text = error.to_string();
+        assert_eq!(
+            text,
+            "u: HTTP 404 code=not_found requestId=4851a473: The resource you requested could not be found."
+        );
     }
 
     #[test]

@@ -1,9 +1,19 @@
 //! Providers: each one turns its API's answers into the provider-neutral `Assignment`.
-//! `http` holds what every HTTP API shares (timeouts, size cap, Retry-After, problem
-//! documents); one file per provider does the rest.
+//! `http` holds what every HTTP API shares (timeouts, size cap, Retry-After, rate-limit
+//! headers, error documents); one file per provider does the rest:
+//!
+//! | kind | file | poll |
+//! |---|---|---|
+//! | `hostup` | `hostup.rs` | GET per-VPS state, or the account's routes (`source = "account"`) |
+//! | `hostup-legacy` | `hostup_legacy.rs` | POST `refresh_next_hop` (the API has no GET) |
+//! | `digitalocean` | `digitalocean.rs` | GET reserved IPv6 (+ the metadata service for the droplet id) |
+//! | `static` | `static_routes.rs` | the config's routes; no network at all |
 
+pub mod digitalocean;
 pub mod hostup;
+pub mod hostup_legacy;
 pub mod http;
+pub mod static_routes;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -42,6 +52,21 @@ pub enum ProviderError {
     /// The VPS could not be identified (no `vps_id`, and no match for the uplink's IPs).
     #[error("cannot find this VPS at the provider: {0}")]
     NotFound(String),
+    /// The provider has no such operation (static routes have no API to release to).
+    #[error("{0}")]
+    Unsupported(String),
+    /// An action the provider accepted did not complete (DigitalOcean `errored`).
+    #[error("{0}")]
+    ActionFailed(String),
+}
+
+/// An id that goes into a URL path: letters, digits, `_` and `-`, at most 100 characters.
+pub fn is_path_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn problem_suffix(
@@ -73,7 +98,7 @@ impl ProviderError {
 }
 
 /// The answer to a release.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Release {
     pub released: bool,
     pub cooldown_days: Option<u64>,
@@ -97,11 +122,21 @@ pub trait Provider {
     ) -> impl Future<Output = Result<(), ProviderError>> {
         async { Ok(()) }
     }
+    /// Is something missing that `allocate` would ask for (with `allocate`/`claim` set)?
+    /// Default: nothing is routed here and the provider did not say it cannot be.
+    fn wants_allocation(&self, assignment: &Assignment) -> bool {
+        assignment.prefixes.is_empty() && assignment.unavailable.is_none()
+    }
+    /// What `wants_allocation` found missing, for the log line.
+    fn missing_what(&self) -> String {
+        "no routed prefix allocated".into()
+    }
     /// Read what is routed here. Never creates or changes anything at the provider.
     fn fetch(&mut self) -> impl Future<Output = Result<Assignment, ProviderError>>;
     /// Ask the provider to re-read this host's address and update the next hop.
     fn refresh_next_hop(&mut self) -> impl Future<Output = Result<Assignment, ProviderError>>;
-    /// Ask for a routed prefix.
+    /// Ask for a routed prefix (DigitalOcean: assign the configured reserved IPv6
+    /// addresses that are unassigned to this droplet).
     fn allocate(&mut self) -> impl Future<Output = Result<Assignment, ProviderError>>;
     /// Give the routed prefix back.
     fn release(&mut self) -> impl Future<Output = Result<Release, ProviderError>>;
@@ -111,52 +146,67 @@ pub trait Provider {
 /// methods are not object-safe, and the set of providers is closed.
 pub enum AnyProvider {
     HostUp(hostup::HostUp),
+    HostUpLegacy(hostup_legacy::HostUpLegacy),
+    DigitalOcean(digitalocean::DigitalOcean),
+    Static(static_routes::StaticRoutes),
 }
 
 impl AnyProvider {
     /// Build the configured provider. Makes no network call: a host that must be
-    /// found by its addresses is identified on the first poll.
+    /// found by its addresses (or the metadata service) is identified on the first poll.
     pub fn new(config: &Config) -> Result<Self, ProviderError> {
-        match config.provider.kind {
-            ProviderKind::Hostup => Ok(AnyProvider::HostUp(hostup::HostUp::new(&config.provider)?)),
-        }
+        let p = &config.provider;
+        Ok(match p.kind {
+            ProviderKind::Hostup => AnyProvider::HostUp(hostup::HostUp::new(p)?),
+            ProviderKind::HostupLegacy => {
+                AnyProvider::HostUpLegacy(hostup_legacy::HostUpLegacy::new(p)?)
+            }
+            ProviderKind::DigitalOcean => {
+                AnyProvider::DigitalOcean(digitalocean::DigitalOcean::new(p)?)
+            }
+            ProviderKind::Static => AnyProvider::Static(static_routes::StaticRoutes::new(p)),
+        })
     }
+}
+
+/// Call the same method on whichever provider this is.
+macro_rules! each {
+    ($self:expr, $p:ident => $body:expr) => {
+        match $self {
+            AnyProvider::HostUp($p) => $body,
+            AnyProvider::HostUpLegacy($p) => $body,
+            AnyProvider::DigitalOcean($p) => $body,
+            AnyProvider::Static($p) => $body,
+        }
+    };
 }
 
 impl Provider for AnyProvider {
     fn host_id(&self) -> Option<String> {
-        match self {
-            AnyProvider::HostUp(p) => p.vps_id().map(str::to_string),
-        }
+        each!(self, p => p.host_id())
     }
     fn needs_identity(&self) -> bool {
-        match self {
-            AnyProvider::HostUp(p) => p.vps_id().is_none(),
-        }
+        each!(self, p => p.needs_identity())
+    }
+    fn wants_allocation(&self, assignment: &Assignment) -> bool {
+        each!(self, p => p.wants_allocation(assignment))
+    }
+    fn missing_what(&self) -> String {
+        each!(self, p => p.missing_what())
     }
     async fn identify(&mut self, uplink_ips: &[IpAddr]) -> Result<(), ProviderError> {
-        match self {
-            AnyProvider::HostUp(p) => p.identify(uplink_ips).await,
-        }
+        each!(self, p => p.identify(uplink_ips).await)
     }
     async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
-        match self {
-            AnyProvider::HostUp(p) => p.fetch().await,
-        }
+        each!(self, p => p.fetch().await)
     }
     async fn refresh_next_hop(&mut self) -> Result<Assignment, ProviderError> {
-        match self {
-            AnyProvider::HostUp(p) => p.refresh_next_hop().await,
-        }
+        each!(self, p => p.refresh_next_hop().await)
     }
     async fn allocate(&mut self) -> Result<Assignment, ProviderError> {
-        match self {
-            AnyProvider::HostUp(p) => p.allocate().await,
-        }
+        each!(self, p => p.allocate().await)
     }
     async fn release(&mut self) -> Result<Release, ProviderError> {
-        match self {
-            AnyProvider::HostUp(p) => p.release().await,
-        }
+        each!(self, p => p.release().await)
     }
 }

@@ -1,8 +1,10 @@
-//! A simulated HostUp API v2 (docs/PROVIDERS.md §1), for tests, `routed6d demo` and
-//! end-to-end runs: the documented endpoints with their shapes, bearer auth and RFC 7807
-//! problem documents, plus controls to change the provider's side (allocation, next hop,
-//! availability) and to inject faults (error statuses, 429s, broken bodies, delays,
-//! hangs, dropped connections).
+//! A simulated provider for tests, `routed6d demo` and end-to-end runs: HostUp API v2
+//! (docs/PROVIDERS.md §1, per-VPS and account view), HostUp's legacy API (§2,
+//! `legacy.rs`) and DigitalOcean's Reserved IPv6 API with the droplet metadata service
+//! (§3, `digitalocean.rs`), with their shapes, auth and error documents, plus controls
+//! to change the provider's side (allocations, account routes, next hops, reserved IPv6
+//! assignments, availability) and to inject faults (error statuses, 429s, broken bodies,
+//! delays, hangs, dropped connections) into any of them alike.
 //!
 //! The caller binds the listener (the demo binds it inside another network namespace),
 //! `serve` runs the accept loop on the current tokio runtime and returns a `SimHandle`.
@@ -15,7 +17,10 @@
 //! | GET | `/api/v2/vps/{id}/routed-ipv6` | per-VPS state |
 //! | POST | `/api/v2/vps/{id}/routed-ipv6` | no body, `{}` or `{"action":"allocate"}`: 201 + `created:true` when it allocated, 200 when one existed; `{"action":"refresh_next_hop"}`: `allocation.nextHop = suggestedNextHop`, 200 |
 //! | DELETE | `/api/v2/vps/{id}/routed-ipv6` | `{"released","cooldownDays","cooldownUntil","allocation"}` (status `cooldown`); afterwards GET shows `allocation: null` |
-//! | GET | `/api/v2/routed-ipv6` | account view: one pool, a route per active allocation, a destination per VPS |
+//! | GET | `/api/v2/routed-ipv6` | account view: pool `ripv6_simpool` with a route per active allocation, plus the extra pools of `SimState::account_routes`; a destination per VPS |
+//!
+//! The legacy API (`X-API-Key`) and DigitalOcean (`Bearer`, same token) are documented
+//! in `legacy.rs` and `digitalocean.rs`; their errors and 429s take their own shapes.
 //!
 //! Missing or wrong token: 401 `unauthorized`; unknown VPS: 404 `vps_not_found`; bad body
 //! or action: 400 `invalid_request` with `errors[]`; unknown path: 404 `not_found`; other
@@ -43,13 +48,20 @@
 //! | DELETE | `/_sim/fault` | – clear queued and sticky faults |
 //! | GET | `/_sim/requests` | – `[{"method","path","query","atMs"}]` API requests so far |
 //! | DELETE | `/_sim/requests` | – forget them |
+//! | POST | `/_sim/account-routes` | `{"id","poolId","poolCidr","prefix","nextHop","label"?,"vpsId","status"?}` add or replace an account route |
+//! | DELETE | `/_sim/account-routes/{id}` | – |
+//! | POST | `/_sim/legacy-vms` | `{"vmid":10048,"vpsId":"vps_…"}` the legacy API's VM id for a VPS |
+//! | POST | `/_sim/digitalocean/droplets` | `{"id":N,"name","publicIpv6"?}` |
+//! | POST | `/_sim/digitalocean/reserved` | `{"ip","dropletId":N|null,"region"?}` add or (re)assign a reserved IPv6 |
+//! | POST | `/_sim/digitalocean/metadata` | `{"dropletId":N|null}` the droplet the metadata service describes |
 //!
 //! A fault `F` is one of `{"kind":"status","status":503,"code":"service_unavailable"}`,
 //! `{"kind":"rateLimited"}` (no Retry-After), `{"kind":"rateLimited","retryAfter":{"seconds":5}}`,
 //! `{"kind":"rateLimited","retryAfter":{"dateIn":5}}` (HTTP date 5 s ahead),
 //! `{"kind":"body","status":200,"body":"{\"avail"}`, `{"kind":"hugeBody","bytes":10485760}`,
 //! `{"kind":"delay","ms":500}`, `{"kind":"hang"}`, `{"kind":"close"}`. Faults apply to
-//! `/api/` requests only, before authentication, and a delay then answers normally.
+//! every API request (`/api/`, `/v2/`, `/metadata/`; not `/_sim/`), before
+//! authentication, and a delay then answers normally.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -65,6 +77,11 @@ use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+mod digitalocean;
+mod legacy;
+
+pub use digitalocean::{SimAction, SimDigitalOcean, SimDroplet, SimReserved};
 
 /// Largest request body the sim reads (control and API bodies are tiny).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -96,6 +113,62 @@ pub struct SimState {
     pub prefix_length: u8,
     pub cooldown_days: u64,
     pub vpses: BTreeMap<String, SimVps>,
+    /// Routes of the account view beyond the per-VPS allocations (other pools, /48s,
+    /// /56s, labelled routes), as `GET /api/v2/routed-ipv6` shows them.
+    pub account_routes: Vec<SimRoute>,
+    /// Legacy API: VM id → the VPS it is (the legacy and v2 APIs share the data).
+    pub legacy_vms: BTreeMap<u64, String>,
+    /// Legacy API: write `prefix` with host bits set, as the documentation's example
+    /// does (`2001:db8::1/48`).
+    pub legacy_host_bits: bool,
+    /// DigitalOcean's side.
+    pub digitalocean: SimDigitalOcean,
+}
+
+/// A route in the account view (`pools[].routes[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimRoute {
+    /// `ripv6rt_…`
+    pub id: String,
+    /// The pool it is carved from (`ripv6_…`) and that pool's /48.
+    pub pool_id: String,
+    pub pool_cidr: Ipv6Net,
+    pub prefix: Ipv6Net,
+    pub next_hop: Ipv6Addr,
+    #[serde(default)]
+    pub label: Option<String>,
+    pub vps_id: String,
+    /// "active" routes are routed by the provider's router.
+    #[serde(default = "active")]
+    pub status: String,
+}
+
+fn active() -> String {
+    "active".into()
+}
+
+impl SimRoute {
+    /// An active route of `vps_id` in pool `pool_id` (`pool_cidr`).
+    pub fn new(
+        id: &str,
+        pool: (&str, Ipv6Net),
+        prefix: Ipv6Net,
+        next_hop: Ipv6Addr,
+        label: Option<&str>,
+        vps_id: &str,
+    ) -> Self {
+        SimRoute {
+            id: id.into(),
+            pool_id: pool.0.into(),
+            pool_cidr: pool.1,
+            prefix,
+            next_hop,
+            label: label.map(str::to_string),
+            vps_id: vps_id.into(),
+            status: "active".into(),
+        }
+    }
 }
 
 impl SimState {
@@ -107,7 +180,27 @@ impl SimState {
             prefix_length: 64,
             cooldown_days: 30,
             vpses: BTreeMap::new(),
+            account_routes: Vec::new(),
+            legacy_vms: BTreeMap::new(),
+            legacy_host_bits: false,
+            digitalocean: SimDigitalOcean::default(),
         }
+    }
+
+    /// Every (prefix, next hop) the provider's router forwards: active allocations,
+    /// active account routes, and reserved IPv6 addresses assigned to a droplet whose
+    /// uplink address is known (routed to that address as a /128).
+    pub fn router_table(&self) -> BTreeMap<Ipv6Net, Ipv6Addr> {
+        let mut table: BTreeMap<Ipv6Net, Ipv6Addr> = self
+            .vpses
+            .values()
+            .filter_map(SimVps::active_route)
+            .collect();
+        for route in self.account_routes.iter().filter(|r| r.status == "active") {
+            table.insert(route.prefix, route.next_hop);
+        }
+        table.extend(self.digitalocean.routes());
+        table
     }
 
     pub fn with_vps(mut self, vps: SimVps) -> Self {
@@ -325,6 +418,10 @@ pub struct RequestRecord {
 /// active allocation any more).
 pub type RouteHook = Box<dyn Fn(Option<(Ipv6Net, Ipv6Addr)>) + Send + Sync>;
 
+/// Called with the provider router's whole table (`SimState::router_table`) whenever
+/// it changes, through any of the APIs or the controls.
+pub type TableHook = Box<dyn Fn(&BTreeMap<Ipv6Net, Ipv6Addr>) + Send + Sync>;
+
 struct Inner {
     state: SimState,
     faults: VecDeque<Fault>,
@@ -367,6 +464,7 @@ impl Inner {
 pub struct SimHandle {
     inner: Arc<Mutex<Inner>>,
     hook: Arc<Mutex<Option<Arc<RouteHook>>>>,
+    table_hook: Arc<Mutex<Option<Arc<TableHook>>>>,
     addr: SocketAddr,
     accept: Arc<tokio::task::AbortHandle>,
 }
@@ -385,14 +483,17 @@ pub async fn serve(listener: TcpListener, state: SimState) -> std::io::Result<Si
         next_allocation: 0,
     }));
     let hook = Arc::new(Mutex::new(None));
+    let table_hook = Arc::new(Mutex::new(None));
     let sim = Sim {
         inner: inner.clone(),
         hook: hook.clone(),
+        table_hook: table_hook.clone(),
     };
     let task = tokio::spawn(accept_loop(listener, sim));
     Ok(SimHandle {
         inner,
         hook,
+        table_hook,
         addr,
         accept: Arc::new(task.abort_handle()),
     })
@@ -434,22 +535,49 @@ fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
     inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Which API a path belongs to: it decides auth and the shape of errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavour {
+    HostUp,
+    Legacy,
+    DigitalOcean,
+    Metadata,
+}
+
+impl Flavour {
+    fn of(path: &str) -> Self {
+        if path.starts_with("/api/vm/") {
+            Flavour::Legacy
+        } else if path.starts_with("/v2/") {
+            Flavour::DigitalOcean
+        } else if path.starts_with("/metadata/") {
+            Flavour::Metadata
+        } else {
+            Flavour::HostUp
+        }
+    }
+}
+
 /// What the connection tasks share.
 #[derive(Clone)]
 struct Sim {
     inner: Arc<Mutex<Inner>>,
     hook: Arc<Mutex<Option<Arc<RouteHook>>>>,
+    table_hook: Arc<Mutex<Option<Arc<TableHook>>>>,
 }
 
 impl Sim {
     /// Run `f` on the state, then tell the hook about every VPS whose route changed.
     /// The hook runs after the lock is released: it may be slow (it runs `ip route`).
     fn mutate<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
-        let (result, changes) = {
+        let (result, changes, table) = {
             let mut inner = lock(&self.inner);
             let before = inner.routes();
+            let table_before = inner.state.router_table();
             let result = f(&mut inner);
             let after = inner.routes();
+            let table_after = inner.state.router_table();
+            let table = (table_after != table_before).then_some(table_after);
             let changes: Vec<Option<(Ipv6Net, Ipv6Addr)>> = after
                 .iter()
                 .filter(|(id, route)| before.get(*id).cloned().flatten() != **route)
@@ -461,8 +589,18 @@ impl Sim {
                         .map(|_| None),
                 )
                 .collect();
-            (result, changes)
+            (result, changes, table)
         };
+        if let Some(table) = table {
+            let hook = self
+                .table_hook
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(hook) = hook {
+                hook(&table);
+            }
+        }
         if !changes.is_empty() {
             let hook = self.hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(hook) = hook {
@@ -481,6 +619,11 @@ impl Sim {
         let auth = req
             .headers()
             .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let api_key = req
+            .headers()
+            .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = match Limited::new(req.into_body(), MAX_REQUEST_BODY)
@@ -519,6 +662,7 @@ impl Sim {
             inner.take_fault()
         };
         let request_id = lock(&self.inner).request_id();
+        let flavour = Flavour::of(&path);
         if let Some(fault) = fault {
             match fault {
                 Fault::Delay { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
@@ -527,24 +671,60 @@ impl Sim {
                     return Err(SimError::Closed);
                 }
                 Fault::Close => return Err(SimError::Closed),
-                other => return Ok(fault_response(&other, &path, &request_id)),
+                other => {
+                    return Ok(match flavour {
+                        Flavour::HostUp => fault_response(&other, &path, &request_id),
+                        Flavour::Legacy => legacy::fault_response(&other, &request_id),
+                        Flavour::DigitalOcean | Flavour::Metadata => {
+                            digitalocean::fault_response(&other, &request_id)
+                        }
+                    });
+                }
             }
         }
 
         let token = lock(&self.inner).state.token.clone();
-        let presented = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
-        if presented != Some(token.as_str()) {
-            return Ok(problem(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                "Authentication required.",
-                &path,
-                &request_id,
-                None,
-            ));
+        match flavour {
+            Flavour::Metadata => Ok(self.metadata_api(&method, &path, &request_id)),
+            Flavour::Legacy => {
+                if api_key.as_deref() != Some(token.as_str()) {
+                    return Ok(legacy::error(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "Invalid or missing API key",
+                        &request_id,
+                    ));
+                }
+                Ok(self.legacy_api(&method, &path, &body, &request_id))
+            }
+            Flavour::DigitalOcean => {
+                let presented = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+                if presented != Some(token.as_str()) {
+                    return Ok(digitalocean::error(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "Unable to authenticate you.",
+                        &request_id,
+                    ));
+                }
+                Ok(self.do_api(&method, &path, query.as_deref(), &body, &request_id))
+            }
+            Flavour::HostUp => {
+                let presented = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+                if presented != Some(token.as_str()) {
+                    return Ok(problem(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "Unauthorized",
+                        "Authentication required.",
+                        &path,
+                        &request_id,
+                        None,
+                    ));
+                }
+                Ok(self.api(&method, &path, query.as_deref(), &body, &request_id))
+            }
         }
-        Ok(self.api(&method, &path, query.as_deref(), &body, &request_id))
     }
 
     fn api(
@@ -625,83 +805,34 @@ impl Sim {
                 );
             }
         };
-        self.mutate(|inner| {
-            let pool = inner.state.pool;
-            let length = inner.state.prefix_length;
-            let subnet = inner.next_subnet;
-            let allocation_number = inner.next_allocation + 1;
-            let Some(vps) = inner.state.vpses.get_mut(id) else {
-                return vps_not_found(id, request_id);
-            };
-            let has_active = vps.active_route().is_some();
-            let mut status = StatusCode::OK;
-            let mut created = false;
-            match action {
-                Action::Allocate if vps.available && !has_active => {
-                    let prefix = carve(pool, length, subnet);
-                    let next_hop = vps
-                        .suggested_next_hop
-                        .unwrap_or_else(|| pool_first_host(pool));
-                    vps.allocation = Some(SimAllocation::new(
-                        format!("ripv6_sim{allocation_number:06}"),
-                        prefix,
-                        next_hop,
-                    ));
-                    vps.cooldown_until = None;
-                    created = true;
-                    status = StatusCode::CREATED;
-                }
-                Action::Allocate => {}
-                Action::RefreshNextHop => {
-                    if let (Some(allocation), Some(suggested)) =
-                        (vps.allocation.as_mut(), vps.suggested_next_hop)
-                        && allocation.status == "active"
-                        && allocation.next_hop != suggested
-                    {
-                        allocation.next_hop = suggested;
-                        allocation.updated_at = timestamp(SystemTime::now());
-                    }
-                }
+        self.mutate(|inner| match routed_action(inner, id, action) {
+            None => vps_not_found(id, request_id),
+            Some((status, created)) => {
+                let vps = inner.state.vpses[id].clone();
+                json_response(
+                    status,
+                    &vps_state(&inner.state, &vps, Some(created)),
+                    request_id,
+                )
             }
-            let vps = inner.state.vpses[id].clone();
-            if created {
-                inner.next_subnet += 1;
-                inner.next_allocation += 1;
-            }
-            json_response(
-                status,
-                &vps_state(&inner.state, &vps, Some(created)),
-                request_id,
-            )
         })
     }
 
     fn release(&self, id: &str, request_id: &str) -> Response<Full<Bytes>> {
         self.mutate(|inner| {
             let days = inner.state.cooldown_days;
-            let Some(vps) = inner.state.vpses.get_mut(id) else {
-                return vps_not_found(id, request_id);
-            };
-            let body = match vps.allocation.take().filter(|a| a.status == "active") {
-                Some(mut allocation) => {
-                    let now = SystemTime::now();
-                    let until = timestamp(now + Duration::from_secs(days * 86_400));
-                    allocation.status = "cooldown".into();
-                    allocation.released_at = Some(timestamp(now));
-                    allocation.cooldown_until = Some(until.clone());
-                    allocation.updated_at = timestamp(now);
-                    vps.cooldown_until = Some(until.clone());
-                    json!({
-                        "released": true,
-                        "cooldownDays": days,
-                        "cooldownUntil": until,
-                        "allocation": allocation.to_json(),
-                    })
-                }
-                None => json!({
+            let body = match release_allocation(inner, id) {
+                Err(()) => return vps_not_found(id, request_id),
+                Ok(Some(allocation)) => json!({
+                    "released": true,
+                    "cooldownDays": days,
+                    "cooldownUntil": allocation.cooldown_until,
+                    "allocation": allocation.to_json(),
+                }),
+                Ok(None) => json!({
                     "released": false,
                     "cooldownDays": days,
-                    "cooldownUntil": vps.cooldown_until,
+                    "cooldownUntil": inner.state.vpses[id].cooldown_until,
                     "allocation": null,
                 }),
             };
@@ -734,6 +865,87 @@ impl Sim {
                 Ok(json!({}))
             }
             (Method::POST, ["vps"]) => control_add_vps(self, body),
+            (Method::POST, ["account-routes"]) => parse_body::<SimRoute>(body).map(|route| {
+                self.mutate(|inner| {
+                    let routes = &mut inner.state.account_routes;
+                    routes.retain(|r| r.id != route.id);
+                    routes.push(route);
+                });
+                json!({})
+            }),
+            (Method::DELETE, ["account-routes", id]) => {
+                self.mutate(|inner| inner.state.account_routes.retain(|r| r.id != *id));
+                Ok(json!({}))
+            }
+            (Method::POST, ["legacy-vms"]) => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body {
+                    vmid: u64,
+                    vps_id: String,
+                }
+                parse_body::<Body>(body).map(|b| {
+                    self.mutate(|inner| inner.state.legacy_vms.insert(b.vmid, b.vps_id));
+                    json!({})
+                })
+            }
+            (Method::POST, ["digitalocean", "droplets"]) => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body {
+                    id: u64,
+                    #[serde(default)]
+                    name: Option<String>,
+                    #[serde(default)]
+                    public_ipv6: Option<Ipv6Addr>,
+                }
+                parse_body::<Body>(body).map(|b| {
+                    self.mutate(|inner| {
+                        let state = std::mem::take(&mut inner.state.digitalocean);
+                        inner.state.digitalocean = state.with_droplet(
+                            b.id,
+                            b.name.as_deref().unwrap_or("droplet"),
+                            b.public_ipv6,
+                        );
+                    });
+                    json!({})
+                })
+            }
+            (Method::POST, ["digitalocean", "reserved"]) => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body {
+                    ip: Ipv6Addr,
+                    #[serde(default)]
+                    droplet_id: Option<u64>,
+                    #[serde(default)]
+                    region: Option<String>,
+                }
+                parse_body::<Body>(body).map(|b| {
+                    self.mutate(|inner| {
+                        inner.state.digitalocean.reserved.insert(
+                            b.ip,
+                            SimReserved {
+                                ip: b.ip,
+                                region: b.region.unwrap_or_else(|| "nyc3".into()),
+                                droplet_id: b.droplet_id,
+                            },
+                        );
+                    });
+                    json!({})
+                })
+            }
+            (Method::POST, ["digitalocean", "metadata"]) => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Body {
+                    droplet_id: Option<u64>,
+                }
+                parse_body::<Body>(body).map(|b| {
+                    self.mutate(|inner| inner.state.digitalocean.metadata_droplet = b.droplet_id);
+                    json!({})
+                })
+            }
             (Method::POST, ["vps", id, "allocation"]) => {
                 #[derive(Deserialize)]
                 #[serde(rename_all = "camelCase")]
@@ -917,7 +1129,20 @@ impl SimHandle {
         Sim {
             inner: self.inner.clone(),
             hook: self.hook.clone(),
+            table_hook: self.table_hook.clone(),
         }
+    }
+
+    /// Call `hook` with the provider router's whole table whenever it changes (any
+    /// API, any control). It runs on the sim's task, outside the sim's lock.
+    pub fn on_router_table_change(&self, hook: TableHook) {
+        *self.table_hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(hook));
+    }
+
+    /// Change the state with `f` (any part of it: account routes, legacy VMs,
+    /// DigitalOcean); hooks are told about route changes as for any other control.
+    pub fn update<R>(&self, f: impl FnOnce(&mut SimState) -> R) -> R {
+        self.sim().mutate(|inner| f(&mut inner.state))
     }
 
     /// Where the sim listens.
@@ -1038,6 +1263,74 @@ impl SimHandle {
 enum Action {
     Allocate,
     RefreshNextHop,
+}
+
+/// Allocate or refresh the next hop of VPS `id` (shared by the v2 and legacy APIs).
+/// Returns the status to answer with and whether an allocation was created; `None` for
+/// an unknown VPS.
+fn routed_action(inner: &mut Inner, id: &str, action: Action) -> Option<(StatusCode, bool)> {
+    let pool = inner.state.pool;
+    let length = inner.state.prefix_length;
+    let subnet = inner.next_subnet;
+    let allocation_number = inner.next_allocation + 1;
+    let vps = inner.state.vpses.get_mut(id)?;
+    let has_active = vps.active_route().is_some();
+    let mut status = StatusCode::OK;
+    let mut created = false;
+    match action {
+        Action::Allocate if vps.available && !has_active => {
+            let prefix = carve(pool, length, subnet);
+            let next_hop = vps
+                .suggested_next_hop
+                .unwrap_or_else(|| pool_first_host(pool));
+            vps.allocation = Some(SimAllocation::new(
+                format!("ripv6_sim{allocation_number:06}"),
+                prefix,
+                next_hop,
+            ));
+            vps.cooldown_until = None;
+            created = true;
+            status = StatusCode::CREATED;
+        }
+        Action::Allocate => {}
+        Action::RefreshNextHop => {
+            if let (Some(allocation), Some(suggested)) =
+                (vps.allocation.as_mut(), vps.suggested_next_hop)
+                && allocation.status == "active"
+                && allocation.next_hop != suggested
+            {
+                allocation.next_hop = suggested;
+                allocation.updated_at = timestamp(SystemTime::now());
+            }
+        }
+    }
+    if created {
+        inner.next_subnet += 1;
+        inner.next_allocation += 1;
+    }
+    Some((status, created))
+}
+
+/// Release VPS `id`'s allocation: the released allocation (status cooldown), or
+/// `None` when there was no active one. `Err(())` for an unknown VPS.
+fn release_allocation(inner: &mut Inner, id: &str) -> Result<Option<SimAllocation>, ()> {
+    let days = inner.state.cooldown_days;
+    let vps = inner.state.vpses.get_mut(id).ok_or(())?;
+    Ok(
+        match vps.allocation.take().filter(|a| a.status == "active") {
+            Some(mut allocation) => {
+                let now = SystemTime::now();
+                let until = timestamp(now + Duration::from_secs(days * 86_400));
+                allocation.status = "cooldown".into();
+                allocation.released_at = Some(timestamp(now));
+                allocation.cooldown_until = Some(until.clone());
+                allocation.updated_at = timestamp(now);
+                vps.cooldown_until = Some(until);
+                Some(allocation)
+            }
+            None => None,
+        },
+    )
 }
 
 /// The POST body: none or `{}` means allocate. Errors are `errors[]` entries.
@@ -1212,11 +1505,42 @@ fn account_view(state: &SimState) -> Value {
         })
         .collect();
     let no_routes = routes.is_empty();
-    json!({
-        "available": true,
-        "reason": null,
-        "allowedPrefixLengths": [48, 56, 64],
-        "pools": [{
+    let mut extra: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for r in &state.account_routes {
+        let vps_name = state
+            .vpses
+            .get(&r.vps_id)
+            .map(|v| v.name.clone())
+            .unwrap_or_default();
+        extra
+            .entry((r.pool_id.clone(), r.pool_cidr.to_string()))
+            .or_default()
+            .push(json!({
+                "id": r.id,
+                "prefix": r.prefix.to_string(),
+                "prefixLength": r.prefix.prefix_len(),
+                "nextHop": r.next_hop.to_string(),
+                "label": r.label,
+                "vpsId": r.vps_id,
+                "vpsName": vps_name,
+                "status": r.status,
+                "allocatedAt": now,
+                "updatedAt": now,
+                "actions": { "canDelete": { "allowed": true, "reason": null } },
+            }));
+    }
+    let extra_pools = extra.into_iter().map(|((id, cidr), routes)| {
+        json!({
+            "id": id,
+            "parentCidr": cidr,
+            "prefixLength": 48,
+            "status": "active",
+            "allocatedAt": now,
+            "updatedAt": now,
+            "routes": routes,
+        })
+    });
+    let mut pools = vec![json!({
             "id": "ripv6_simpool",
             "parentCidr": state.pool.to_string(),
             "prefixLength": state.pool.prefix_len(),
@@ -1232,7 +1556,13 @@ fn account_view(state: &SimState) -> Value {
                     json!({ "allowed": false, "reason": "Remove routed subnets before releasing this /48." })
                 },
             },
-        }],
+    })];
+    pools.extend(extra_pools);
+    json!({
+        "available": true,
+        "reason": null,
+        "allowedPrefixLengths": [48, 56, 64],
+        "pools": pools,
         "destinations": destinations,
         "actions": {
             "canAllocatePool": { "allowed": false, "reason": "This account already has a routed /48." },

@@ -1,0 +1,584 @@
+//! DigitalOcean Reserved IPv6 (docs/PROVIDERS.md §3). DigitalOcean routes a reserved
+//! IPv6 to the droplet's own public address; nothing on the droplet is configured for
+//! it. routed6d reads which reserved IPv6 addresses are assigned to this droplet and
+//! places each as a /128 on `prefix.interface` (an `Assignment` entry without a next
+//! hop). The droplet id comes from the config or the metadata service.
+//!
+//! Writes happen only with `claim = true`: an unassigned configured address is
+//! assigned to this droplet (`POST …/actions {"type":"assign"}`, then the action is
+//! polled until `completed` or `errored`), and `routed6d release` unassigns.
+//!
+//! Parsing follows what the OpenAPI spec and godo's tests send: `reserved_at`,
+//! `region_slug` and `droplet` may be missing, `droplet` may be null or `{"id": N}`
+//! only, action types come back as `assign_ip`/`unassign_ip`, metadata addresses come
+//! upper-case and fully expanded, `droplet_id` is an integer or a string.
+
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::hostup::parse_json;
+use super::http::{Auth, HttpClient, HttpResponse};
+use super::{Provider, ProviderError, Release};
+use crate::config::{BaseUrl, ProviderConfig, Secret};
+use crate::model::{Assignment, RoutedPrefix};
+
+/// DigitalOcean's largest page.
+pub const PER_PAGE: u32 = 200;
+/// A list longer than this many pages is a loop or a fault, not an account.
+const MAX_PAGES: u64 = 50;
+/// How often an action is polled, and for how long at most.
+pub const ACTION_POLL: Duration = Duration::from_secs(2);
+pub const ACTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A droplet and its reserved IPv6 addresses at DigitalOcean.
+#[derive(Debug)]
+pub struct DigitalOcean {
+    http: HttpClient,
+    base: BaseUrl,
+    metadata: BaseUrl,
+    token: Secret,
+    droplet_id: Option<u64>,
+    /// `provider.reserved_ipv6`; empty: every address assigned to this droplet.
+    configured: Vec<Ipv6Addr>,
+    claim: bool,
+    /// Configured addresses that were unassigned at the last fetch (claim candidates).
+    unassigned: Vec<Ipv6Addr>,
+    /// How often and how long an action is polled (tests make these short).
+    pub action_poll: Duration,
+    pub action_timeout: Duration,
+}
+
+/// One reserved IPv6 as the API describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    pub ip: Ipv6Addr,
+    /// The droplet it is assigned to; `None`: unassigned.
+    pub droplet_id: Option<u64>,
+    pub region: Option<String>,
+}
+
+/// One page of `GET /v2/reserved_ipv6`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<Reserved>,
+    /// The `page` number `links.pages.next` points at.
+    pub next_page: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActionStatus {
+    InProgress,
+    Completed,
+    Errored,
+}
+
+/// An action (`{action:{id, status, type, …}}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub id: u64,
+    pub status: ActionStatus,
+    /// `assign_ip`/`unassign_ip` (or `assign`/`unassign`), as sent.
+    pub kind: String,
+}
+
+/// A request to `POST /v2/reserved_ipv6/{ip}/actions` or `POST /v2/reserved_ipv6`
+/// (what the simulated API accepts, and the spec's request samples).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionRequest {
+    Assign {
+        droplet_id: u64,
+    },
+    Unassign,
+    /// `POST /v2/reserved_ipv6 {"region_slug": …}`: reserve a new address.
+    Create {
+        region: String,
+    },
+}
+
+/// What `/metadata/v1.json` tells routed6d.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DropletMetadata {
+    pub droplet_id: Option<u64>,
+    /// `interfaces.public[0].ipv6.ip_address` when it is an IPv6 address.
+    pub public_ipv6: Option<Ipv6Addr>,
+    pub public_ipv6_gateway: Option<Ipv6Addr>,
+    /// `reserved_ip.ipv6.ip_address` when `active` is true.
+    pub reserved_ipv6: Option<Ipv6Addr>,
+}
+
+impl DigitalOcean {
+    pub fn new(config: &ProviderConfig) -> Result<Self, ProviderError> {
+        Ok(Self::with_http(HttpClient::new()?, config))
+    }
+
+    pub fn with_http(http: HttpClient, config: &ProviderConfig) -> Self {
+        DigitalOcean {
+            http,
+            base: config.base_url.clone(),
+            metadata: config.metadata_url.clone(),
+            token: config.token.clone(),
+            droplet_id: config.droplet_id,
+            configured: config.reserved_ipv6.clone(),
+            claim: config.allocate,
+            unassigned: Vec::new(),
+            action_poll: ACTION_POLL,
+            action_timeout: ACTION_TIMEOUT,
+        }
+    }
+
+    pub fn droplet_id(&self) -> Option<u64> {
+        self.droplet_id
+    }
+
+    fn droplet(&self) -> Result<u64, ProviderError> {
+        self.droplet_id
+            .ok_or_else(|| ProviderError::NotFound("this droplet's id is not known yet".into()))
+    }
+
+    async fn get(&self, path_and_query: &str) -> Result<HttpResponse, ProviderError> {
+        let mut url = self.base.join(path_and_query);
+        if let Some((path, query)) = path_and_query.split_once('?') {
+            url = self.base.join(path);
+            url.set_query(Some(query));
+        }
+        self.http
+            .send(Method::GET, url, Auth::Bearer(&self.token), None)
+            .await
+    }
+
+    /// Every reserved IPv6 this poll looks at: the configured ones, or the account's.
+    async fn read_all(&self) -> Result<Vec<Reserved>, ProviderError> {
+        if !self.configured.is_empty() {
+            let mut items = Vec::new();
+            for ip in &self.configured {
+                let response = self.get(&format!("/v2/reserved_ipv6/{ip}")).await?;
+                let item = reserved_from_get(&response.body).map_err(|m| response.invalid(m))?;
+                if item.ip != *ip {
+                    return Err(
+                        response.invalid(format!("asked for reserved IPv6 {ip}, got {}", item.ip))
+                    );
+                }
+                items.push(item);
+            }
+            return Ok(items);
+        }
+        let mut items = Vec::new();
+        let mut page = 1u64;
+        loop {
+            let response = self
+                .get(&format!(
+                    "/v2/reserved_ipv6?page={page}&per_page={PER_PAGE}"
+                ))
+                .await?;
+            let parsed = reserved_page(&response.body).map_err(|m| response.invalid(m))?;
+            items.extend(parsed.items);
+            match parsed.next_page {
+                Some(next) if next > page && next <= MAX_PAGES => page = next,
+                Some(next) if next <= page => {
+                    return Err(response.invalid(format!(
+                        "links.pages.next points back to page {next} from page {page}"
+                    )));
+                }
+                Some(_) => {
+                    return Err(response.invalid(format!(
+                        "more than {MAX_PAGES} pages of reserved IPv6 addresses"
+                    )));
+                }
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// POST an action for `ip` and wait for it to finish.
+    async fn act(&self, ip: Ipv6Addr, body: Value, what: &str) -> Result<(), ProviderError> {
+        let url = self.base.join(&format!("/v2/reserved_ipv6/{ip}/actions"));
+        let response = self
+            .http
+            .send(Method::POST, url, Auth::Bearer(&self.token), Some(&body))
+            .await?;
+        let mut action = action_from_body(&response.body).map_err(|m| response.invalid(m))?;
+        tracing::info!(RESERVED_IP = %ip, ACTION = action.id, "DigitalOcean: {what} {ip} (action {})", action.id);
+        let started = tokio::time::Instant::now();
+        loop {
+            match action.status {
+                ActionStatus::Completed => return Ok(()),
+                ActionStatus::Errored => {
+                    return Err(ProviderError::ActionFailed(format!(
+                        "DigitalOcean action {} ({what} {ip}) errored",
+                        action.id
+                    )));
+                }
+                ActionStatus::InProgress if started.elapsed() >= self.action_timeout => {
+                    return Err(ProviderError::ActionFailed(format!(
+                        "DigitalOcean action {} ({what} {ip}) still in progress after {}s",
+                        action.id,
+                        self.action_timeout.as_secs()
+                    )));
+                }
+                ActionStatus::InProgress => {}
+            }
+            tokio::time::sleep(self.action_poll).await;
+            let response = self.get(&format!("/v2/actions/{}", action.id)).await?;
+            action = action_from_body(&response.body).map_err(|m| response.invalid(m))?;
+        }
+    }
+}
+
+impl Provider for DigitalOcean {
+    fn host_id(&self) -> Option<String> {
+        self.droplet_id.map(|id| format!("droplet {id}"))
+    }
+    fn needs_identity(&self) -> bool {
+        self.droplet_id.is_none()
+    }
+    fn wants_allocation(&self, _assignment: &Assignment) -> bool {
+        !self.unassigned.is_empty()
+    }
+    fn missing_what(&self) -> String {
+        let ips: Vec<String> = self.unassigned.iter().map(Ipv6Addr::to_string).collect();
+        format!("reserved IPv6 {} unassigned (claim = true)", ips.join(", "))
+    }
+
+    /// Ask the metadata service which droplet this is: `/metadata/v1/id`, or
+    /// `/metadata/v1.json` when that fails.
+    async fn identify(&mut self, _uplink_ips: &[IpAddr]) -> Result<(), ProviderError> {
+        let first = self
+            .http
+            .send(
+                Method::GET,
+                self.metadata.join("/metadata/v1/id"),
+                Auth::None,
+                None,
+            )
+            .await
+            .and_then(|r| droplet_id_from_text(&r.body).map_err(|m| r.invalid(m)));
+        let id = match first {
+            Ok(id) => id,
+            Err(error) => {
+                let url = self.metadata.join("/metadata/v1.json");
+                let response = self
+                    .http
+                    .send(Method::GET, url, Auth::None, None)
+                    .await
+                    .map_err(|_| error)?;
+                let metadata =
+                    metadata_from_json(&response.body).map_err(|m| response.invalid(m))?;
+                metadata
+                    .droplet_id
+                    .ok_or_else(|| response.invalid("the metadata has no droplet_id"))?
+            }
+        };
+        tracing::info!(
+            droplet_id = id,
+            "found this droplet's id in the metadata service"
+        );
+        self.droplet_id = Some(id);
+        Ok(())
+    }
+
+    async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
+        let droplet = self.droplet()?;
+        let items = self.read_all().await?;
+        self.unassigned = if self.claim {
+            items
+                .iter()
+                .filter(|r| r.droplet_id.is_none())
+                .map(|r| r.ip)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for item in &items {
+            if let Some(other) = item.droplet_id.filter(|d| *d != droplet)
+                && self.configured.contains(&item.ip)
+            {
+                tracing::debug!(
+                    "reserved IPv6 {} is assigned to droplet {other}, not this one",
+                    item.ip
+                );
+            }
+        }
+        Ok(assignment_for(droplet, &items))
+    }
+
+    async fn refresh_next_hop(&mut self) -> Result<Assignment, ProviderError> {
+        Err(ProviderError::Unsupported(
+            "DigitalOcean routes a reserved IPv6 to the droplet's own address: there is no next hop to refresh".into(),
+        ))
+    }
+
+    /// Assign every configured, unassigned reserved IPv6 to this droplet, then read again.
+    async fn allocate(&mut self) -> Result<Assignment, ProviderError> {
+        let droplet = self.droplet()?;
+        for ip in self.unassigned.clone() {
+            let body = serde_json::json!({ "type": "assign", "droplet_id": droplet });
+            self.act(ip, body, &format!("assigning to droplet {droplet}"))
+                .await?;
+        }
+        self.fetch().await
+    }
+
+    /// Unassign every reserved IPv6 assigned to this droplet (only with `claim = true`).
+    async fn release(&mut self) -> Result<Release, ProviderError> {
+        if !self.claim {
+            return Err(ProviderError::Unsupported(
+                "routed6d writes to DigitalOcean only with provider.claim = true (the token then needs reserved_ip:update); unassign the address in the control panel, or set claim".into(),
+            ));
+        }
+        let assigned = self.fetch().await?;
+        let mut released = false;
+        for routed in &assigned.prefixes {
+            let ip = routed.prefix.network();
+            self.act(ip, serde_json::json!({ "type": "unassign" }), "unassigning")
+                .await?;
+            released = true;
+        }
+        Ok(Release {
+            released,
+            ..Release::default()
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The pure part.
+
+/// A reserved IPv6 routed6d may place on this host: global unicast.
+pub fn check_reserved(field: &str, addr: Ipv6Addr) -> Result<(), String> {
+    let kind = if addr.is_unicast_link_local() {
+        Some("link-local")
+    } else if addr.is_multicast() {
+        Some("multicast")
+    } else if addr.is_unspecified() {
+        Some("the unspecified address")
+    } else if addr.is_loopback() {
+        Some("loopback")
+    } else {
+        None
+    };
+    match kind {
+        Some(kind) => Err(format!("{field} {addr} is {kind}, not a reserved IPv6")),
+        None => Ok(()),
+    }
+}
+
+/// An address as DigitalOcean writes it (any case, fully expanded or not).
+fn parse_ip(field: &str, value: Option<&Value>) -> Result<Ipv6Addr, String> {
+    let text = value
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{field} is missing or not a string"))?;
+    let addr: Ipv6Addr = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{field} {text:?} is not an IPv6 address"))?;
+    check_reserved(field, addr)?;
+    Ok(addr)
+}
+
+/// A positive integer, or a string holding one.
+fn id_of(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|id| *id > 0)
+}
+
+/// One reserved IPv6 object.
+fn reserved_from_value(value: &Value, field: &str) -> Result<Reserved, String> {
+    let object = value
+        .as_object()
+        .ok_or_else(|| format!("{field} is not an object"))?;
+    let ip = parse_ip(&format!("{field}.ip"), object.get("ip"))?;
+    let droplet_id = match object.get("droplet") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(droplet)) => Some(
+            droplet
+                .get("id")
+                .and_then(id_of)
+                .ok_or_else(|| format!("{field}.droplet has no integer id"))?,
+        ),
+        Some(other) => {
+            return Err(format!(
+                "{field}.droplet is neither an object nor null: {other}"
+            ));
+        }
+    };
+    let region = object
+        .get("region_slug")
+        .and_then(Value::as_str)
+        .or_else(|| object.get("region")?.get("slug")?.as_str())
+        .map(str::to_string);
+    Ok(Reserved {
+        ip,
+        droplet_id,
+        region,
+    })
+}
+
+/// `GET /v2/reserved_ipv6/{ip}` (and the create answer): `{reserved_ipv6: {…}}`.
+pub fn reserved_from_get(body: &[u8]) -> Result<Reserved, String> {
+    let value: Value = parse_json(body, "a DigitalOcean reserved IPv6 answer")?;
+    let item = value
+        .get("reserved_ipv6")
+        .ok_or("no reserved_ipv6 object in the answer")?;
+    reserved_from_value(item, "reserved_ipv6")
+}
+
+/// `GET /v2/reserved_ipv6`: `{reserved_ipv6s: […], links: {pages: {next}}, meta}`.
+pub fn reserved_page(body: &[u8]) -> Result<Page, String> {
+    let value: Value = parse_json(body, "a DigitalOcean reserved IPv6 list")?;
+    let list = value
+        .get("reserved_ipv6s")
+        .and_then(Value::as_array)
+        .ok_or("no reserved_ipv6s array in the list")?;
+    let items = list
+        .iter()
+        .enumerate()
+        .map(|(i, item)| reserved_from_value(item, &format!("reserved_ipv6s[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_page = match value.pointer("/links/pages/next") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(next)) => Some(page_number(next)?),
+        Some(other) => return Err(format!("links.pages.next is not a URL: {other}")),
+    };
+    Ok(Page { items, next_page })
+}
+
+/// The `page` query parameter of a `links.pages.next` URL. Only the number is used:
+/// the token never follows a URL from an answer to another host.
+fn page_number(next: &str) -> Result<u64, String> {
+    let url =
+        reqwest::Url::parse(next).map_err(|_| format!("links.pages.next {next:?} is not a URL"))?;
+    url.query_pairs()
+        .find(|(k, _)| k == "page")
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .filter(|p| *p >= 1)
+        .ok_or_else(|| format!("links.pages.next {next:?} has no page number"))
+}
+
+/// An action answer (`POST …/actions` 201, `GET /v2/actions/{id}`).
+pub fn action_from_body(body: &[u8]) -> Result<Action, String> {
+    let value: Value = parse_json(body, "a DigitalOcean action")?;
+    let action = value
+        .get("action")
+        .and_then(Value::as_object)
+        .ok_or("no action object in the answer")?;
+    let id = action
+        .get("id")
+        .and_then(id_of)
+        .ok_or("action.id is missing or not a positive integer")?;
+    let status = match action.get("status").and_then(Value::as_str) {
+        Some("in-progress") => ActionStatus::InProgress,
+        Some("completed") => ActionStatus::Completed,
+        Some("errored") => ActionStatus::Errored,
+        Some(other) => {
+            return Err(format!(
+                "action.status {other:?} is not in-progress, completed or errored"
+            ));
+        }
+        None => return Err("action.status is missing".into()),
+    };
+    let kind = action
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if !matches!(
+        kind.as_str(),
+        "assign" | "assign_ip" | "unassign" | "unassign_ip"
+    ) {
+        return Err(format!(
+            "action.type {kind:?} is not an assign or unassign action"
+        ));
+    }
+    Ok(Action { id, status, kind })
+}
+
+/// A request body for the reserved IPv6 endpoints.
+pub fn parse_action_request(body: &[u8]) -> Result<ActionRequest, String> {
+    let value: Value = parse_json(body, "a reserved IPv6 request")?;
+    match (
+        value.get("type").and_then(Value::as_str),
+        value.get("region_slug"),
+    ) {
+        (Some("assign"), _) => {
+            let id = value
+                .get("droplet_id")
+                .and_then(id_of)
+                .ok_or("assign needs droplet_id, a positive integer")?;
+            Ok(ActionRequest::Assign { droplet_id: id })
+        }
+        (Some("unassign"), _) => Ok(ActionRequest::Unassign),
+        (Some(other), _) => Err(format!("type {other:?} is not assign or unassign")),
+        (None, Some(Value::String(region))) if !region.is_empty() => Ok(ActionRequest::Create {
+            region: region.clone(),
+        }),
+        (None, _) => Err("neither an action (type) nor a reservation (region_slug)".into()),
+    }
+}
+
+/// `/metadata/v1/id`: the droplet id as text.
+pub fn droplet_id_from_text(body: &[u8]) -> Result<u64, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the droplet id is not text".to_string())?;
+    let trimmed = text.trim();
+    trimmed
+        .parse::<u64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            let shown: String = trimmed.chars().take(40).collect();
+            format!("{shown:?} is not a droplet id (a positive integer)")
+        })
+}
+
+/// `/metadata/v1.json`. Addresses that are not IPv6 (the go-metadata sample puts IPv4
+/// values in the ipv6 fields) are left out rather than refusing the document.
+pub fn metadata_from_json(body: &[u8]) -> Result<DropletMetadata, String> {
+    let value: Value = parse_json(body, "a droplet metadata document")?;
+    let droplet_id = match value.get("droplet_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(id_of(v).ok_or_else(|| format!("droplet_id {v} is not a droplet id"))?),
+    };
+    let ipv6 = |pointer: &str| {
+        value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|t| t.trim().parse::<Ipv6Addr>().ok())
+    };
+    let reserved_active = value
+        .pointer("/reserved_ip/ipv6/active")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(DropletMetadata {
+        droplet_id,
+        public_ipv6: ipv6("/interfaces/public/0/ipv6/ip_address"),
+        public_ipv6_gateway: ipv6("/interfaces/public/0/ipv6/gateway"),
+        reserved_ipv6: ipv6("/reserved_ip/ipv6/ip_address").filter(|_| reserved_active),
+    })
+}
+
+/// The reserved IPv6 addresses assigned to `droplet`, as /128s without a next hop.
+pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Assignment {
+    let mut prefixes: Vec<RoutedPrefix> = Vec::new();
+    for item in items.iter().filter(|r| r.droplet_id == Some(droplet)) {
+        let prefix = ipnet::Ipv6Net::new(item.ip, 128).expect("128 is a valid length");
+        if prefixes.iter().any(|p| p.prefix == prefix) {
+            continue;
+        }
+        prefixes.push(RoutedPrefix {
+            prefix,
+            next_hop: None,
+            origin: format!("reserved_ipv6 {}", item.ip),
+        });
+    }
+    Assignment {
+        prefixes,
+        unavailable: None,
+        suggested_next_hop: None,
+    }
+}

@@ -1,0 +1,571 @@
+//! The HostUp account-view, HostUp legacy, DigitalOcean and static clients against the
+//! simulated provider: the happy paths, the writes (and that there are none unless
+//! asked), and injected faults mapped to the right `ProviderError`.
+
+use std::net::Ipv6Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use ipnet::Ipv6Net;
+use routed6d::config::{Config, ProviderConfig};
+use routed6d::provider::digitalocean::DigitalOcean;
+use routed6d::provider::hostup::HostUp;
+use routed6d::provider::hostup_legacy::HostUpLegacy;
+use routed6d::provider::http::HttpClient;
+use routed6d::provider::{AnyProvider, Provider, ProviderError};
+use routed6d::sim::{self, Fault, SimDigitalOcean, SimHandle, SimRoute, SimState, SimVps};
+
+const TOKEN: &str = "sim_SECRET_token_0123456789";
+const VPS: &str = "vps_01hxa3b4c5d6e7f8g9h0j1k2m3";
+const OTHER: &str = "vps_other000000000000000001";
+const DROPLET: u64 = 3164444;
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> Ipv6Net {
+    s.parse().unwrap()
+}
+
+async fn start(state: SimState) -> SimHandle {
+    sim::start_on("127.0.0.1:0".parse().unwrap(), state)
+        .await
+        .unwrap()
+}
+
+/// `[provider]` lines (without token_file) → a loaded `Config`.
+fn load(provider: &str) -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let token_line = if provider.contains("kind = \"static\"") {
+        String::new()
+    } else {
+        format!("token_file = \"{}\"\n", token_file.display())
+    };
+    let text = format!("[provider]\n{provider}\n{token_line}[uplink]\ninterface = \"eth0\"\n");
+    let config = Config::from_text(&dir.path().join("routed6d.toml"), &text, None)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    (dir, config)
+}
+
+fn provider_config(provider: &str) -> (tempfile::TempDir, ProviderConfig) {
+    let (dir, config) = load(provider);
+    (dir, config.provider)
+}
+
+fn fast_http() -> HttpClient {
+    HttpClient::with_timeouts(Duration::from_millis(500), Duration::from_millis(800)).unwrap()
+}
+
+fn status_of(error: &ProviderError) -> (u16, Option<String>, Option<Duration>) {
+    match error {
+        ProviderError::Status {
+            status,
+            code,
+            retry_after,
+            ..
+        } => (*status, code.clone(), *retry_after),
+        other => panic!("expected a status error, got {other:?}"),
+    }
+}
+
+fn no_token(error: &ProviderError) {
+    assert!(!error.to_string().contains(TOKEN), "{error}");
+    assert!(!format!("{error:?}").contains("SECRET"), "{error:?}");
+}
+
+// ----------------------------------------------------------------------------------------
+// HostUp account routes
+
+fn account_state() -> SimState {
+    let pool2 = ("ripv6_pool2", net("2001:db8:77::/48"));
+    let mut state = SimState::new(TOKEN)
+        .with_vps(SimVps::new(VPS, "web-01", "192.0.2.10".parse().unwrap()))
+        .with_vps(SimVps::new(OTHER, "db-01", "192.0.2.11".parse().unwrap()));
+    state.account_routes = vec![
+        SimRoute::new(
+            "ripv6rt_48",
+            pool2,
+            net("2001:db8:77::/48"),
+            v6("2001:db8:1::10"),
+            Some("whole pool"),
+            VPS,
+        ),
+        SimRoute::new(
+            "ripv6rt_56",
+            ("ripv6_pool3", net("2001:db8:88::/48")),
+            net("2001:db8:88:100::/56"),
+            v6("2001:db8:1::11"),
+            None,
+            VPS,
+        ),
+        SimRoute::new(
+            "ripv6rt_other",
+            ("ripv6_pool3", net("2001:db8:88::/48")),
+            net("2001:db8:88:200::/56"),
+            v6("2001:db8:1::99"),
+            Some("not ours"),
+            OTHER,
+        ),
+    ];
+    let mut inactive = SimRoute::new(
+        "ripv6rt_gone",
+        ("ripv6_pool3", net("2001:db8:88::/48")),
+        net("2001:db8:88:300::/56"),
+        v6("2001:db8:1::12"),
+        None,
+        VPS,
+    );
+    inactive.status = "deleting".into();
+    state.account_routes.push(inactive);
+    state
+}
+
+#[tokio::test]
+async fn account_routes_are_all_routed_here_each_with_its_next_hop() {
+    let sim = start(account_state()).await;
+    sim.set_allocation(VPS, net("2001:db8:42:100::/64"), v6("2001:db8:1::12"))
+        .unwrap();
+    let (_dir, config) = provider_config(&format!(
+        "kind = \"hostup\"\nsource = \"account\"\nvps_id = \"{VPS}\"\nbase_url = \"{}\"",
+        sim.base_url()
+    ));
+    let mut hostup = HostUp::with_http(fast_http(), &config);
+    let a = hostup.fetch().await.unwrap();
+    let mut got: Vec<(String, Option<Ipv6Addr>, String)> = a
+        .prefixes
+        .iter()
+        .map(|p| (p.prefix.to_string(), p.next_hop, p.origin.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "2001:db8:42:100::/64".into(),
+                Some(v6("2001:db8:1::12")),
+                "ripv6rt_sim000001".into()
+            ),
+            (
+                "2001:db8:77::/48".into(),
+                Some(v6("2001:db8:1::10")),
+                "ripv6rt_48 \"whole pool\"".into()
+            ),
+            (
+                "2001:db8:88:100::/56".into(),
+                Some(v6("2001:db8:1::11")),
+                "ripv6rt_56".into()
+            ),
+        ]
+    );
+    assert_eq!(sim.count("GET", "/api/v2/routed-ipv6"), 1);
+    assert_eq!(sim.count("GET", "/api/v2/vps"), 0, "the account view only");
+
+    // A route that disappears is withdrawn; the others stay.
+    sim.update(|s| s.account_routes.retain(|r| r.id != "ripv6rt_48"));
+    let a = hostup.fetch().await.unwrap();
+    assert_eq!(a.prefixes.len(), 2);
+    assert!(
+        a.prefixes
+            .iter()
+            .all(|p| p.prefix != net("2001:db8:77::/48"))
+    );
+
+    // Faults are errors, never "no routes".
+    sim.push_fault(Fault::status(503, "service_unavailable"), 1);
+    let e = hostup.fetch().await.unwrap_err();
+    assert_eq!(status_of(&e).0, 503);
+    sim.push_fault(Fault::body(200, r#"{"available":true}"#), 1);
+    let e = hostup.fetch().await.unwrap_err();
+    assert!(e.to_string().contains("no pools array"), "{e}");
+    no_token(&e);
+}
+
+// ----------------------------------------------------------------------------------------
+// HostUp legacy
+
+fn legacy_state() -> SimState {
+    let mut state = SimState::new(TOKEN).with_vps(
+        SimVps::new(VPS, "web-01", "192.0.2.10".parse().unwrap())
+            .with_suggested_next_hop(v6("2001:db8:1::10")),
+    );
+    state.legacy_vms.insert(10048, VPS.into());
+    state
+}
+
+#[tokio::test]
+async fn legacy_polls_with_refresh_and_never_allocates_by_itself() {
+    let sim = start(legacy_state()).await;
+    let (_dir, config) = provider_config(&format!(
+        "kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"",
+        sim.base_url()
+    ));
+    assert_eq!(config.poll_interval, Duration::from_secs(3600));
+    let mut legacy = HostUpLegacy::with_http(fast_http(), &config);
+    let empty = legacy.fetch().await.unwrap();
+    assert!(empty.prefixes.is_empty());
+    assert!(
+        sim.vps(VPS).unwrap().allocation.is_none(),
+        "the poll must not allocate"
+    );
+    assert_eq!(sim.count("POST", "/api/vm/10048/routed-ipv6"), 1);
+    assert_eq!(sim.count("GET", "/api/"), 0, "the legacy API has no GET");
+
+    let allocated = legacy.allocate().await.unwrap();
+    assert_eq!(allocated.prefixes.len(), 1);
+    let routed = &allocated.prefixes[0];
+    assert_eq!(routed.next_hop, Some(v6("2001:db8:1::10")));
+    assert_eq!(routed.origin, "legacy allocation 1");
+
+    // The documentation's trap: host bits in `prefix`, normalised.
+    sim.update(|s| s.legacy_host_bits = true);
+    let again = legacy.fetch().await.unwrap();
+    assert_eq!(again.prefixes[0].prefix, routed.prefix);
+
+    // The VPS's address changes at the provider: the next poll (a refresh) moves the
+    // next hop to it.
+    sim.set_suggested_next_hop(VPS, Some(v6("2001:db8:1::20")))
+        .unwrap();
+    assert_eq!(
+        legacy.fetch().await.unwrap().prefixes[0].next_hop,
+        Some(v6("2001:db8:1::20"))
+    );
+
+    let release = legacy.release().await.unwrap();
+    assert!(release.released);
+    assert_eq!(release.cooldown_days, Some(30));
+    assert!(release.cooldown_until.as_deref().unwrap().contains('T'));
+    assert!(legacy.fetch().await.unwrap().prefixes.is_empty());
+}
+
+#[tokio::test]
+async fn legacy_errors_and_rate_limits() {
+    let sim = start(legacy_state()).await;
+    let (_dir, config) = provider_config(&format!(
+        "kind = \"hostup-legacy\"\nvmid = 999\nbase_url = \"{}\"",
+        sim.base_url()
+    ));
+    let mut unknown = HostUpLegacy::with_http(fast_http(), &config);
+    let e = unknown.fetch().await.unwrap_err();
+    assert_eq!(status_of(&e), (404, Some("vm_not_found".into()), None));
+
+    let (_dir2, config) = provider_config(&format!(
+        "kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"",
+        sim.base_url()
+    ));
+    let mut legacy = HostUpLegacy::with_http(fast_http(), &config);
+    sim.push_fault(Fault::rate_limited_seconds(42), 1);
+    let e = legacy.fetch().await.unwrap_err();
+    assert_eq!(status_of(&e).0, 429);
+    assert_eq!(
+        e.retry_after(),
+        Some(Duration::from_secs(42)),
+        "retryAfter from the legacy body"
+    );
+    sim.push_fault(
+        Fault::body(200, r#"{"success":true,"data":{"created":false}}"#),
+        1,
+    );
+    let e = legacy.fetch().await.unwrap_err();
+    assert!(matches!(e, ProviderError::Invalid { .. }), "{e:?}");
+    sim.push_fault(Fault::Close, 1);
+    assert!(matches!(
+        legacy.fetch().await.unwrap_err(),
+        ProviderError::Transport { .. }
+    ));
+
+    // A wrong key is refused with the legacy error shape.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "wrong-key").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "[provider]\nkind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"\ntoken_file = \"{}\"\n[uplink]\ninterface = \"eth0\"\n",
+        sim.base_url(),
+        token_file.display()
+    );
+    let config = Config::from_text(&dir.path().join("r.toml"), &text, None).unwrap();
+    let mut wrong = HostUpLegacy::with_http(fast_http(), &config.provider);
+    let e = wrong.fetch().await.unwrap_err();
+    assert_eq!(status_of(&e).1.as_deref(), Some("unauthorized"));
+}
+
+// ----------------------------------------------------------------------------------------
+// DigitalOcean
+
+const MINE: &str = "2604:a880:800:14::42c3:d000";
+const MINE2: &str = "2604:a880:800:14::42c3:d001";
+const FREE: &str = "2604:a880:800:14::42c3:d002";
+const THEIRS: &str = "2604:a880:800:14::42c3:d003";
+
+fn do_state() -> SimState {
+    let mut state = SimState::new(TOKEN);
+    state.digitalocean = SimDigitalOcean::default()
+        .with_droplet(DROPLET, "web", Some(v6("2001:db8:1::2")))
+        .with_droplet(42, "other", Some(v6("2001:db8:1::3")))
+        .with_reserved(v6(MINE), Some(DROPLET))
+        .with_reserved(v6(MINE2), Some(DROPLET))
+        .with_reserved(v6(FREE), None)
+        .with_reserved(v6(THEIRS), Some(42));
+    state.digitalocean.metadata_droplet = Some(DROPLET);
+    state
+}
+
+fn do_config(sim: &SimHandle, extra: &str) -> (tempfile::TempDir, ProviderConfig) {
+    provider_config(&format!(
+        "kind = \"digitalocean\"\nbase_url = \"{0}\"\nmetadata_url = \"{0}\"\n{extra}",
+        sim.base_url()
+    ))
+}
+
+fn addresses(a: &routed6d::model::Assignment) -> Vec<String> {
+    let mut v: Vec<String> = a.prefixes.iter().map(|p| p.prefix.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn digitalocean_finds_the_droplet_and_follows_pagination() {
+    let sim = start(do_state()).await;
+    sim.update(|s| s.digitalocean.page_size = 1);
+    let (_dir, config) = do_config(&sim, "");
+    let mut provider = DigitalOcean::with_http(fast_http(), &config);
+    assert!(provider.needs_identity());
+    provider.identify(&[]).await.unwrap();
+    assert_eq!(provider.droplet_id(), Some(DROPLET));
+    assert_eq!(provider.host_id().as_deref(), Some("droplet 3164444"));
+
+    let a = provider.fetch().await.unwrap();
+    assert_eq!(
+        addresses(&a),
+        vec![format!("{MINE}/128"), format!("{MINE2}/128")]
+    );
+    assert!(a.prefixes.iter().all(|p| p.next_hop.is_none()));
+    assert_eq!(a.prefixes[0].origin, format!("reserved_ipv6 {MINE}"));
+    assert_eq!(
+        sim.count("GET", "/v2/reserved_ipv6"),
+        4,
+        "four pages of one, following links.pages.next"
+    );
+    assert_eq!(sim.count("POST", "/v2/"), 0, "no writes without claim");
+    assert!(!provider.wants_allocation(&a));
+
+    // The metadata's id endpoint failing: the JSON document is used instead.
+    let (_dir, config) = do_config(&sim, "");
+    let mut again = DigitalOcean::with_http(fast_http(), &config);
+    sim.push_fault(Fault::status(404, "not_found"), 1);
+    again.identify(&[]).await.unwrap();
+    assert_eq!(again.droplet_id(), Some(DROPLET));
+    assert!(sim.requests().iter().any(|r| r.path == "/metadata/v1.json"));
+
+    // Unassigned elsewhere: withdrawn at the next poll.
+    sim.update(|s| {
+        s.digitalocean
+            .reserved
+            .get_mut(&v6(MINE2))
+            .unwrap()
+            .droplet_id = None
+    });
+    assert_eq!(
+        addresses(&provider.fetch().await.unwrap()),
+        vec![format!("{MINE}/128")]
+    );
+}
+
+#[tokio::test]
+async fn digitalocean_configured_addresses_and_claims() {
+    let sim = start(do_state()).await;
+    sim.update(|s| s.digitalocean.action_polls = 2);
+    let (_dir, config) = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\", \"{FREE}\", \"{THEIRS}\"]"),
+    );
+    assert!(!config.allocate);
+    let mut readonly = DigitalOcean::with_http(fast_http(), &config);
+    let a = readonly.fetch().await.unwrap();
+    assert_eq!(addresses(&a), vec![format!("{MINE}/128")]);
+    assert!(
+        !readonly.wants_allocation(&a),
+        "no claim without claim = true"
+    );
+    assert!(matches!(
+        readonly.release().await,
+        Err(ProviderError::Unsupported(m)) if m.contains("claim")
+    ));
+    assert_eq!(sim.count("POST", "/v2/"), 0);
+    assert_eq!(sim.count("GET", "/metadata/"), 0, "droplet_id was given");
+
+    let (_dir2, config) = do_config(
+        &sim,
+        &format!(
+            "droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\", \"{FREE}\", \"{THEIRS}\"]\nclaim = true"
+        ),
+    );
+    assert!(config.allocate);
+    let mut claiming = DigitalOcean::with_http(fast_http(), &config);
+    claiming.action_poll = Duration::from_millis(10);
+    let a = claiming.fetch().await.unwrap();
+    assert!(claiming.wants_allocation(&a));
+    assert!(claiming.missing_what().contains(FREE));
+    let after = claiming.allocate().await.unwrap();
+    assert_eq!(
+        addresses(&after),
+        vec![format!("{MINE}/128"), format!("{FREE}/128")],
+        "the free address is claimed; another droplet's is never taken"
+    );
+    assert_eq!(sim.count("POST", "/v2/reserved_ipv6/"), 1);
+    assert_eq!(
+        sim.count("GET", "/v2/actions/"),
+        2,
+        "polled until completed"
+    );
+    assert!(!claiming.wants_allocation(&after));
+
+    // A failing action is an error and changes nothing.
+    sim.update(|s| {
+        s.digitalocean
+            .reserved
+            .get_mut(&v6(FREE))
+            .unwrap()
+            .droplet_id = None;
+        s.digitalocean.fail_actions = true;
+    });
+    claiming.fetch().await.unwrap();
+    match claiming.allocate().await {
+        Err(ProviderError::ActionFailed(m)) => assert!(m.contains("errored"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    sim.update(|s| s.digitalocean.fail_actions = false);
+
+    // release unassigns what is assigned here.
+    let release = claiming.release().await.unwrap();
+    assert!(release.released);
+    let state = sim.state().digitalocean;
+    assert_eq!(state.reserved[&v6(MINE)].droplet_id, None);
+    assert_eq!(state.reserved[&v6(THEIRS)].droplet_id, Some(42));
+}
+
+#[tokio::test]
+async fn digitalocean_errors_and_rate_limits() {
+    let sim = start(do_state()).await;
+    let (_dir, config) = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"2604:a880:800:14::dead\"]"),
+    );
+    let mut provider = DigitalOcean::with_http(fast_http(), &config);
+    let e = provider.fetch().await.unwrap_err();
+    assert_eq!(status_of(&e).0, 404);
+    assert_eq!(status_of(&e).1.as_deref(), Some("not_found"));
+    assert!(e.to_string().contains("could not be found"), "{e}");
+
+    let (_dir, config) = do_config(&sim, &format!("droplet_id = {DROPLET}"));
+    let mut provider = DigitalOcean::with_http(fast_http(), &config);
+    sim.push_fault(Fault::rate_limited_seconds(9), 1);
+    let e = provider.fetch().await.unwrap_err();
+    assert_eq!(
+        status_of(&e),
+        (
+            429,
+            Some("too_many_requests".into()),
+            Some(Duration::from_secs(9))
+        )
+    );
+    // Without retry-after: until ratelimit-reset (epoch seconds, 60 s ahead in the sim).
+    sim.push_fault(Fault::rate_limited(), 1);
+    let e = provider.fetch().await.unwrap_err();
+    let wait = e.retry_after().expect("a wait from ratelimit-reset");
+    assert!(
+        wait >= Duration::from_secs(58) && wait <= Duration::from_secs(60),
+        "{wait:?}"
+    );
+    sim.push_fault(Fault::wrong_shape(), 1);
+    assert!(matches!(
+        provider.fetch().await.unwrap_err(),
+        ProviderError::Invalid { .. }
+    ));
+    sim.push_fault(Fault::Hang, 1);
+    assert!(matches!(
+        provider.fetch().await.unwrap_err(),
+        ProviderError::Transport { .. }
+    ));
+    no_token(&e);
+    // The metadata service down and no droplet_id: the droplet cannot be found.
+    sim.update(|s| s.digitalocean.metadata_droplet = None);
+    let (_dir, config) = do_config(&sim, "");
+    let mut provider = DigitalOcean::with_http(fast_http(), &config);
+    assert!(provider.identify(&[]).await.is_err());
+    assert!(provider.fetch().await.is_err(), "no droplet, no answer");
+}
+
+// ----------------------------------------------------------------------------------------
+// Static
+
+#[tokio::test]
+async fn static_routes_come_from_the_config_alone() {
+    let (_dir, config) = load(
+        "kind = \"static\"\nroutes = [ { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::10\" } ]",
+    );
+    assert_eq!(config.provider.token_file.as_os_str(), "");
+    let mut provider = AnyProvider::new(&config).unwrap();
+    assert!(matches!(provider, AnyProvider::Static(_)), "no HTTP client");
+    assert!(!provider.needs_identity());
+    let a = provider.fetch().await.unwrap();
+    assert_eq!(a.prefixes.len(), 1);
+    assert_eq!(a.prefixes[0].origin, "static routes[0]");
+    assert_eq!(a.prefixes[0].next_hop, Some(v6("2001:db8::10")));
+    assert!(provider.release().await.is_err());
+}
+
+/// The new state can be driven over the HTTP control API too (a sim in another process).
+#[tokio::test]
+async fn http_controls_change_every_provider_side() {
+    let sim = start(do_state()).await;
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, body: serde_json::Value| {
+        let request = client
+            .post(format!("{}/_sim/{path}", sim.base_url()))
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
+        }
+    };
+    post(
+        "digitalocean/reserved",
+        serde_json::json!({ "ip": FREE, "dropletId": DROPLET }),
+    )
+    .await;
+    post(
+        "account-routes",
+        serde_json::json!({ "id": "ripv6rt_c", "poolId": "ripv6_p", "poolCidr": "2001:db8:99::/48",
+            "prefix": "2001:db8:99:100::/56", "nextHop": "2001:db8:1::10", "vpsId": VPS }),
+    )
+    .await;
+    post("legacy-vms", serde_json::json!({ "vmid": 7, "vpsId": VPS })).await;
+    let state = sim.state();
+    assert_eq!(
+        state.digitalocean.reserved[&v6(FREE)].droplet_id,
+        Some(DROPLET)
+    );
+    assert_eq!(state.account_routes[0].status, "active");
+    assert_eq!(state.legacy_vms.get(&7).map(String::as_str), Some(VPS));
+    assert_eq!(
+        state.router_table().get(&net(&format!("{FREE}/128"))),
+        Some(&v6("2001:db8:1::2")),
+        "the router routes the reserved IPv6 to the droplet's address"
+    );
+    let response = client
+        .delete(format!("{}/_sim/account-routes/ripv6rt_c", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    assert!(sim.state().account_routes.is_empty());
+}
