@@ -3,6 +3,7 @@
 //! `routed6d run` binary. Reachability is proven with iputils `ping` from the router.
 //! Needs root; without it every test says SKIPPED loudly and passes nothing off as run.
 
+use std::io::Write as _;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,7 +25,10 @@ fn skip_unless_root(test: &str) -> bool {
     if netns::is_root() {
         return false;
     }
-    eprintln!("SKIPPED (needs root for network namespaces): netns_e2e::{test}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED (needs root for network namespaces): netns_e2e::{test}"
+    );
     true
 }
 

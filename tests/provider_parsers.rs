@@ -4,6 +4,7 @@
 //! OpenAPI spec, godo's, go-metadata's and cloud-init's tests): every file there must
 //! parse, or be refused with a clear error where it is an error body.
 
+use std::io::Write as _;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
@@ -293,7 +294,8 @@ fn shared_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "NOTE: no shared conformance corpus at {} — only the project's own fixtures were checked",
             dir.display()
         );
@@ -413,7 +415,11 @@ fn every_shared_fixture_parses_or_is_a_clear_error() {
             checked += 1;
         }
     }
-    eprintln!("checked {checked} shared fixtures in {}", root.display());
+    let _ = writeln!(
+        std::io::stderr(),
+        "checked {checked} shared fixtures in {}",
+        root.display()
+    );
     assert!(unknown.is_empty(), "fixtures no parser claims: {unknown:?}");
     assert!(checked >= 40, "only {checked} shared fixtures found");
 }
@@ -426,7 +432,11 @@ fn shared_legacy_example_is_normalised() {
     };
     let path = root.join("hostup/ASSEMBLED_v1_post_routed_ipv6_refresh_next_hop_response.json");
     let Ok(body) = std::fs::read(&path) else {
-        eprintln!("NOTE: {} not in the corpus", path.display());
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOTE: {} not in the corpus",
+            path.display()
+        );
         return;
     };
     let parsed = hostup_legacy::assignment_from_post(&body).unwrap();

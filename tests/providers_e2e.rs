@@ -6,6 +6,7 @@
 //! config, for static) converges, and an outage changes nothing in the kernel.
 //! Needs root; without it every test says SKIPPED loudly.
 
+use std::io::Write as _;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -28,7 +29,10 @@ fn skip_unless_root(test: &str) -> bool {
     if netns::is_root() {
         return false;
     }
-    eprintln!("SKIPPED (needs root for network namespaces): providers_e2e::{test}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED (needs root for network namespaces): providers_e2e::{test}"
+    );
     true
 }
 

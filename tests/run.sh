@@ -24,4 +24,18 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --locked -- --test-threads="${ROUTED6D_TEST_THREADS:-4}"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --locked --no-fail-fast -- --test-threads="${ROUTED6D_TEST_THREADS:-4}" \
+    2>&1 | tee "$log" || status=$?
+
+# The tally: every test binary's "test result:" line summed, and the skipped ones named.
+skipped="$(grep -c '^SKIPPED' "$log" || true)"
+awk -v skipped="$skipped" '
+    /^test result:/ { for (i = 1; i <= NF; i++) {
+        if ($(i + 1) ~ /^passed/) passed += $i
+        if ($(i + 1) ~ /^failed/) failed += $i } }
+    END { printf "== tally: %d passed, %d failed (%d of the passed skipped for want of root)\n",
+          passed, failed, skipped }' "$log"
+exit "$status"

@@ -35,7 +35,7 @@ const CONVERGE: Duration = Duration::from_secs(15);
 const MAX_EXPOSURE: f64 = 2.0;
 
 fn step(what: &str) {
-    eprintln!("== systemd_nspawn: {what}");
+    let _ = writeln!(std::io::stderr(), "== systemd_nspawn: {what}");
 }
 
 fn run(program: &str, args: &[&str]) -> Output {
@@ -369,7 +369,8 @@ fn field<'a>(entry: &'a serde_json::Value, name: &str) -> &'a str {
 #[test]
 fn the_deb_installs_runs_and_purges_under_a_real_systemd() {
     if !netns::is_root() {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED (needs root for systemd-nspawn and dpkg): systemd_nspawn::the_deb_installs_runs_and_purges_under_a_real_systemd"
         );
         return;
@@ -444,7 +445,8 @@ fn the_deb_installs_runs_and_purges_under_a_real_systemd() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure figure in:\n{security}"));
     // The figure CI prints.
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "systemd-analyze security routed6d.service: exposure {exposure:.1} (target ≤ {MAX_EXPOSURE})"
     );
     assert!(exposure <= MAX_EXPOSURE, "{security}");
@@ -632,7 +634,8 @@ fn the_deb_installs_runs_and_purges_under_a_real_systemd() {
 #[test]
 fn the_rpm_carries_the_files_the_config_and_the_scriptlets() {
     if !netns::is_root() {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED (needs root to install rpm): systemd_nspawn::the_rpm_carries_the_files_the_config_and_the_scriptlets"
         );
         return;
