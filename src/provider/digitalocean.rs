@@ -348,18 +348,7 @@ impl Provider for DigitalOcean {
 
 /// A reserved IPv6 routed6d may place on this host: global unicast.
 pub fn check_reserved(field: &str, addr: Ipv6Addr) -> Result<(), String> {
-    let kind = if addr.is_unicast_link_local() {
-        Some("link-local")
-    } else if addr.is_multicast() {
-        Some("multicast")
-    } else if addr.is_unspecified() {
-        Some("the unspecified address")
-    } else if addr.is_loopback() {
-        Some("loopback")
-    } else {
-        None
-    };
-    match kind {
+    match crate::model::non_global_kind(addr) {
         Some(kind) => Err(format!("{field} {addr} is {kind}, not a reserved IPv6")),
         None => Ok(()),
     }

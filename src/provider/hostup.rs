@@ -600,18 +600,7 @@ pub fn parse_next_hop(field: &str, text: &str) -> Result<Ipv6Addr, String> {
         None => trimmed.parse::<Ipv6Addr>().ok(),
     }
     .ok_or_else(|| format!("{field} {text:?} is not an IPv6 address"))?;
-    let kind = if addr.is_unicast_link_local() {
-        Some("link-local")
-    } else if addr.is_multicast() {
-        Some("multicast")
-    } else if addr.is_unspecified() {
-        Some("the unspecified address")
-    } else if addr.is_loopback() {
-        Some("loopback")
-    } else {
-        None
-    };
-    match kind {
+    match crate::model::non_global_kind(addr) {
         Some(kind) => Err(format!(
             "{field} {addr} is {kind}, not usable as a next hop"
         )),
