@@ -480,6 +480,9 @@ pub struct ProviderConfig {
     pub reserved_ipv6: Vec<Ipv6Addr>,
     /// Static: the routes, in the order written.
     pub static_routes: Vec<StaticRoute>,
+    /// DigitalOcean: make the (first) reserved IPv6 the source of outgoing traffic, by
+    /// an owned copy of the default route with `src` that takes precedence over it.
+    pub outbound_source: bool,
 }
 
 /// A route written in the config (`kind = "static"`).
@@ -700,12 +703,6 @@ fn resolve_provider(
                 .into(),
         ));
     }
-    if raw.outbound_source == Some(true) {
-        return Err(invalid(
-            "outbound_source",
-            "provider.outbound_source = true is not supported by this version: routed6d does not rewrite the default route it does not own; set src on it with your network configuration".into(),
-        ));
-    }
     let mut reserved_ipv6 = Vec::new();
     for (index, text_ip) in raw.reserved_ipv6.iter().flatten().enumerate() {
         let field = format!("provider.reserved_ipv6[{index}]");
@@ -796,6 +793,7 @@ fn resolve_provider(
         vps_id: raw.vps_id,
         poll_interval: raw.poll_interval.map(|p| p.0).unwrap_or(default_interval),
         allocate: raw.allocate.or(raw.claim).unwrap_or(false),
+        outbound_source: raw.outbound_source.unwrap_or(false),
         refresh_next_hop,
         source: raw.source.unwrap_or(HostupSource::Vps),
         vmid: raw.vmid,

@@ -8,7 +8,8 @@ use ipnet::Ipv6Net;
 
 use crate::config::{Config, NextHopPolicy, PrefixMode};
 use crate::model::{
-    Address, Assignment, DesiredState, Link, Route, RouteKind, SysctlWant, TABLE_LOCAL, TABLE_MAIN,
+    Address, Assignment, DesiredState, Link, ObservedState, Route, RouteKind, SysctlWant,
+    TABLE_LOCAL, TABLE_MAIN,
 };
 
 /// The metric the kernel gives an IPv6 route when none is asked for (`ip -6 route`
@@ -37,6 +38,60 @@ const FORWARDING_KEY: &str = "net/ipv6/conf/all/forwarding";
 fn accept_ra_key(interface: &str) -> String {
     // Interface names may contain dots (eth0.100); /proc/sys uses them as they are.
     format!("net/ipv6/conf/{interface}/accept_ra")
+}
+
+/// `outbound_source`: make the first address routed to this host's own address (a
+/// DigitalOcean reserved IPv6) the source of the traffic it originates.
+///
+/// routed6d does not rewrite the host's default route — it is not routed6d's. It adds
+/// its own copy of the best one (same gateway, same interface) with `src`, one metric
+/// ahead, so the kernel prefers it; withdrawing that copy leaves the original exactly as
+/// it was. The copy follows the original (a new gateway, another interface) and goes
+/// when the original goes. An original at metric 1 leaves no room ahead of it: the copy
+/// would take its slot, which the planner reports as a conflict instead.
+pub fn add_outbound_source(
+    state: &mut DesiredState,
+    config: &Config,
+    assignment: &Assignment,
+    observed: &ObservedState,
+    protocol: u8,
+) {
+    if !config.provider.outbound_source {
+        return;
+    }
+    let Some(source) = assignment.prefixes.iter().find(|p| p.next_hop.is_none()) else {
+        return;
+    };
+    let best_default = observed
+        .routes
+        .iter()
+        .filter(|r| r.protocol != protocol)
+        .map(|r| &r.route)
+        .filter(|r| r.table == TABLE_MAIN && r.dst.prefix_len() == 0 && r.ifindex.is_some())
+        .filter(|r| matches!(r.kind, RouteKind::Via { .. }))
+        .min_by_key(|r| r.metric);
+    let Some(original) = best_default else {
+        return;
+    };
+    let RouteKind::Via { gateway, .. } = original.kind else {
+        return;
+    };
+    let route = Route {
+        table: TABLE_MAIN,
+        dst: original.dst,
+        // Metric 0 would mean "the default" (1024) to the kernel.
+        metric: original.metric.saturating_sub(1).max(1),
+        kind: RouteKind::Via {
+            gateway,
+            src: Some(source.prefix.addr()),
+        },
+        ifindex: original.ifindex,
+        ifname: original.ifname.clone(),
+    };
+    state
+        .origins
+        .insert(route.to_string(), source.origin.clone());
+    state.routes.push(route);
 }
 
 /// `prefix`'s network with `host`'s bits below the prefix length: `::1` in

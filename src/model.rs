@@ -100,6 +100,12 @@ pub enum RouteKind {
     Local,
     /// Answer with ICMPv6 unreachable.
     Unreachable,
+    /// Forward to `gateway` out of `ifindex`, preferring `src` as the source address
+    /// of traffic this host originates (a default route; outbound_source).
+    Via {
+        gateway: Ipv6Addr,
+        src: Option<Ipv6Addr>,
+    },
 }
 
 /// A route. The kernel identifies an IPv6 route by (table, dst, metric); the other
@@ -259,7 +265,7 @@ impl Plan {
 
 fn route_type_word(kind: RouteKind) -> &'static str {
     match kind {
-        RouteKind::Unicast => "",
+        RouteKind::Unicast | RouteKind::Via { .. } => "",
         RouteKind::Local => "local ",
         RouteKind::Unreachable => "unreachable ",
     }
@@ -276,11 +282,21 @@ fn table_suffix(table: u32) -> String {
 /// `ip -6 route` style: `local 2001:db8::/64 dev lo table local metric 1024`.
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", route_type_word(self.kind), self.dst)?;
+        if self.dst.prefix_len() == 0 {
+            write!(f, "{}default", route_type_word(self.kind))?;
+        } else {
+            write!(f, "{}{}", route_type_word(self.kind), self.dst)?;
+        }
+        if let RouteKind::Via { gateway, .. } = self.kind {
+            write!(f, " via {gateway}")?;
+        }
         match (&self.ifname, self.ifindex) {
             (Some(name), _) => write!(f, " dev {name}")?,
             (None, Some(index)) => write!(f, " dev if{index}")?,
             (None, None) => {}
+        }
+        if let RouteKind::Via { src: Some(src), .. } = self.kind {
+            write!(f, " src {src}")?;
         }
         write!(f, "{} metric {}", table_suffix(self.table), self.metric)
     }

@@ -36,7 +36,14 @@ pub async fn plan<K: Kernel>(
     assignment: &Assignment,
 ) -> Result<(DesiredState, ObservedState, Plan), KernelError> {
     let observed = kernel.observe(&desired::sysctl_keys(config)).await?;
-    let desired = desired::compute(config, assignment, &observed.links);
+    let mut desired = desired::compute(config, assignment, &observed.links);
+    desired::add_outbound_source(
+        &mut desired,
+        config,
+        assignment,
+        &observed,
+        config.daemon.protocol,
+    );
     let plan = plan::diff(&desired, &observed, config.daemon.protocol);
     Ok((desired, observed, plan))
 }

@@ -696,3 +696,79 @@ fn errors_carry_hints_for_well_known_errnos() {
         assert_eq!(hint, " (interface is down)");
     });
 }
+
+#[test]
+fn a_default_route_copy_with_src_is_owned_and_the_original_is_untouched() {
+    netns_test("outbound_source_route", || async {
+        ip("-6 addr add 2001:db8:1::2/64 dev v0 nodad");
+        ip("-6 route add default via 2001:db8:1::1 dev v0 metric 100 proto static");
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        let state = observe(&mut kernel).await;
+        let v0 = index_of(&state, "v0");
+        let lo = index_of(&state, "lo");
+        let original = find_route(&state, TABLE_MAIN, "::/0");
+        assert_eq!(original.len(), 1, "{original:?}");
+        assert_eq!(
+            original[0].route.kind,
+            RouteKind::Via {
+                gateway: v6("2001:db8:1::1"),
+                src: None
+            },
+            "a route via a gateway is observed as such"
+        );
+        assert_eq!(original[0].protocol, STATIC);
+
+        // The source must be an address of the host before a route may prefer it.
+        let reserved = Address {
+            ifindex: lo,
+            addr: v6("2604:a880:800:14::42c3:d000"),
+            prefix_len: 128,
+            ifname: "lo".into(),
+            no_prefix_route: false,
+        };
+        kernel
+            .apply_op(&Op::AddAddress(reserved))
+            .await
+            .expect("reserved address");
+        let copy = route(
+            TABLE_MAIN,
+            "::/0",
+            99,
+            RouteKind::Via {
+                gateway: v6("2001:db8:1::1"),
+                src: Some(v6("2604:a880:800:14::42c3:d000")),
+            },
+            Some((v0, "v0")),
+        );
+        kernel
+            .apply_op(&Op::AddRoute(copy.clone()))
+            .await
+            .expect("add the copy");
+        let state = observe(&mut kernel).await;
+        let defaults = find_route(&state, TABLE_MAIN, "::/0");
+        assert_eq!(defaults.len(), 2, "{defaults:?}");
+        let ours = defaults
+            .iter()
+            .find(|r| r.protocol == PROTO)
+            .expect("the owned copy");
+        assert!(ours.route.same_as(&copy), "{:?}", ours.route);
+        let chosen = ip("-6 route get 2001:db8:ffff::1");
+        assert!(
+            chosen.contains("src 2604:a880:800:14::42c3:d000") && chosen.contains("metric 99"),
+            "the kernel prefers the copy: {chosen}"
+        );
+
+        kernel
+            .apply_op(&Op::DelRoute(copy))
+            .await
+            .expect("withdraw the copy");
+        let state = observe(&mut kernel).await;
+        let after = find_route(&state, TABLE_MAIN, "::/0");
+        assert_eq!(after.len(), 1);
+        assert_eq!(
+            after[0].route, original[0].route,
+            "the original is exactly as it was"
+        );
+        assert_eq!(after[0].protocol, STATIC);
+    });
+}

@@ -487,6 +487,88 @@ fn digitalocean_reserved_ipv6_follow_their_assignment() {
 }
 
 #[test]
+fn digitalocean_outbound_source_sends_from_the_reserved_ipv6_and_withdraws_exactly() {
+    if skip_unless_root("digitalocean_outbound") {
+        return;
+    }
+    let r1 = v6("2001:db8:77::5");
+    let mut state = SimState::new(TOKEN);
+    state.digitalocean = SimDigitalOcean::default()
+        .with_droplet(DROPLET, "e2e", Some(netns::VPS_ADDR))
+        .with_reserved(r1, Some(DROPLET));
+    let mut h = Harness::new("dosrc", Some(state), |base| {
+        format!(
+            "kind = \"digitalocean\"\nbase_url = \"{base}\"\ndroplet_id = {DROPLET}\noutbound_source = true"
+        )
+    });
+    h.edit_config("[daemon]\n", "[daemon]\non_stop = \"withdraw\"\n");
+    // Somewhere beyond the router: only the default route leads there.
+    let far = "2001:db8:ffff::1";
+    h.testbed
+        .router
+        .ip(&["-6", "addr", "add", &format!("{far}/128"), "dev", "lo"])
+        .expect("far address");
+    let original = h
+        .testbed
+        .vps
+        .ip(&["-6", "route", "show", "default"])
+        .expect("default route");
+    h.start();
+    h.wait("reserved IPv6 and the default route copy", |s| {
+        has_owned(s, r1) && has_owned_route(s, "::/0")
+    });
+    let chosen = h
+        .testbed
+        .vps
+        .ip(&["-6", "route", "get", far])
+        .expect("route get");
+    assert!(chosen.contains(&format!("src {r1}")), "{chosen}");
+    // Real traffic: the VPS pings out without naming a source; the reply can only come
+    // back if the packet left from the reserved IPv6 (the router routes it to the VPS).
+    ensure_ping();
+    let pinged = h
+        .testbed
+        .vps
+        .command("ping")
+        .args(["-6", "-n", "-q", "-c", "1", "-w", "5", far])
+        .output()
+        .expect("ping");
+    assert!(
+        pinged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pinged.stdout)
+    );
+    let ours = h
+        .kernel()
+        .routes
+        .into_iter()
+        .find(|r| r.protocol == routed6d::model::DEFAULT_PROTOCOL && r.route.dst.prefix_len() == 0)
+        .expect("owned default route");
+    assert_eq!(
+        ours.route.to_string(),
+        format!(
+            "default via {} dev eth0 src {r1} metric 1023",
+            netns::ROUTER_ADDR
+        )
+    );
+
+    let mut daemon = h.daemon.take().expect("daemon");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(daemon.wait().expect("wait").success());
+    let after = h
+        .testbed
+        .vps
+        .ip(&["-6", "route", "show", "default"])
+        .expect("default route");
+    assert_eq!(
+        after, original,
+        "the original default route is exactly as it was"
+    );
+    assert!(owned_lines(&h.kernel()).is_empty());
+}
+
+#[test]
 fn digitalocean_claim_assigns_and_release_unassigns() {
     if skip_unless_root("digitalocean_claim") {
         return;

@@ -406,9 +406,9 @@ fn per_kind_values_are_checked() {
             "claim = true needs provider.reserved_ipv6",
         ),
         (
-            "kind = \"digitalocean\"\noutbound_source = true",
+            "kind = \"hostup\"\noutbound_source = true",
             "",
-            "outbound_source = true is not supported",
+            "provider.outbound_source does not apply to kind = \"hostup\"",
         ),
         (
             "kind = \"digitalocean\"\nmetadata_url = \"http://10.0.0.1\"",

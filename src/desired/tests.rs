@@ -258,3 +258,94 @@ fn a_reserved_address_is_a_slash_128_on_the_prefix_interface() {
     );
     assert!(!mixed.next_hop_is_stale());
 }
+
+fn reserved_only(addr: &str) -> Assignment {
+    Assignment {
+        prefixes: vec![RoutedPrefix {
+            prefix: format!("{addr}/128").parse().expect("prefix"),
+            next_hop: None,
+            origin: format!("reserved_ipv6 {addr}"),
+        }],
+        ..Assignment::default()
+    }
+}
+
+fn default_route(gateway: &str, metric: u32, protocol: u8) -> crate::model::ObservedRoute {
+    crate::model::ObservedRoute {
+        route: Route {
+            table: TABLE_MAIN,
+            dst: "::/0".parse().expect("dst"),
+            metric,
+            kind: RouteKind::Via {
+                gateway: gateway.parse().expect("gateway"),
+                src: None,
+            },
+            ifindex: Some(2),
+            ifname: Some("eth0".into()),
+        },
+        protocol,
+    }
+}
+
+fn outbound(observed_routes: Vec<crate::model::ObservedRoute>, enabled: bool) -> Vec<String> {
+    let mut config = config("");
+    config.provider.outbound_source = enabled;
+    let observed = ObservedState {
+        routes: observed_routes,
+        ..ObservedState::default()
+    };
+    let assignment = reserved_only("2604:a880:800:14::42c3:d000");
+    let mut state = compute(&config, &assignment, &links());
+    add_outbound_source(&mut state, &config, &assignment, &observed, 126);
+    state.routes.iter().map(|r| r.to_string()).collect()
+}
+
+#[test]
+fn outbound_source_copies_the_best_default_route_one_metric_ahead_with_src() {
+    let routes = outbound(
+        vec![
+            default_route("fe80::2", 1024, 3),
+            default_route("fe80::1", 100, 9),
+            // routed6d's own copy from an earlier pass is not the original.
+            default_route("fe80::9", 50, 126),
+        ],
+        true,
+    );
+    assert_eq!(
+        routes,
+        ["default via fe80::1 dev eth0 src 2604:a880:800:14::42c3:d000 metric 99"]
+    );
+}
+
+#[test]
+fn outbound_source_needs_the_option_an_original_and_a_reserved_address() {
+    assert!(outbound(vec![default_route("fe80::1", 100, 9)], false).is_empty());
+    assert!(
+        outbound(vec![], true).is_empty(),
+        "no default route: nothing to copy"
+    );
+    let mut config = config("");
+    config.provider.outbound_source = true;
+    let observed = ObservedState {
+        routes: vec![default_route("fe80::1", 100, 9)],
+        ..ObservedState::default()
+    };
+    let routed = assignment("2001:db8:42:100::/64", "2001:db8:42::1");
+    let mut state = compute(&config, &routed, &links());
+    let before = state.routes.len();
+    add_outbound_source(&mut state, &config, &routed, &observed, 126);
+    assert_eq!(
+        state.routes.len(),
+        before,
+        "only a reserved IPv6 is a source"
+    );
+}
+
+#[test]
+fn outbound_source_at_metric_one_takes_the_same_slot_for_the_planner_to_refuse() {
+    let routes = outbound(vec![default_route("fe80::1", 1, 9)], true);
+    assert_eq!(
+        routes,
+        ["default via fe80::1 dev eth0 src 2604:a880:800:14::42c3:d000 metric 1"]
+    );
+}

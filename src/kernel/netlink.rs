@@ -275,8 +275,19 @@ impl NetlinkKernel {
             // IPv6, but dumps and `ip` then agree.
             RouteKind::Local => (RouteType::Local, RouteScope::Host),
             RouteKind::Unreachable => (RouteType::Unreachable, RouteScope::Universe),
+            RouteKind::Via { .. } => (RouteType::Unicast, RouteScope::Universe),
         };
         set_table(&mut message, route.table);
+        if let RouteKind::Via { gateway, src } = route.kind {
+            message
+                .attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
+            if let Some(src) = src {
+                message
+                    .attributes
+                    .push(RouteAttribute::PrefSource(RouteAddress::Inet6(src)));
+            }
+        }
         message
             .attributes
             .push(RouteAttribute::Destination(RouteAddress::Inet6(
@@ -643,7 +654,7 @@ fn observed_route(message: &RouteMessage, names: &HashMap<u32, &str>) -> Option<
     {
         return None;
     }
-    let kind = match header.kind {
+    let mut kind = match header.kind {
         RouteType::Unicast => RouteKind::Unicast,
         RouteType::Local => RouteKind::Local,
         RouteType::Unreachable => RouteKind::Unreachable,
@@ -652,16 +663,22 @@ fn observed_route(message: &RouteMessage, names: &HashMap<u32, &str>) -> Option<
     let (table, dst, protocol) = route_key(message)?;
     let mut metric = 0;
     let mut oif = None;
+    let mut gateway = None;
+    let mut src = None;
     for attribute in &message.attributes {
         match attribute {
             RouteAttribute::Priority(p) => metric = *p,
             RouteAttribute::Oif(i) => oif = Some(*i),
-            // Routed6d never installs routes via a gateway or over several paths.
-            RouteAttribute::Gateway(_) | RouteAttribute::Via(_) | RouteAttribute::MultiPath(_) => {
-                return None;
-            }
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some(*g),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(s)) => src = Some(*s),
+            // Routes over several paths, or via an IPv4 gateway, are not routed6d's
+            // and cannot be mirrored by it.
+            RouteAttribute::Via(_) | RouteAttribute::MultiPath(_) => return None,
             _ => {}
         }
+    }
+    if let (RouteKind::Unicast, Some(gateway)) = (kind, gateway) {
+        kind = RouteKind::Via { gateway, src };
     }
     // The kernel hangs IPv6 reject routes on `lo` and reports RTA_OIF 1 for them;
     // the model says unreachable routes have no interface.
