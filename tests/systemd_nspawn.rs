@@ -585,6 +585,28 @@ fn the_deb_installs_runs_and_purges_under_a_real_systemd() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(owned(&observe_in(&ns).expect("observe")), before, "adopted");
 
+    step("an upgrade restarts the service and keeps the edited config");
+    let before_upgrade = container.unit_property("MainPID");
+    container.sh("DEBIAN_FRONTEND=noninteractive dpkg -i /root/routed6d.deb");
+    assert_eq!(container.unit_property("ActiveState"), "active");
+    assert_ne!(
+        container.unit_property("MainPID"),
+        before_upgrade,
+        "not restarted on upgrade"
+    );
+    assert_eq!(
+        std::fs::read_to_string(container.path("/etc/routed6d/routed6d.toml")).expect("config"),
+        good,
+        "the upgrade overwrote the configuration"
+    );
+    assert!(container.path("/etc/routed6d/token").exists());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        owned(&observe_in(&ns).expect("observe")),
+        before,
+        "no churn"
+    );
+
     step("systemctl stop with on_stop = withdraw");
     write_config(&container, &config(sim.addr.port(), "withdraw"));
     container.systemctl("reload");
@@ -601,6 +623,23 @@ fn the_deb_installs_runs_and_purges_under_a_real_systemd() {
     assert!(
         owned(&observe_in(&ns).expect("observe")).is_empty(),
         "withdraw left objects behind"
+    );
+
+    step("dpkg --remove keeps the configuration");
+    container.sh("systemctl start routed6d && dpkg --remove routed6d");
+    assert!(!container.path("/usr/bin/routed6d").exists());
+    assert!(container.path("/etc/routed6d/routed6d.toml").exists());
+    assert!(container.path("/etc/routed6d/token").exists());
+    assert_ne!(
+        container.unit_property("ActiveState"),
+        "active",
+        "still running"
+    );
+    assert!(
+        !container
+            .path("/etc/systemd/system/multi-user.target.wants/routed6d.service")
+            .exists(),
+        "still enabled"
     );
 
     step("dpkg --purge leaves nothing behind");
