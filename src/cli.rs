@@ -109,6 +109,7 @@ async fn fetch(
 }
 
 pub async fn run(path: &Path) -> CommandResult {
+    forbid_core_dumps();
     let config = load(path)?;
     let provider = provider_for(&config)?;
     let reload = |old: &Config| -> Result<(Config, AnyProvider), String> {
@@ -328,6 +329,19 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
 
 pub fn check_config(path: &Path) -> CommandResult {
     let config = load(path)?;
+    // Not an error: the daemon waits for a missing interface and programs it when it
+    // appears (a veth or VLAN created after boot). But an operator checking the file
+    // wants to know about a typo now.
+    let missing: Vec<&str> = config
+        .interfaces()
+        .into_iter()
+        .filter(|name| !interface_exists(name))
+        .collect();
+    for name in &missing {
+        println!(
+            "note: interface {name} does not exist (yet); routed6d run waits for it and programs it when it appears"
+        );
+    }
     println!(
         "{}: OK (provider {} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
         path.display(),
@@ -339,6 +353,30 @@ pub fn check_config(path: &Path) -> CommandResult {
         config.daemon.protocol
     );
     Ok(())
+}
+
+/// Does a network interface of this name exist in this network namespace?
+fn interface_exists(name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: if_nametoindex reads a valid NUL-terminated string and has no other
+    // preconditions.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}
+
+/// The daemon holds the API token in memory for its whole life: keep it out of core
+/// dumps (and out of reach of ptrace by other processes of the same user). Best effort:
+/// a failure only loses that protection, so it is logged, not fatal.
+fn forbid_core_dumps() {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers and only changes this
+    // process's dumpable flag.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!(
+            "cannot mark the process non-dumpable (the token could end up in a core dump): {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 pub async fn refresh_next_hop(path: &Path) -> CommandResult {

@@ -537,7 +537,14 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
-            invalid(line, one_line(e.message()))
+            // toml's message for a wrong type says what was wanted but not where; the
+            // key it belongs to is what an operator searches the file for.
+            let message = one_line(e.message())
+                .replace("wanted string or table", "invalid type: expected a string");
+            match e.span().and_then(|s| key_at(text, s.start)) {
+                Some(key) => invalid(line, format!("{key}: {message}")),
+                None => invalid(line, message),
+            }
         })?;
 
         let key_line = |section: &str, key: &str| find_key_line(text, section, key);
@@ -834,6 +841,29 @@ fn read_token(path: &Path) -> Result<Secret, String> {
         return Err("holds more than one token (whitespace or control characters inside)".into());
     }
     Ok(Secret::new(token.to_string()))
+}
+
+/// The `section.key` whose line holds byte `offset` of `text` (None when that line is
+/// not a `key = value` line, e.g. a section header for a missing key).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let (key, _) = text[start..end].split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 /// 1-based line of byte `offset` in `text`.

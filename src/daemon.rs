@@ -181,6 +181,9 @@ pub struct Agent<K> {
     /// The reason last logged for "not available", so it is logged once.
     unavailable_logged: Option<String>,
     last_conflicts: Vec<String>,
+    /// The next hops last reported missing (`next_hop = "check"`), so each is
+    /// reported once when it goes and once when it is back.
+    missing_next_hops: Vec<Ipv6Addr>,
 }
 
 impl<K: Kernel> Agent<K> {
@@ -198,6 +201,7 @@ impl<K: Kernel> Agent<K> {
             last_success: None,
             unavailable_logged: None,
             last_conflicts: Vec::new(),
+            missing_next_hops: Vec::new(),
         }
     }
 
@@ -316,11 +320,52 @@ impl<K: Kernel> Agent<K> {
             .iter()
             .map(|c| format!("want {} but found {}", c.wanted, c.found))
             .collect();
+        // Reported when new, not on every pass: a foreign route in the way stays in
+        // the way until its owner moves it, and one line says so.
+        for (text, conflict) in conflicts.iter().zip(&outcome.plan.conflicts) {
+            if !self.last_conflicts.contains(text) {
+                warn!(
+                    OP = "conflict",
+                    "not touching {} (not routed6d's): wanted {}", conflict.found, conflict.wanted
+                );
+            }
+        }
         self.last_conflicts = conflicts;
+        self.note_next_hops(&outcome.missing_next_hops);
         self.desired = outcome.desired.clone();
         self.applied = Some(assignment);
         self.write_status();
         Some(outcome)
+    }
+
+    /// Report next hops that went missing from the uplink, or came back, once each.
+    fn note_next_hops(&mut self, missing: &[Ipv6Addr]) {
+        let uplink = &self.config.uplink.interface;
+        for hop in missing
+            .iter()
+            .filter(|h| !self.missing_next_hops.contains(h))
+        {
+            warn!(
+                NEXT_HOP = %hop,
+                IFACE = %uplink,
+                "next hop {hop} is not on {uplink} and uplink.next_hop = \"check\": not adding it; the provider's router cannot reach the prefix until it is there (next_hop = \"ensure\" adds it)"
+            );
+        }
+        // A next hop the provider no longer names is not "back": it is just gone.
+        let still_named = |hop: &Ipv6Addr| {
+            self.last_good
+                .iter()
+                .flat_map(|a| &a.prefixes)
+                .any(|p| p.next_hop == Some(*hop))
+        };
+        for hop in self
+            .missing_next_hops
+            .iter()
+            .filter(|h| !missing.contains(h) && still_named(h))
+        {
+            info!(NEXT_HOP = %hop, IFACE = %uplink, "next hop {hop} is on {uplink} again");
+        }
+        self.missing_next_hops = missing.to_vec();
     }
 
     /// Leave per `on_stop`.

@@ -2,11 +2,13 @@
 //! Each kernel change is logged as one line with journal fields (PREFIX, NEXT_HOP,
 //! IFACE, OP, ORIGIN); failed ops do not stop the others.
 
+use std::net::Ipv6Addr;
+
 use ipnet::Ipv6Net;
 use serde::Serialize;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-use crate::config::Config;
+use crate::config::{Config, NextHopPolicy};
 use crate::desired;
 use crate::kernel::{Kernel, KernelError};
 use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, RoutedPrefix};
@@ -21,6 +23,9 @@ pub struct Outcome {
     pub applied: usize,
     /// Ops that failed, with their error text.
     pub failed: Vec<(String, String)>,
+    /// With `uplink.next_hop = "check"`: next hops the provider routes to that no
+    /// address of the uplink holds (routed6d reports them instead of adding them).
+    pub missing_next_hops: Vec<Ipv6Addr>,
 }
 
 impl Outcome {
@@ -56,11 +61,46 @@ pub async fn reconcile<K: Kernel>(
     assignment: &Assignment,
     previous: Option<&Assignment>,
 ) -> Result<Outcome, KernelError> {
-    let (desired, _observed, plan) = plan(kernel, config, assignment).await?;
+    let (desired, observed, plan) = plan(kernel, config, assignment).await?;
     let context: Vec<&Assignment> = std::iter::once(assignment).chain(previous).collect();
     let mut outcome = apply(kernel, plan, &context).await;
+    outcome.missing_next_hops = missing_next_hops(config, assignment, &observed);
     outcome.desired = desired;
     Ok(outcome)
+}
+
+/// The next hops no address of the uplink holds, when routed6d only checks them
+/// (`next_hop = "ensure"` adds them instead, so nothing is missing for long). A missing
+/// uplink is reported as a missing interface, not here.
+fn missing_next_hops(
+    config: &Config,
+    assignment: &Assignment,
+    observed: &ObservedState,
+) -> Vec<Ipv6Addr> {
+    if config.uplink.next_hop != NextHopPolicy::Check {
+        return Vec::new();
+    }
+    let Some(uplink) = observed
+        .links
+        .iter()
+        .find(|l| l.name == config.uplink.interface)
+    else {
+        return Vec::new();
+    };
+    let mut missing: Vec<Ipv6Addr> = assignment
+        .prefixes
+        .iter()
+        .filter_map(|p| p.next_hop)
+        .filter(|hop| {
+            !observed
+                .addresses
+                .iter()
+                .any(|a| a.address.ifindex == uplink.index && a.address.addr == *hop)
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
 }
 
 /// Remove everything routed6d owns (`on_stop = "withdraw"`, `release`).
@@ -76,14 +116,10 @@ pub async fn withdraw<K: Kernel>(
 
 /// Apply every op of `plan`, logging each change; keep going after a failure. `context`
 /// names the routed prefixes the ops serve (first match wins) for the journal fields.
+/// Conflicts are not logged here: the caller knows which of them are news (a daemon
+/// that repeated them on every poll would drown the journal).
 pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment]) -> Outcome {
     let mut outcome = Outcome::default();
-    for conflict in &plan.conflicts {
-        warn!(
-            OP = "conflict",
-            "not touching {} (not routed6d's): wanted {}", conflict.found, conflict.wanted
-        );
-    }
     for op in &plan.ops {
         let serves = op_context(op, context);
         let prefix = serves.prefix.map(|p| p.to_string()).unwrap_or_default();

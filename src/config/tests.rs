@@ -97,11 +97,21 @@ fn shipped_example_config_is_valid_and_complete() {
 }
 
 #[test]
+fn a_wrong_type_names_the_key() {
+    let dir = Dir::new();
+    let e = err(dir.parse("[uplink]\ninterface = \"eth0\"\nnext_hop = 5\n"));
+    assert!(
+        e.starts_with("/etc/routed6d/routed6d.toml:6: uplink.next_hop: invalid type"),
+        "{e}"
+    );
+}
+
+#[test]
 fn unknown_key_is_named_with_its_line() {
     let dir = Dir::new();
     let e = err(dir.parse("[uplink]\ninterface = \"eth0\"\nnexthop = \"ensure\"\n"));
     assert!(
-        e.starts_with("/etc/routed6d/routed6d.toml:6: unknown field `nexthop`"),
+        e.starts_with("/etc/routed6d/routed6d.toml:6: uplink.nexthop: unknown field `nexthop`"),
         "{e}"
     );
     assert!(!e.contains('\n'), "one line: {e}");
