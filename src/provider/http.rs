@@ -261,7 +261,8 @@ pub fn parse_rate_limit_reset(value: &str, now: SystemTime) -> Option<Duration> 
         if number < 365 * 86_400 {
             return Some(Duration::from_secs(number));
         }
-        SystemTime::UNIX_EPOCH + Duration::from_secs(number)
+        // checked: a reset of u64::MAX seconds would overflow SystemTime and panic.
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(number))?
     } else {
         humantime::parse_rfc3339_weak(value).ok()?
     };
