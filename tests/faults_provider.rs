@@ -32,6 +32,15 @@ fn failure_lines(h: &Harness, needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// Print what the operator saw (`cargo test -- --nocapture` shows it; the README's
+/// table quotes these lines).
+fn show(h: &Harness, needle: &str) {
+    if let Some(line) = failure_lines(h, needle).first() {
+        let text = line.split_once(FAILED).map_or(line.as_str(), |(_, t)| t);
+        eprintln!("user saw: {FAILED}{text}");
+    }
+}
+
 /// The common shape of an outage: programmed, then `fault` on every request for at
 /// least `polls` polls with the kernel unchanged throughout, then the fault cleared and
 /// the recovery logged. Returns the harness for more assertions.
@@ -54,6 +63,7 @@ fn outage(tag: &str, fault: Fault, polls: usize, expect_in_log: &str) -> Harness
     );
     assert_eq!(h.log_count(FAILED), 1, "{}", h.log());
     assert_eq!(h.log_count(RECOVERED), 1, "{}", h.log());
+    show(&h, expect_in_log);
     h.assert_healthy();
     h
 }
@@ -106,6 +116,7 @@ fn connection_refused_keeps_the_state_and_recovers() {
         "{}",
         h.log()
     );
+    show(&h, "connection refused");
     std::fs::write(&h.config, good).expect("config");
     h.kill(libc::SIGHUP);
     h.wait_log(RECOVERED, 1);
@@ -133,6 +144,7 @@ fn hanging_server(tag: &str, behaviour: RawBehaviour) {
         "gave up after the request timeout, not before: {took:?}"
     );
     assert!(server.connections() >= 1);
+    show(&h, "timed out");
     // Drift repair does not wait for the provider: delete an address while the next
     // request hangs.
     h.testbed
@@ -188,6 +200,8 @@ fn a_self_signed_certificate_is_refused_and_the_state_kept() {
             "/CN=127.0.0.1",
             "-addext",
             "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
         ])
         .arg("-keyout")
         .arg(&key)
@@ -227,6 +241,7 @@ fn a_self_signed_certificate_is_refused_and_the_state_kept() {
     h.kept_until(&before, CONVERGE, || {
         !failure_lines(&h, "TLS error").is_empty()
     });
+    show(&h, "TLS error");
     let line = &failure_lines(&h, "TLS error")[0];
     assert!(
         line.to_lowercase().contains("certificate") || line.contains("UnknownIssuer"),
@@ -349,6 +364,7 @@ fn rate_limited(tag: &str, fault: Fault) -> Duration {
     let times = h.request_times(POLL_PATH);
     let gap = times[seen + 1] - times[seen];
     assert_eq!(failure_lines(&h, "429").len(), 1, "{}", h.log());
+    show(&h, "429");
     assert_eq!(h.owned(), before);
     h.assert_healthy();
     gap
@@ -473,6 +489,7 @@ fn a_10_mb_chunked_body_is_read_only_up_to_the_cap() {
         !failure_lines(&h, "body larger than 1 MiB").is_empty()
     });
     let took = started.elapsed();
+    show(&h, "body larger");
     assert!(took < Duration::from_secs(10), "refused after {took:?}");
     assert!(
         server.bytes_sent() < 64 << 20,
