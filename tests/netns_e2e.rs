@@ -3,233 +3,48 @@
 //! `routed6d run` binary. Reachability is proven with iputils `ping` from the router.
 //! Needs root; without it every test says SKIPPED loudly and passes nothing off as run.
 
-use std::io::Write as _;
+mod common;
+
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv6Net;
-use routed6d::demo::{observe_in, owned_lines};
-use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
-use routed6d::netns::{self, Namespace, ProviderSim, Testbed};
-use routed6d::sim::{Fault, SimState, SimVps};
+use common::{HOP1, HOP2, Harness, TOKEN, VPS_ID, has_address, has_owned, host, prefix};
+use routed6d::demo::owned_lines;
+use routed6d::model::DEFAULT_PROTOCOL;
+use routed6d::netns::{self, Namespace};
+use routed6d::sim::{Fault, SimVps};
 
-const VPS_ID: &str = "vps_e2etest0000000000000001";
-const TOKEN: &str = "e2e-token-0123456789";
-const HOP1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
-const HOP2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x20);
 const CONVERGE: Duration = Duration::from_secs(10);
 
 fn skip_unless_root(test: &str) -> bool {
-    if netns::is_root() {
-        return false;
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED (needs root for network namespaces): netns_e2e::{test}"
-    );
-    true
+    common::skip_unless_root("netns_e2e", test)
 }
 
-fn prefix() -> Ipv6Net {
-    "2001:db8:42:100::/64".parse().expect("prefix")
+/// The shared harness on HostUp v2 with `prefix_section` as the `[prefix]` section
+/// (empty: the defaults).
+fn harness(tag: &str, prefix_section: &str) -> Harness {
+    let h = Harness::hostup(tag);
+    if !prefix_section.is_empty() {
+        h.edit_config("[prefix]\n", prefix_section);
+    }
+    h
 }
 
-fn host(n: u16) -> Ipv6Addr {
-    routed6d::desired::place_host(prefix(), Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, n))
+/// This file's shorthands: a ping is one echo reply from the router within 5 s; a
+/// signal stops the daemon and returns how it exited.
+trait E2e {
+    fn ping5(&self, addr: Ipv6Addr) -> bool;
+    fn signal(&mut self, signal: libc::c_int) -> ExitStatus;
 }
 
-/// The testbed, the simulated provider and (once started) the daemon.
-struct Harness {
-    // Field order is drop order: the daemon goes first, the namespaces last.
-    daemon: Option<Child>,
-    sim: ProviderSim,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    testbed: Testbed,
-}
-
-impl Harness {
-    fn new(tag: &str, prefix_section: &str) -> Harness {
-        let testbed = Testbed::new(tag).expect("testbed");
-        let addr4: std::net::IpAddr = netns::VPS_ADDR4.parse().expect("address");
-        let state = SimState::new(TOKEN).with_vps(SimVps::new(VPS_ID, "e2e", addr4));
-        let sim = ProviderSim::start(&testbed, state).expect("sim");
-        sim.set_allocation(VPS_ID, prefix(), HOP1)
-            .expect("allocation");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let token = dir.path().join("token");
-        std::fs::write(&token, TOKEN).expect("token");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let config = dir.path().join("routed6d.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[provider]\nkind = \"hostup\"\nbase_url = \"http://{}\"\ntoken_file = \"{}\"\n\
-                 vps_id = \"{VPS_ID}\"\npoll_interval = \"1s\"\n[uplink]\ninterface = \"eth0\"\n\
-                 {prefix_section}\n[daemon]\nstatus_file = \"{}\"\n",
-                sim.addr(),
-                token.display(),
-                dir.path().join("status.json").display()
-            ),
-        )
-        .expect("config");
-        Harness {
-            daemon: None,
-            sim,
-            dir,
-            config,
-            testbed,
-        }
+impl E2e for Harness {
+    fn ping5(&self, addr: Ipv6Addr) -> bool {
+        self.ping(addr, Duration::from_secs(5))
     }
-
-    fn set_on_stop(&self, on_stop: &str) {
-        let text = std::fs::read_to_string(&self.config).expect("read");
-        let text = text.replace(
-            "[daemon]\n",
-            &format!("[daemon]\non_stop = \"{on_stop}\"\n"),
-        );
-        std::fs::write(&self.config, text).expect("write");
+    fn signal(&mut self, signal: libc::c_int) -> ExitStatus {
+        self.stop_with(signal)
     }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.log_path()).expect("log");
-        let child = self
-            .testbed
-            .vps
-            .command(env!("CARGO_BIN_EXE_routed6d"))
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("ROUTED6D_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn routed6d");
-        self.daemon = Some(child);
-    }
-
-    /// Run a routed6d command in the VPS namespace with the harness's config.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        self.testbed
-            .vps
-            .command(env!("CARGO_BIN_EXE_routed6d"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run routed6d")
-    }
-
-    /// Replace `from` with `to` in the config file.
-    fn edit_config(&self, from: &str, to: &str) {
-        let text = std::fs::read_to_string(&self.config).expect("read config");
-        assert!(text.contains(from), "{from:?} not in the config");
-        std::fs::write(&self.config, text.replace(from, to)).expect("write config");
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("routed6d.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn signal(&mut self, signal: libc::c_int) -> std::process::ExitStatus {
-        let mut child = self.daemon.take().expect("daemon running");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-        child.wait().expect("wait")
-    }
-
-    fn kernel(&self) -> ObservedState {
-        observe_in(&self.testbed.vps).expect("observe")
-    }
-
-    fn owned(&self) -> Vec<String> {
-        let mut lines = owned_lines(&self.kernel());
-        lines.sort();
-        lines
-    }
-
-    fn wait(&self, what: &str, mut check: impl FnMut(&ObservedState) -> bool) -> Duration {
-        netns::wait_until(CONVERGE, || check(&self.kernel())).unwrap_or_else(|| {
-            panic!(
-                "{what}: not within {CONVERGE:?}\nkernel: {:#?}\nlog:\n{}",
-                self.owned(),
-                self.log()
-            )
-        })
-    }
-
-    /// iputils ping from the provider router, as an operator would check.
-    /// A real `ping` from the router: true once one echo reply arrives within
-    /// `deadline` seconds. Each try is a new `ping -c 1 -W 1`: a neighbour entry left
-    /// FAILED by an earlier unanswered ping makes the first packet error out at once.
-    fn ping_within(&self, addr: Ipv6Addr, deadline: u64) -> bool {
-        ensure_ping();
-        let once = || {
-            Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.testbed.router.name,
-                    "ping",
-                    "-6",
-                    "-n",
-                    "-q",
-                ])
-                .args(["-c", "1", "-W", "1", &addr.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        netns::wait_until(Duration::from_secs(deadline), once).is_some()
-    }
-
-    fn ping(&self, addr: Ipv6Addr) -> bool {
-        self.ping_within(addr, 5)
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// The tests prove reachability with the real `ping`; install it when missing.
-fn ensure_ping() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if Command::new("ping").arg("-V").output().is_ok() {
-            return;
-        }
-        let ok = Command::new("sh")
-            .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "iputils-ping is needed and could not be installed");
-    });
-}
-
-fn has_owned(state: &ObservedState, addr: Ipv6Addr) -> bool {
-    state
-        .addresses
-        .iter()
-        .any(|a| a.protocol == DEFAULT_PROTOCOL && a.address.addr == addr)
-}
-
-fn has_address(state: &ObservedState, addr: Ipv6Addr) -> bool {
-    state.addresses.iter().any(|a| a.address.addr == addr)
 }
 
 #[test]
@@ -237,12 +52,12 @@ fn addresses_mode_answers_through_the_next_hop_and_the_rest_is_unreachable() {
     if skip_unless_root("addresses_mode") {
         return;
     }
-    let mut h = Harness::new(
+    let mut h = harness(
         "addr",
         "[prefix]\nmode = \"addresses\"\naddresses = [\"::1\", \"::53\"]\n",
     );
     assert!(
-        !h.ping_within(host(1), 2),
+        !h.ping(host(1), Duration::from_secs(2)),
         "nothing answers before routed6d runs"
     );
     h.start();
@@ -250,13 +65,13 @@ fn addresses_mode_answers_through_the_next_hop_and_the_rest_is_unreachable() {
         has_owned(s, host(1)) && has_owned(s, host(0x53)) && has_owned(s, HOP1)
     });
     assert!(
-        h.ping(host(1)),
+        h.ping5(host(1)),
         "ping ::1 through the next hop\n{}\n{}\n{}",
         h.testbed.router.ip(&["-6", "route"]).unwrap_or_default(),
         h.testbed.router.ip(&["-6", "neigh"]).unwrap_or_default(),
         h.log()
     );
-    assert!(h.ping(host(0x53)));
+    assert!(h.ping5(host(0x53)));
     let owned = h.owned();
     assert!(
         owned
@@ -292,7 +107,7 @@ fn anyip_mode_answers_on_every_address() {
     if skip_unless_root("anyip_mode") {
         return;
     }
-    let mut h = Harness::new("any", "[prefix]\nmode = \"anyip\"\n");
+    let mut h = harness("any", "[prefix]\nmode = \"anyip\"\n");
     h.start();
     h.wait("local route", |s| {
         has_owned(s, HOP1)
@@ -300,8 +115,8 @@ fn anyip_mode_answers_on_every_address() {
                 r.protocol == DEFAULT_PROTOCOL && r.route.kind == routed6d::model::RouteKind::Local
             })
     });
-    assert!(h.ping(host(1)), "{}", h.log());
-    assert!(h.ping(host(0xbeef)));
+    assert!(h.ping5(host(1)), "{}", h.log());
+    assert!(h.ping5(host(0xbeef)));
 }
 
 #[test]
@@ -309,7 +124,7 @@ fn delegate_mode_forwards_to_a_host_behind_the_vps() {
     if skip_unless_root("delegate_mode") {
         return;
     }
-    let mut h = Harness::new(
+    let mut h = harness(
         "dlg",
         "[prefix]\nmode = \"delegate\"\ninterface = \"dl0\"\n",
     );
@@ -346,7 +161,7 @@ fn delegate_mode_forwards_to_a_host_behind_the_vps() {
     h.start();
     h.wait("delegated", |s| has_owned(s, host(1)) && has_owned(s, HOP1));
     assert!(
-        h.ping(host(2)),
+        h.ping5(host(2)),
         "ping the host behind the VPS\nvps routes:\n{}\nlan:\n{}\n{}",
         h.testbed
             .vps
@@ -382,14 +197,14 @@ fn a_next_hop_change_at_the_provider_converges() {
     if skip_unless_root("next_hop_change") {
         return;
     }
-    let mut h = Harness::new("nh", "");
+    let mut h = harness("nh", "");
     h.start();
     h.wait("first next hop", |s| {
         has_owned(s, HOP1) && has_owned(s, host(1))
     });
-    assert!(h.ping(host(1)));
+    assert!(h.ping5(host(1)));
     let started = Instant::now();
-    h.sim.set_next_hop(VPS_ID, HOP2).expect("next hop");
+    h.sim().set_next_hop(VPS_ID, HOP2).expect("next hop");
     h.wait("second next hop", |s| {
         has_owned(s, HOP2) && !has_address(s, HOP1)
     });
@@ -399,7 +214,7 @@ fn a_next_hop_change_at_the_provider_converges() {
         "poll interval 1 s + jitter: took {took:?}"
     );
     assert!(
-        h.ping(host(1)),
+        h.ping5(host(1)),
         "reachable through the new next hop\n{}",
         h.log()
     );
@@ -410,10 +225,10 @@ fn an_address_deleted_by_hand_is_back_within_a_second() {
     if skip_unless_root("drift_repair") {
         return;
     }
-    let mut h = Harness::new("drift", "");
+    let mut h = harness("drift", "");
     h.start();
     h.wait("programmed", |s| has_owned(s, host(1)));
-    let requests_before = h.sim.count("GET", "/api/v2/vps");
+    let requests_before = h.sim().count("GET", "/api/v2/vps");
     let started = Instant::now();
     h.testbed
         .vps
@@ -450,7 +265,7 @@ fn an_address_deleted_by_hand_is_back_within_a_second() {
     });
     assert!(started.elapsed() < Duration::from_secs(1));
     // Repairs do not call the API (polls may have happened meanwhile: at most 1/s).
-    let polls = h.sim.count("GET", "/api/v2/vps") - requests_before;
+    let polls = h.sim().count("GET", "/api/v2/vps") - requests_before;
     assert!(polls <= 3, "{polls} polls");
 }
 
@@ -459,21 +274,21 @@ fn an_api_outage_changes_nothing_in_the_kernel() {
     if skip_unless_root("api_outage") {
         return;
     }
-    let mut h = Harness::new("out", "");
+    let mut h = harness("out", "");
     h.start();
     h.wait("programmed", |s| {
         has_owned(s, host(1)) && has_owned(s, HOP1)
     });
     let before = h.owned();
-    h.sim
+    h.sim()
         .set_sticky_fault(Fault::status(503, "service_unavailable"));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(h.owned(), before, "503s kept the state");
-    h.sim.set_sticky_fault(Fault::Hang);
+    h.sim().set_sticky_fault(Fault::Hang);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(h.owned(), before, "a hanging API kept the state");
-    assert!(h.ping(host(1)), "still reachable during the outage");
-    h.sim.clear_faults();
+    assert!(h.ping5(host(1)), "still reachable during the outage");
+    h.sim().clear_faults();
     // The hung request ends at the client's 15 s timeout; the retry then succeeds.
     let recovery = Duration::from_secs(15) + CONVERGE;
     let log_has_recovered = netns::wait_until(recovery, || h.log().contains("recovered"));
@@ -493,7 +308,7 @@ fn a_next_hop_configured_by_the_os_is_used_and_never_removed() {
     if skip_unless_root("foreign_next_hop") {
         return;
     }
-    let mut h = Harness::new("fnh", "");
+    let mut h = harness("fnh", "");
     h.testbed
         .vps
         .ip(&[
@@ -506,7 +321,7 @@ fn a_next_hop_configured_by_the_os_is_used_and_never_removed() {
             "nodad",
         ])
         .expect("os next hop");
-    h.set_on_stop("withdraw");
+    h.add_key("daemon", "on_stop = \"withdraw\"");
     h.start();
     h.wait("programmed", |s| has_owned(s, host(1)));
     let state = h.kernel();
@@ -514,8 +329,8 @@ fn a_next_hop_configured_by_the_os_is_used_and_never_removed() {
         has_address(&state, HOP1) && !has_owned(&state, HOP1),
         "the OS's next hop is used as it is"
     );
-    assert!(h.ping(host(1)));
-    h.sim.set_next_hop(VPS_ID, HOP2).expect("next hop");
+    assert!(h.ping5(host(1)));
+    h.sim().set_next_hop(VPS_ID, HOP2).expect("next hop");
     h.wait("second next hop", |s| has_owned(s, HOP2));
     assert!(
         has_address(&h.kernel(), HOP1),
@@ -539,7 +354,7 @@ fn a_restart_adopts_without_duplicates_and_keep_leaves_state() {
     if skip_unless_root("restart_adopts") {
         return;
     }
-    let mut h = Harness::new("rst", "");
+    let mut h = harness("rst", "");
     h.start();
     h.wait("programmed", |s| {
         has_owned(s, host(1)) && has_owned(s, HOP1)
@@ -551,7 +366,7 @@ fn a_restart_adopts_without_duplicates_and_keep_leaves_state() {
     std::fs::write(h.log_path(), "").expect("truncate log");
     h.start();
     netns::wait_until(CONVERGE, || {
-        h.log().contains("recovered") || h.sim.count("GET", "/api/v2/vps") >= 1
+        h.log().contains("recovered") || h.sim().count("GET", "/api/v2/vps") >= 1
     })
     .expect("second daemon polled");
     std::thread::sleep(Duration::from_millis(1500));
@@ -571,10 +386,10 @@ fn sighup_reloads_a_good_config_and_refuses_a_broken_one() {
     if skip_unless_root("sighup_reload") {
         return;
     }
-    let mut h = Harness::new("hup", "[prefix]\naddresses = [\"::1\"]\n");
+    let mut h = harness("hup", "[prefix]\naddresses = [\"::1\"]\n");
     h.start();
     h.wait("programmed", |s| has_owned(s, host(1)));
-    let pid = h.daemon.as_ref().expect("running").id() as libc::pid_t;
+    let pid = h.pid();
     let good = std::fs::read_to_string(&h.config).expect("read");
 
     std::fs::write(&h.config, good.replace("[uplink]", "[uplink]\nbogus = 1")).expect("write");
@@ -603,7 +418,7 @@ fn sighup_reloads_a_good_config_and_refuses_a_broken_one() {
     h.wait("reconfigured", |s| {
         has_owned(s, host(2)) && !has_address(s, host(1))
     });
-    assert!(h.ping(host(2)));
+    assert!(h.ping5(host(2)));
     let status = h.signal(libc::SIGTERM);
     assert!(status.success());
 }
@@ -617,7 +432,7 @@ fn the_operator_commands_work_against_the_provider() {
     if skip_unless_root("operator_commands") {
         return;
     }
-    let h = Harness::new("cli", "");
+    let h = harness("cli", "");
 
     // plan: prints what it would do and changes nothing.
     let plan = h.cli(&["plan"]);
@@ -634,7 +449,7 @@ fn the_operator_commands_work_against_the_provider() {
     let once = h.cli(&["once"]);
     assert!(once.status.success(), "{}", text(&once.stderr));
     assert!(has_owned(&h.kernel(), host(1)) && has_owned(&h.kernel(), HOP1));
-    assert!(h.ping(host(1)));
+    assert!(h.ping5(host(1)));
     let programmed = h.owned();
     let again = h.cli(&["once"]);
     assert!(again.status.success());
@@ -665,7 +480,7 @@ fn the_operator_commands_work_against_the_provider() {
     }
 
     // refresh-next-hop: the provider moves the next hop; the kernel follows at once.
-    h.sim
+    h.sim()
         .set_suggested_next_hop(VPS_ID, Some(HOP2))
         .expect("suggest");
     let refresh = h.cli(&["refresh-next-hop"]);
@@ -675,15 +490,15 @@ fn the_operator_commands_work_against_the_provider() {
         "{}",
         text(&refresh.stdout)
     );
-    assert_eq!(h.sim.count("POST", "/api/v2/vps"), 1);
+    assert_eq!(h.sim().count("POST", "/api/v2/vps"), 1);
     let state = h.kernel();
     assert!(has_owned(&state, HOP2) && !has_address(&state, HOP1));
-    assert!(h.ping(host(1)), "reachable through the new next hop");
+    assert!(h.ping5(host(1)), "reachable through the new next hop");
 
     // release: refused without --yes; with it, the prefix goes back and the kernel is clean.
     let refused = h.cli(&["release"]);
     assert_eq!(refused.status.code(), Some(64));
-    assert_eq!(h.sim.count("DELETE", "/api/v2/vps"), 0);
+    assert_eq!(h.sim().count("DELETE", "/api/v2/vps"), 0);
     let release = h.cli(&["release", "--yes"]);
     assert!(release.status.success(), "{}", text(&release.stderr));
     assert!(
@@ -692,7 +507,7 @@ fn the_operator_commands_work_against_the_provider() {
         text(&release.stdout)
     );
     assert!(h.owned().is_empty(), "release removes what routed6d owned");
-    assert!(h.sim.vps(VPS_ID).and_then(|v| v.allocation).is_none());
+    assert!(h.sim().vps(VPS_ID).and_then(|v| v.allocation).is_none());
 }
 
 #[test]
@@ -700,20 +515,20 @@ fn the_vps_is_found_by_its_address_and_a_stale_next_hop_is_refreshed() {
     if skip_unless_root("discovery_refresh") {
         return;
     }
-    let mut h = Harness::new("dsc", "");
+    let mut h = harness("dsc", "");
     h.edit_config(&format!("vps_id = \"{VPS_ID}\"\n"), "");
     // Another VPS in the account, so that discovery has to pick.
     let other: std::net::IpAddr = "192.0.2.99".parse().expect("ip");
-    h.sim.add_vps(SimVps::new("vps_other", "other", other));
-    h.sim
+    h.sim().add_vps(SimVps::new("vps_other", "other", other));
+    h.sim()
         .set_suggested_next_hop(VPS_ID, Some(HOP2))
         .expect("suggest");
     h.start();
     h.wait("refreshed to the suggested next hop", |s| {
         has_owned(s, HOP2) && !has_address(s, HOP1) && has_owned(s, host(1))
     });
-    assert!(h.ping(host(1)));
-    let requests = h.sim.requests();
+    assert!(h.ping5(host(1)));
+    let requests = h.sim().requests();
     assert!(
         requests.iter().any(|r| r.path == "/api/v2/vps"
             && r.query
@@ -723,12 +538,12 @@ fn the_vps_is_found_by_its_address_and_a_stale_next_hop_is_refreshed() {
     );
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
-        h.sim.count("POST", "/api/v2/vps"),
+        h.sim().count("POST", "/api/v2/vps"),
         1,
         "refresh asked for once, not on every poll"
     );
     let lookups = h
-        .sim
+        .sim()
         .requests()
         .iter()
         .filter(|r| r.path == "/api/v2/vps")
