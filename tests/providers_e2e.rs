@@ -6,34 +6,23 @@
 //! config, for static) converges, and an outage changes nothing in the kernel.
 //! Needs root; without it every test says SKIPPED loudly.
 
-use std::io::Write as _;
+mod common;
+
 use std::net::Ipv6Addr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::{HOP1, HOP2, Harness, TOKEN, VPS_ID, has_address, has_owned};
 use ipnet::Ipv6Net;
-use routed6d::demo::{observe_in, owned_lines};
+use routed6d::demo::owned_lines;
 use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
-use routed6d::netns::{self, ProviderSim, Testbed};
+use routed6d::netns;
 use routed6d::sim::{Fault, SimDigitalOcean, SimRoute, SimState, SimVps};
 
-const VPS_ID: &str = "vps_e2eproviders00000000001";
-const TOKEN: &str = "e2e-providers-SECRET-0123456789";
-const HOP1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
-const HOP2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x20);
 const DROPLET: u64 = 3164444;
 const CONVERGE: Duration = Duration::from_secs(10);
 
 fn skip_unless_root(test: &str) -> bool {
-    if netns::is_root() {
-        return false;
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED (needs root for network namespaces): providers_e2e::{test}"
-    );
-    true
+    common::skip_unless_root("providers_e2e", test)
 }
 
 fn net(s: &str) -> Ipv6Net {
@@ -49,163 +38,49 @@ fn one(prefix: &str) -> Ipv6Addr {
     routed6d::desired::place_host(net(prefix), Ipv6Addr::LOCALHOST)
 }
 
-struct Harness {
-    // Drop order: daemon, sim, files, namespaces.
-    daemon: Option<Child>,
-    sim: Option<ProviderSim>,
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    testbed: Testbed,
+/// The shared harness with `[provider]` from `provider(base_url)`, polled every second.
+fn harness(tag: &str, state: Option<SimState>, provider: impl Fn(&str) -> String) -> Harness {
+    Harness::new(tag, state, |base| {
+        format!("{}\npoll_interval = \"1s\"", provider(base))
+    })
 }
 
-impl Harness {
-    /// A testbed, the sim serving `state` (if any), and a config whose `[provider]`
-    /// section is `provider(base_url)` (`token_file` added for kinds that read one).
-    fn new(tag: &str, state: Option<SimState>, provider: impl Fn(&str) -> String) -> Harness {
-        let testbed = Testbed::new(tag).expect("testbed");
-        let sim = state.map(|s| ProviderSim::start(&testbed, s).expect("sim"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let token = dir.path().join("token");
-        std::fs::write(&token, TOKEN).expect("token");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        let base = sim
-            .as_ref()
-            .map(|s| format!("http://{}", s.addr()))
-            .unwrap_or_default();
-        let section = provider(&base);
-        let token_line = if section.contains("kind = \"static\"") {
-            String::new()
-        } else {
-            format!("token_file = \"{}\"\n", token.display())
-        };
-        let config = dir.path().join("routed6d.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[provider]\n{section}\n{token_line}poll_interval = \"1s\"\n[uplink]\ninterface = \"eth0\"\n[daemon]\nstatus_file = \"{}\"\n",
-                dir.path().join("status.json").display()
-            ),
+/// This file's shorthands on the shared harness.
+trait E2e {
+    /// One echo reply from the provider's router within 5 s.
+    fn ping5(&self, addr: Ipv6Addr) -> bool;
+    /// A routed6d command: (success, stdout, stderr); the token must not show.
+    fn cli3(&self, args: &[&str]) -> (bool, String, String);
+    fn hangup(&self);
+    /// Hold a sticky fault for a few polls: nothing in the kernel may change.
+    fn outage_changes_nothing(&self, fault: Fault);
+}
+
+impl E2e for Harness {
+    fn ping5(&self, addr: Ipv6Addr) -> bool {
+        self.ping(addr, Duration::from_secs(5))
+    }
+
+    fn cli3(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.cli(args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
         )
-        .expect("config");
-        Harness {
-            daemon: None,
-            sim,
-            dir,
-            config,
-            testbed,
-        }
-    }
-
-    fn sim(&self) -> &ProviderSim {
-        self.sim.as_ref().expect("a simulated provider")
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.log_path()).expect("log");
-        let child = self
-            .testbed
-            .vps
-            .command(env!("CARGO_BIN_EXE_routed6d"))
-            .args(["run", "--config"])
-            .arg(&self.config)
-            .env("ROUTED6D_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn routed6d");
-        self.daemon = Some(child);
-    }
-
-    fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = self
-            .testbed
-            .vps
-            .command(env!("CARGO_BIN_EXE_routed6d"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run routed6d");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
-            "the token leaked"
-        );
-        (out.status.success(), stdout, stderr)
-    }
-
-    fn edit_config(&self, from: &str, to: &str) {
-        let text = std::fs::read_to_string(&self.config).expect("read config");
-        assert!(text.contains(from), "{from:?} not in the config");
-        std::fs::write(&self.config, text.replace(from, to)).expect("write config");
     }
 
     fn hangup(&self) {
-        let pid = self.daemon.as_ref().expect("running").id() as libc::pid_t;
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(pid, libc::SIGHUP) };
+        self.kill(libc::SIGHUP);
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("routed6d.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn kernel(&self) -> ObservedState {
-        observe_in(&self.testbed.vps).expect("observe")
-    }
-
-    fn owned(&self) -> Vec<String> {
-        let mut lines = owned_lines(&self.kernel());
-        lines.sort();
-        lines
-    }
-
-    fn wait(&self, what: &str, mut check: impl FnMut(&ObservedState) -> bool) {
-        netns::wait_until(CONVERGE, || check(&self.kernel())).unwrap_or_else(|| {
-            panic!(
-                "{what}: not within {CONVERGE:?}\nkernel: {:#?}\nrouter:\n{}\nlog:\n{}",
-                self.owned(),
-                self.testbed.router.ip(&["-6", "route"]).unwrap_or_default(),
-                self.log()
-            )
-        });
-    }
-
-    /// A real `ping` from the provider's router: true once one echo reply arrives.
-    fn ping(&self, addr: Ipv6Addr) -> bool {
-        ensure_ping();
-        let once = || {
-            Command::new("ip")
-                .args(["netns", "exec", &self.testbed.router.name])
-                .args(["ping", "-6", "-n", "-q", "-c", "1", "-W", "1"])
-                .arg(addr.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        netns::wait_until(Duration::from_secs(5), once).is_some()
-    }
-
-    /// Hold a sticky fault for a few polls: nothing in the kernel may change.
     fn outage_changes_nothing(&self, fault: Fault) {
         let before = self.owned();
         let polls = self.sim().requests().len();
         let recoveries = self.log().matches("recovered").count();
         self.sim().set_sticky_fault(fault);
-        std::thread::sleep(Duration::from_secs(3));
-        assert!(
-            self.sim().requests().len() > polls,
-            "the daemon kept polling during the outage"
-        );
+        netns::wait_until(CONVERGE, || self.sim().requests().len() >= polls + 3)
+            .expect("the daemon kept polling during the outage");
         assert_eq!(self.owned(), before, "the outage changed the kernel");
         self.sim().clear_faults();
         assert!(
@@ -217,40 +92,6 @@ impl Harness {
         );
         assert_eq!(self.owned(), before);
     }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.daemon.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn ensure_ping() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if Command::new("ping").arg("-V").output().is_ok() {
-            return;
-        }
-        let ok = Command::new("sh")
-            .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "iputils-ping is needed and could not be installed");
-    });
-}
-
-fn has_owned(state: &ObservedState, addr: Ipv6Addr) -> bool {
-    state
-        .addresses
-        .iter()
-        .any(|a| a.protocol == DEFAULT_PROTOCOL && a.address.addr == addr)
-}
-
-fn has_address(state: &ObservedState, addr: Ipv6Addr) -> bool {
-    state.addresses.iter().any(|a| a.address.addr == addr)
 }
 
 fn has_owned_route(state: &ObservedState, dst: &str) -> bool {
@@ -290,7 +131,7 @@ fn hostup_account_routes_are_all_routed_and_withdrawn_one_by_one() {
             "vps_someone_else",
         ),
     ];
-    let mut h = Harness::new("acct", Some(state), |base| {
+    let mut h = harness("acct", Some(state), |base| {
         format!(
             "kind = \"hostup\"\nsource = \"account\"\nvps_id = \"{VPS_ID}\"\nbase_url = \"{base}\""
         )
@@ -309,11 +150,11 @@ fn hostup_account_routes_are_all_routed_and_withdrawn_one_by_one() {
         !has_address(&h.kernel(), one("2001:db8:88:200::/56")),
         "not ours"
     );
-    assert!(h.ping(one("2001:db8:42:100::/64")), "{}", h.log());
-    assert!(h.ping(one("2001:db8:88:100::/56")), "{}", h.log());
+    assert!(h.ping5(one("2001:db8:42:100::/64")), "{}", h.log());
+    assert!(h.ping5(one("2001:db8:88:100::/56")), "{}", h.log());
 
     // status names the provider object of every kernel object.
-    let (ok, status, stderr) = h.cli(&["status"]);
+    let (ok, status, stderr) = h.cli3(&["status"]);
     assert!(ok, "{stderr}");
     assert!(
         status
@@ -338,7 +179,7 @@ fn hostup_account_routes_are_all_routed_and_withdrawn_one_by_one() {
             && !has_address(s, HOP2)
     });
     assert!(has_owned(&h.kernel(), one("2001:db8:42:100::/64")));
-    assert!(h.ping(one("2001:db8:42:100::/64")));
+    assert!(h.ping5(one("2001:db8:42:100::/64")));
     // A new /48 arrives.
     h.sim().update(|s| {
         s.account_routes.push(SimRoute::new(
@@ -353,11 +194,11 @@ fn hostup_account_routes_are_all_routed_and_withdrawn_one_by_one() {
     h.wait("the /48 programmed", |s| {
         has_owned(s, one("2001:db8:99::/48"))
     });
-    assert!(h.ping(one("2001:db8:99::/48")));
+    assert!(h.ping5(one("2001:db8:99::/48")));
 
     h.outage_changes_nothing(Fault::status(503, "service_unavailable"));
     assert!(
-        h.ping(one("2001:db8:99::/48")),
+        h.ping5(one("2001:db8:99::/48")),
         "reachable after the outage"
     );
 }
@@ -372,7 +213,7 @@ fn hostup_legacy_polls_by_refresh_and_follows_the_next_hop() {
             .with_suggested_next_hop(HOP1),
     );
     state.legacy_vms.insert(10048, VPS_ID.into());
-    let mut h = Harness::new("lgcy", Some(state), |base| {
+    let mut h = harness("lgcy", Some(state), |base| {
         format!("kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{base}\"")
     });
     h.sim()
@@ -385,7 +226,7 @@ fn hostup_legacy_polls_by_refresh_and_follows_the_next_hop() {
     h.wait("programmed", |s| {
         has_owned(s, one(prefix)) && has_owned(s, HOP1)
     });
-    assert!(h.ping(one(prefix)), "{}", h.log());
+    assert!(h.ping5(one(prefix)), "{}", h.log());
     assert_eq!(
         h.sim().count("GET", "/api/"),
         0,
@@ -399,7 +240,7 @@ fn hostup_legacy_polls_by_refresh_and_follows_the_next_hop() {
     h.wait("second next hop", |s| {
         has_owned(s, HOP2) && !has_address(s, HOP1)
     });
-    assert!(h.ping(one(prefix)), "through the new next hop");
+    assert!(h.ping5(one(prefix)), "through the new next hop");
     let log = h.log();
     assert_eq!(
         log.matches("has host bits set; using the network").count(),
@@ -434,7 +275,7 @@ fn digitalocean_reserved_ipv6_follow_their_assignment() {
         .with_reserved(r2, None);
     state.digitalocean.metadata_droplet = Some(DROPLET);
     state.digitalocean.page_size = 1;
-    let mut h = Harness::new("docn", Some(state), |base| {
+    let mut h = harness("docn", Some(state), |base| {
         format!("kind = \"digitalocean\"\nbase_url = \"{base}\"\nmetadata_url = \"{base}\"")
     });
     h.start();
@@ -455,14 +296,14 @@ fn digitalocean_reserved_ipv6_follow_their_assignment() {
         "nothing else: {:?}",
         owned_lines(&state)
     );
-    assert!(h.ping(r1), "{}", h.log());
+    assert!(h.ping5(r1), "{}", h.log());
     assert!(
         h.log()
             .contains("found this droplet's id in the metadata service")
     );
     assert_eq!(h.sim().count("POST", "/v2/"), 0, "no writes without claim");
 
-    let (ok, status, stderr) = h.cli(&["status"]);
+    let (ok, status, stderr) = h.cli3(&["status"]);
     assert!(ok, "{stderr}");
     assert!(
         status.contains(&format!("addr {r1}/128 dev lo  # reserved_ipv6 {r1}")),
@@ -474,7 +315,7 @@ fn digitalocean_reserved_ipv6_follow_their_assignment() {
     h.sim()
         .update(|s| s.digitalocean.reserved.get_mut(&r2).expect("r2").droplet_id = Some(DROPLET));
     h.wait("r2 added", |s| has_owned(s, r2));
-    assert!(h.ping(r2));
+    assert!(h.ping5(r2));
     h.sim()
         .update(|s| s.digitalocean.reserved.get_mut(&r1).expect("r1").droplet_id = Some(42));
     h.wait("r1 withdrawn", |s| !has_address(s, r1) && has_owned(s, r2));
@@ -483,7 +324,7 @@ fn digitalocean_reserved_ipv6_follow_their_assignment() {
     // here: tests/providers_sim.rs checks that wait).
     h.outage_changes_nothing(Fault::rate_limited_seconds(1));
     h.outage_changes_nothing(Fault::status(500, "server_error"));
-    assert!(h.ping(r2));
+    assert!(h.ping5(r2));
 }
 
 #[test]
@@ -496,7 +337,7 @@ fn digitalocean_outbound_source_sends_from_the_reserved_ipv6_and_withdraws_exact
     state.digitalocean = SimDigitalOcean::default()
         .with_droplet(DROPLET, "e2e", Some(netns::VPS_ADDR))
         .with_reserved(r1, Some(DROPLET));
-    let mut h = Harness::new("dosrc", Some(state), |base| {
+    let mut h = harness("dosrc", Some(state), |base| {
         format!(
             "kind = \"digitalocean\"\nbase_url = \"{base}\"\ndroplet_id = {DROPLET}\noutbound_source = true"
         )
@@ -525,7 +366,7 @@ fn digitalocean_outbound_source_sends_from_the_reserved_ipv6_and_withdraws_exact
     assert!(chosen.contains(&format!("src {r1}")), "{chosen}");
     // Real traffic: the VPS pings out without naming a source; the reply can only come
     // back if the packet left from the reserved IPv6 (the router routes it to the VPS).
-    ensure_ping();
+    common::ensure_tool("ping", "iputils-ping");
     let pinged = h
         .testbed
         .vps
@@ -579,12 +420,12 @@ fn digitalocean_claim_assigns_and_release_unassigns() {
         .with_droplet(DROPLET, "e2e", Some(netns::VPS_ADDR))
         .with_reserved(r3, None);
     state.digitalocean.action_polls = 1;
-    let h = Harness::new("dclm", Some(state), |base| {
+    let h = harness("dclm", Some(state), |base| {
         format!(
             "kind = \"digitalocean\"\nbase_url = \"{base}\"\ndroplet_id = {DROPLET}\nreserved_ipv6 = [\"{r3}\"]\nclaim = true"
         )
     });
-    let (ok, plan, stderr) = h.cli(&["plan"]);
+    let (ok, plan, stderr) = h.cli3(&["plan"]);
     assert!(ok, "{stderr}");
     assert!(
         plan.contains("nothing to change"),
@@ -592,7 +433,7 @@ fn digitalocean_claim_assigns_and_release_unassigns() {
     );
     assert_eq!(h.sim().count("POST", "/v2/"), 0, "plan never writes");
 
-    let (ok, out, stderr) = h.cli(&["once"]);
+    let (ok, out, stderr) = h.cli3(&["once"]);
     assert!(ok, "{out}{stderr}");
     assert!(has_owned(&h.kernel(), r3), "{out}{stderr}");
     assert_eq!(h.sim().count("POST", "/v2/reserved_ipv6/"), 1);
@@ -600,9 +441,9 @@ fn digitalocean_claim_assigns_and_release_unassigns() {
         h.sim().count("GET", "/v2/actions/") >= 1,
         "the action was followed"
     );
-    assert!(h.ping(r3));
+    assert!(h.ping5(r3));
 
-    let (ok, out, stderr) = h.cli(&["release", "--yes"]);
+    let (ok, out, stderr) = h.cli3(&["release", "--yes"]);
     assert!(ok, "{out}{stderr}");
     assert!(out.contains("released: yes"), "{out}");
     assert!(h.owned().is_empty(), "release removes what routed6d owned");
@@ -615,7 +456,7 @@ fn static_routes_need_no_api_and_follow_config_edits() {
         return;
     }
     let prefix = "2001:db8:42:100::/64";
-    let mut h = Harness::new("stat", None, |_| {
+    let mut h = harness("stat", None, |_| {
         format!(
             "kind = \"static\"\nroutes = [ {{ prefix = \"{prefix}\", next_hop = \"{HOP1}\" }} ]"
         )
@@ -624,7 +465,7 @@ fn static_routes_need_no_api_and_follow_config_edits() {
     h.testbed
         .route_prefix(net(prefix), Some(HOP1))
         .expect("router");
-    let (ok, plan, stderr) = h.cli(&["plan"]);
+    let (ok, plan, stderr) = h.cli3(&["plan"]);
     assert!(ok, "{stderr}");
     assert!(
         plan.contains(&format!(
@@ -637,7 +478,7 @@ fn static_routes_need_no_api_and_follow_config_edits() {
     h.wait("programmed", |s| {
         has_owned(s, one(prefix)) && has_owned(s, HOP1)
     });
-    assert!(h.ping(one(prefix)), "{}", h.log());
+    assert!(h.ping5(one(prefix)), "{}", h.log());
 
     // Drift repair works as for every kind.
     h.testbed
@@ -662,7 +503,7 @@ fn static_routes_need_no_api_and_follow_config_edits() {
     h.wait("next hop moved", |s| {
         has_owned(s, HOP2) && !has_address(s, HOP1)
     });
-    assert!(h.ping(one(prefix)));
+    assert!(h.ping5(one(prefix)));
 
     // No network calls: after several polls the daemon holds no TCP or UDP socket
     // (only netlink), and the config has no URL to call.
