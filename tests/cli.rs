@@ -87,7 +87,7 @@ fn every_command_refuses_a_bad_config_with_one_line_and_78() {
         (
             "[uplink]\ninterface = \"eth0\"\ncolour = \"blue\"\n",
             0o600,
-            ":6: unknown field `colour`",
+            ":6: uplink.colour: unknown field `colour`",
         ),
         (
             "[uplink]\ninterface = \"eth0\"\n[prefix]\naddresses = [\"nope\"]\n",
