@@ -58,6 +58,10 @@ fn ok(output: Output, what: &str) -> String {
 
 /// apt-get install the Debian packages that provide `commands`, when missing.
 fn ensure_tools(tools: &[(&str, &str)]) {
+    // The two tests start together: a second apt-get would find the first one's lock
+    // and fail. One at a time, and the second sees what the first installed.
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _apt = APT.lock().unwrap_or_else(|p| p.into_inner());
     let missing: Vec<&str> = tools
         .iter()
         .filter(|(command, _)| !Path::new(command).exists())
