@@ -75,6 +75,11 @@ impl E2e for Harness {
     }
 
     fn outage_changes_nothing(&self, fault: Fault) {
+        // The daemon asks again only after applying the last answer: once a new request
+        // arrives, the kernel holds everything that answer called for.
+        let asked = self.sim().requests().len();
+        netns::wait_until(CONVERGE, || self.sim().requests().len() > asked)
+            .expect("the daemon polls");
         let before = self.owned();
         let polls = self.sim().requests().len();
         let recoveries = self.log().matches("recovered").count();
