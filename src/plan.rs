@@ -5,6 +5,10 @@
 //! one that is in the way is reported, never touched. Additions come before removals,
 //! so a changing next hop or prefix never leaves the host without one.
 
+use std::collections::{HashMap, HashSet};
+
+use ipnet::Ipv6Net;
+
 use crate::model::{
     Address, Conflict, DesiredState, ObservedAddress, ObservedRoute, ObservedState, Op, Plan,
 };
@@ -68,9 +72,14 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, protocol: u8) -> P
     plan
 }
 
-fn same_slot(a: &Address, b: &Address) -> bool {
-    a.ifindex == b.ifindex && a.addr == b.addr
+/// The kernel's key of an IPv6 address: (ifindex, addr).
+fn address_slot(a: &Address) -> (u32, std::net::Ipv6Addr) {
+    (a.ifindex, a.addr)
 }
+
+// Both diffs index the observed side by slot once, so a pass is linear in the number
+// of objects: tens of thousands of routes (an account's worth, plus a full table of
+// foreign ones) diff in about a millisecond instead of seconds of pairwise scans.
 
 fn diff_addresses(
     desired: &DesiredState,
@@ -79,12 +88,17 @@ fn diff_addresses(
     plan: &mut Plan,
     removals: &mut Vec<Op>,
 ) {
+    // First observed address per slot, as the scan it replaces found it.
+    let mut by_slot: HashMap<(u32, std::net::Ipv6Addr), &ObservedAddress> =
+        HashMap::with_capacity(observed.addresses.len());
+    for o in &observed.addresses {
+        by_slot.entry(address_slot(&o.address)).or_insert(o);
+    }
+    let mut wanted: HashSet<(u32, std::net::Ipv6Addr)> =
+        HashSet::with_capacity(desired.addresses.len());
     for want in &desired.addresses {
-        let present = observed
-            .addresses
-            .iter()
-            .find(|o| same_slot(&o.address, want));
-        match present {
+        wanted.insert(address_slot(want));
+        match by_slot.get(&address_slot(want)) {
             None => plan.ops.push(Op::AddAddress(want.clone())),
             // Someone else's address with this IP on this interface does the job
             // (e.g. the next hop configured by the OS): use it, never remove it.
@@ -103,10 +117,18 @@ fn diff_addresses(
     }
     let owned = observed.addresses.iter().filter(|o| o.protocol == protocol);
     for ObservedAddress { address, .. } in owned {
-        if !desired.addresses.iter().any(|w| same_slot(w, address)) {
+        if !wanted.contains(&address_slot(address)) {
             removals.push(Op::DelAddress(address.clone()));
         }
     }
+}
+
+/// What the observed routes hold in one (table, dst, metric) slot: the first owned
+/// and the first foreign route there.
+#[derive(Default)]
+struct SlotHolders<'a> {
+    owned: Option<&'a ObservedRoute>,
+    foreign: Option<&'a ObservedRoute>,
 }
 
 fn diff_routes(
@@ -116,14 +138,23 @@ fn diff_routes(
     plan: &mut Plan,
     removals: &mut Vec<Op>,
 ) {
+    let mut slots: HashMap<(u32, Ipv6Net, u32), SlotHolders> =
+        HashMap::with_capacity(observed.routes.len());
+    for o in &observed.routes {
+        let holders = slots.entry(o.route.slot()).or_default();
+        let holder = if o.protocol == protocol {
+            &mut holders.owned
+        } else {
+            &mut holders.foreign
+        };
+        holder.get_or_insert(o);
+    }
+    let mut wanted: HashSet<(u32, Ipv6Net, u32)> = HashSet::with_capacity(desired.routes.len());
     for want in &desired.routes {
-        let in_slot: Vec<&ObservedRoute> = observed
-            .routes
-            .iter()
-            .filter(|o| o.route.slot() == want.slot())
-            .collect();
-        let owned = in_slot.iter().find(|o| o.protocol == protocol);
-        let foreign = in_slot.iter().find(|o| o.protocol != protocol);
+        wanted.insert(want.slot());
+        let (owned, foreign) = slots
+            .get(&want.slot())
+            .map_or((None, None), |h| (h.owned, h.foreign));
         match (owned, foreign) {
             (Some(o), _) if o.route.same_as(want) => {}
             (Some(_), _) => plan.ops.push(Op::ReplaceRoute(want.clone())),
@@ -137,7 +168,7 @@ fn diff_routes(
     }
     let owned = observed.routes.iter().filter(|o| o.protocol == protocol);
     for ObservedRoute { route, .. } in owned {
-        if !desired.routes.iter().any(|w| w.slot() == route.slot()) {
+        if !wanted.contains(&route.slot()) {
             removals.push(Op::DelRoute(route.clone()));
         }
     }
