@@ -227,3 +227,6 @@ fn op_interface(op: &Op) -> Option<String> {
         Op::SetSysctl { key, .. } => key.split('/').nth(3).map(str::to_string),
     }
 }
+
+#[cfg(test)]
+mod tests;
