@@ -3,12 +3,13 @@
 //!
 //! Kernel changes are timed by an event watch of the bench's own in the VPS namespace
 //! (routed6d's `Watch`), stamped on arrival, so process start-up of `ip` never counts.
+//! The daemon is the shipped build (see `daemon_binary`), started by `ip netns exec`.
 
 use std::net::Ipv6Addr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
@@ -39,18 +40,36 @@ fn host_of(prefix: Ipv6Net) -> Ipv6Addr {
     routed6d::desired::place_host(prefix, Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1))
 }
 
-/// The daemon binary: ROUTED6D_BENCH_BIN, else the release build, else the bench's.
+/// The daemon binary: ROUTED6D_BENCH_BIN, else the shipped build (`--release`: LTO,
+/// panic=abort, stripped), built here into target/bench/shipped. Not
+/// target/release: `cargo bench` writes its own build of the binary there.
 pub fn daemon_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("ROUTED6D_BENCH_BIN") {
-        return PathBuf::from(path);
-    }
-    let release = crate::target_dir().join("release/routed6d");
-    if release.exists() {
-        release
-    } else {
-        eprintln!("note: no target/release/routed6d, using the bench build");
-        PathBuf::from(env!("CARGO_BIN_EXE_routed6d"))
-    }
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("ROUTED6D_BENCH_BIN") {
+                return PathBuf::from(path);
+            }
+            let dir = crate::target_dir().join("bench/shipped");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            eprintln!("building the release binary into {}", dir.display());
+            let status = Command::new(cargo)
+                .args([
+                    "build",
+                    "--release",
+                    "--locked",
+                    "--bin",
+                    "routed6d",
+                    "--target-dir",
+                ])
+                .arg(&dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build --release");
+            assert!(status.success(), "cargo build --release failed");
+            dir.join("release/routed6d")
+        })
+        .clone()
 }
 
 /// Kernel events of a namespace, stamped when they arrive.

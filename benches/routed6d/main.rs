@@ -11,8 +11,8 @@
 //!   for 2 and 3).
 //! - `ROUTED6D_BENCH_REST_SECS=600`: the footprint window (the 10 minutes;
 //!   60 is enough while iterating).
-//! - `ROUTED6D_BENCH_BIN`: the daemon binary for cases 4 and 5; default
-//!   target/release/routed6d (the shipped build: `cargo build --release` first).
+//! - `ROUTED6D_BENCH_BIN`: the daemon binary for cases 4 and 5; by default the bench
+//!   builds the shipped one (`cargo build --release`) into target/bench/shipped.
 //!
 //! Not a libtest harness (`harness = false`): `cargo test` only compiles it.
 
