@@ -11,6 +11,7 @@
 //!   for 2 and 3).
 //! - `ROUTED6D_BENCH_REST_SECS=600`: the footprint window (the 10 minutes;
 //!   60 is enough while iterating).
+//! - `ROUTED6D_BENCH_STRACE=FILE`: strace the daemon during the footprint window.
 //! - `ROUTED6D_BENCH_BIN`: the daemon binary for cases 4 and 5; by default the bench
 //!   builds the shipped one (`cargo build --release`) into target/bench/shipped.
 //!
