@@ -5,7 +5,7 @@
 //! one that is in the way is reported, never touched. Additions come before removals,
 //! so a changing next hop or prefix never leaves the host without one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use ipnet::Ipv6Net;
 
@@ -88,47 +88,52 @@ fn diff_addresses(
     plan: &mut Plan,
     removals: &mut Vec<Op>,
 ) {
-    // First observed address per slot, as the scan it replaces found it.
-    let mut by_slot: HashMap<(u32, std::net::Ipv6Addr), &ObservedAddress> =
+    // First observed address per slot, as the scan it replaces found it, and whether
+    // a desired address claimed the slot (so an owned one there stays).
+    let mut by_slot: HashMap<(u32, std::net::Ipv6Addr), (&ObservedAddress, bool)> =
         HashMap::with_capacity(observed.addresses.len());
     for o in &observed.addresses {
-        by_slot.entry(address_slot(&o.address)).or_insert(o);
+        by_slot
+            .entry(address_slot(&o.address))
+            .or_insert((o, false));
     }
-    let mut wanted: HashSet<(u32, std::net::Ipv6Addr)> =
-        HashSet::with_capacity(desired.addresses.len());
     for want in &desired.addresses {
-        wanted.insert(address_slot(want));
-        match by_slot.get(&address_slot(want)) {
-            None => plan.ops.push(Op::AddAddress(want.clone())),
+        let Some((found, claimed)) = by_slot.get_mut(&address_slot(want)) else {
+            plan.ops.push(Op::AddAddress(want.clone()));
+            continue;
+        };
+        *claimed = true;
+        if found.protocol != protocol {
             // Someone else's address with this IP on this interface does the job
             // (e.g. the next hop configured by the OS): use it, never remove it.
-            Some(found) if found.protocol != protocol => {}
-            Some(found)
-                if found.address.prefix_len != want.prefix_len
-                    || found.address.no_prefix_route != want.no_prefix_route =>
-            {
-                // The kernel keys IPv6 addresses by (ifindex, addr) and cannot change
-                // a prefix length in place: delete, then add at once.
-                plan.ops.push(Op::DelAddress(found.address.clone()));
-                plan.ops.push(Op::AddAddress(want.clone()));
-            }
-            Some(_) => {}
+            continue;
+        }
+        if found.address.prefix_len != want.prefix_len
+            || found.address.no_prefix_route != want.no_prefix_route
+        {
+            // The kernel keys IPv6 addresses by (ifindex, addr) and cannot change
+            // a prefix length in place: delete, then add at once.
+            plan.ops.push(Op::DelAddress(found.address.clone()));
+            plan.ops.push(Op::AddAddress(want.clone()));
         }
     }
-    let owned = observed.addresses.iter().filter(|o| o.protocol == protocol);
-    for ObservedAddress { address, .. } in owned {
-        if !wanted.contains(&address_slot(address)) {
-            removals.push(Op::DelAddress(address.clone()));
+    for o in observed.addresses.iter().filter(|o| o.protocol == protocol) {
+        let claimed = by_slot
+            .get(&address_slot(&o.address))
+            .is_some_and(|(_, claimed)| *claimed);
+        if !claimed {
+            removals.push(Op::DelAddress(o.address.clone()));
         }
     }
 }
 
 /// What the observed routes hold in one (table, dst, metric) slot: the first owned
-/// and the first foreign route there.
+/// and the first foreign route there, and whether a desired route claimed the slot.
 #[derive(Default)]
 struct SlotHolders<'a> {
     owned: Option<&'a ObservedRoute>,
     foreign: Option<&'a ObservedRoute>,
+    wanted: bool,
 }
 
 fn diff_routes(
@@ -149,12 +154,14 @@ fn diff_routes(
         };
         holder.get_or_insert(o);
     }
-    let mut wanted: HashSet<(u32, Ipv6Net, u32)> = HashSet::with_capacity(desired.routes.len());
     for want in &desired.routes {
-        wanted.insert(want.slot());
-        let (owned, foreign) = slots
-            .get(&want.slot())
-            .map_or((None, None), |h| (h.owned, h.foreign));
+        let (owned, foreign) = match slots.get_mut(&want.slot()) {
+            Some(holders) => {
+                holders.wanted = true;
+                (holders.owned, holders.foreign)
+            }
+            None => (None, None),
+        };
         match (owned, foreign) {
             (Some(o), _) if o.route.same_as(want) => {}
             (Some(_), _) => plan.ops.push(Op::ReplaceRoute(want.clone())),
@@ -166,10 +173,10 @@ fn diff_routes(
             (None, None) => plan.ops.push(Op::AddRoute(want.clone())),
         }
     }
-    let owned = observed.routes.iter().filter(|o| o.protocol == protocol);
-    for ObservedRoute { route, .. } in owned {
-        if !wanted.contains(&route.slot()) {
-            removals.push(Op::DelRoute(route.clone()));
+    for o in observed.routes.iter().filter(|o| o.protocol == protocol) {
+        let wanted = slots.get(&o.route.slot()).is_some_and(|h| h.wanted);
+        if !wanted {
+            removals.push(Op::DelRoute(o.route.clone()));
         }
     }
 }
