@@ -429,12 +429,13 @@ pub fn footprint() -> Vec<Row> {
         last = now;
     }
     // A second belongs to a poll if the poll's request came in it, in the second
-    // before (work straddling the boundary), or in the two after: tokio's timer wheel
-    // wakes a 60 s sleep in steps (strace: at about -0.9 s and -35 ms, then on time),
-    // and those wakeups are the poll timer's own. Everything else is a wakeup between
-    // polls.
+    // before (work straddling the boundary), or in the five after: tokio's timer wheel
+    // files a 60 s sleep in 4.096 s slots, then 64 ms slots, and wakes to re-file it
+    // at each step (strace: at -0.9 s and -35 ms, then on time; the first step can
+    // come up to 4.1 s early). Those wakeups are the poll timer's own; everything
+    // else is a wakeup between polls.
     let poll_near =
-        |i: usize| (i.saturating_sub(1)..=(i + 2).min(polled.len() - 1)).any(|j| polled[j]);
+        |i: usize| (i.saturating_sub(1)..=(i + 5).min(polled.len() - 1)).any(|j| polled[j]);
     let polls = polled.iter().filter(|p| **p).count();
     let (mut poll_wakeups, mut quiet_wakeups) = (0, 0);
     for (i, n) in woke.iter().enumerate() {

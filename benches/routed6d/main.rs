@@ -15,7 +15,8 @@
 //! - `ROUTED6D_BENCH_BIN`: the daemon binary for cases 4 and 5; by default the bench
 //!   builds the shipped one (`cargo build --release`) into target/bench/shipped.
 //!
-//! Not a libtest harness (`harness = false`): `cargo test` only compiles it.
+//! Not a libtest harness (`harness = false`): `cargo test --all-targets` compiles it and
+//! runs it without `--bench`, which returns at once.
 
 mod api_cost;
 mod daemon_cases;
@@ -57,7 +58,12 @@ pub fn target_dir() -> PathBuf {
 }
 
 fn main() {
-    // cargo passes `--bench`; there is nothing else to parse.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary
+    // without it, and a test run must not turn into a 15-minute measurement.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("routed6d bench: compiled; run it with `cargo bench --bench routed6d`");
+        return;
+    }
     if !routed6d::netns::is_root() {
         eprintln!("SKIPPED: the routed6d bench needs root (network namespaces, netlink writes)");
         return;
