@@ -34,6 +34,11 @@ fn main() -> ExitCode {
 
     let command = cli.command.unwrap_or(Command::Run);
     routed6d::logging::init(matches!(command, Command::Run));
+    if std::env::var_os(routed6d::logging::PANIC_TEST_ENV).is_some() {
+        // Proves the panic hook (tests/panic_hook.rs; the bench runs it on the
+        // release binary, which aborts).
+        panic!("deliberate panic ({})", routed6d::logging::PANIC_TEST_ENV);
+    }
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,6 +5,10 @@
 //! one that is in the way is reported, never touched. Additions come before removals,
 //! so a changing next hop or prefix never leaves the host without one.
 
+use std::collections::HashMap;
+
+use ipnet::Ipv6Net;
+
 use crate::model::{
     Address, Conflict, DesiredState, ObservedAddress, ObservedRoute, ObservedState, Op, Plan,
 };
@@ -68,9 +72,14 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, protocol: u8) -> P
     plan
 }
 
-fn same_slot(a: &Address, b: &Address) -> bool {
-    a.ifindex == b.ifindex && a.addr == b.addr
+/// The kernel's key of an IPv6 address: (ifindex, addr).
+fn address_slot(a: &Address) -> (u32, std::net::Ipv6Addr) {
+    (a.ifindex, a.addr)
 }
+
+// Both diffs index the observed side by slot once, so a pass is linear in the number
+// of objects: tens of thousands of routes (an account's worth, plus a full table of
+// foreign ones) diff in about a millisecond instead of seconds of pairwise scans.
 
 fn diff_addresses(
     desired: &DesiredState,
@@ -79,34 +88,52 @@ fn diff_addresses(
     plan: &mut Plan,
     removals: &mut Vec<Op>,
 ) {
+    // First observed address per slot, as the scan it replaces found it, and whether
+    // a desired address claimed the slot (so an owned one there stays).
+    let mut by_slot: HashMap<(u32, std::net::Ipv6Addr), (&ObservedAddress, bool)> =
+        HashMap::with_capacity(observed.addresses.len());
+    for o in &observed.addresses {
+        by_slot
+            .entry(address_slot(&o.address))
+            .or_insert((o, false));
+    }
     for want in &desired.addresses {
-        let present = observed
-            .addresses
-            .iter()
-            .find(|o| same_slot(&o.address, want));
-        match present {
-            None => plan.ops.push(Op::AddAddress(want.clone())),
+        let Some((found, claimed)) = by_slot.get_mut(&address_slot(want)) else {
+            plan.ops.push(Op::AddAddress(want.clone()));
+            continue;
+        };
+        *claimed = true;
+        if found.protocol != protocol {
             // Someone else's address with this IP on this interface does the job
             // (e.g. the next hop configured by the OS): use it, never remove it.
-            Some(found) if found.protocol != protocol => {}
-            Some(found)
-                if found.address.prefix_len != want.prefix_len
-                    || found.address.no_prefix_route != want.no_prefix_route =>
-            {
-                // The kernel keys IPv6 addresses by (ifindex, addr) and cannot change
-                // a prefix length in place: delete, then add at once.
-                plan.ops.push(Op::DelAddress(found.address.clone()));
-                plan.ops.push(Op::AddAddress(want.clone()));
-            }
-            Some(_) => {}
+            continue;
+        }
+        if found.address.prefix_len != want.prefix_len
+            || found.address.no_prefix_route != want.no_prefix_route
+        {
+            // The kernel keys IPv6 addresses by (ifindex, addr) and cannot change
+            // a prefix length in place: delete, then add at once.
+            plan.ops.push(Op::DelAddress(found.address.clone()));
+            plan.ops.push(Op::AddAddress(want.clone()));
         }
     }
-    let owned = observed.addresses.iter().filter(|o| o.protocol == protocol);
-    for ObservedAddress { address, .. } in owned {
-        if !desired.addresses.iter().any(|w| same_slot(w, address)) {
-            removals.push(Op::DelAddress(address.clone()));
+    for o in observed.addresses.iter().filter(|o| o.protocol == protocol) {
+        let claimed = by_slot
+            .get(&address_slot(&o.address))
+            .is_some_and(|(_, claimed)| *claimed);
+        if !claimed {
+            removals.push(Op::DelAddress(o.address.clone()));
         }
     }
+}
+
+/// What the observed routes hold in one (table, dst, metric) slot: the first owned
+/// and the first foreign route there, and whether a desired route claimed the slot.
+#[derive(Default)]
+struct SlotHolders<'a> {
+    owned: Option<&'a ObservedRoute>,
+    foreign: Option<&'a ObservedRoute>,
+    wanted: bool,
 }
 
 fn diff_routes(
@@ -116,14 +143,25 @@ fn diff_routes(
     plan: &mut Plan,
     removals: &mut Vec<Op>,
 ) {
+    let mut slots: HashMap<(u32, Ipv6Net, u32), SlotHolders> =
+        HashMap::with_capacity(observed.routes.len());
+    for o in &observed.routes {
+        let holders = slots.entry(o.route.slot()).or_default();
+        let holder = if o.protocol == protocol {
+            &mut holders.owned
+        } else {
+            &mut holders.foreign
+        };
+        holder.get_or_insert(o);
+    }
     for want in &desired.routes {
-        let in_slot: Vec<&ObservedRoute> = observed
-            .routes
-            .iter()
-            .filter(|o| o.route.slot() == want.slot())
-            .collect();
-        let owned = in_slot.iter().find(|o| o.protocol == protocol);
-        let foreign = in_slot.iter().find(|o| o.protocol != protocol);
+        let (owned, foreign) = match slots.get_mut(&want.slot()) {
+            Some(holders) => {
+                holders.wanted = true;
+                (holders.owned, holders.foreign)
+            }
+            None => (None, None),
+        };
         match (owned, foreign) {
             (Some(o), _) if o.route.same_as(want) => {}
             (Some(_), _) => plan.ops.push(Op::ReplaceRoute(want.clone())),
@@ -135,10 +173,10 @@ fn diff_routes(
             (None, None) => plan.ops.push(Op::AddRoute(want.clone())),
         }
     }
-    let owned = observed.routes.iter().filter(|o| o.protocol == protocol);
-    for ObservedRoute { route, .. } in owned {
-        if !desired.routes.iter().any(|w| w.slot() == route.slot()) {
-            removals.push(Op::DelRoute(route.clone()));
+    for o in observed.routes.iter().filter(|o| o.protocol == protocol) {
+        let wanted = slots.get(&o.route.slot()).is_some_and(|h| h.wanted);
+        if !wanted {
+            removals.push(Op::DelRoute(o.route.clone()));
         }
     }
 }

@@ -40,17 +40,57 @@ pub async fn plan<K: Kernel>(
     config: &Config,
     assignment: &Assignment,
 ) -> Result<(DesiredState, ObservedState, Plan), KernelError> {
-    let observed = kernel.observe(&desired::sysctl_keys(config)).await?;
-    let mut desired = desired::compute(config, assignment, &observed.links);
-    desired::add_outbound_source(
-        &mut desired,
-        config,
-        assignment,
-        &observed,
+    let compute = |observed: &ObservedState| {
+        let mut desired = desired::compute(config, assignment, &observed.links);
+        desired::add_outbound_source(
+            &mut desired,
+            config,
+            assignment,
+            observed,
+            config.daemon.protocol,
+        );
+        desired
+    };
+    let (desired, observed) = observe_for(
+        kernel,
+        &desired::sysctl_keys(config),
         config.daemon.protocol,
-    );
+        config.provider.outbound_source,
+        compute,
+    )
+    .await?;
     let plan = plan::diff(&desired, &observed, config.daemon.protocol);
     Ok((desired, observed, plan))
+}
+
+/// Observe as much of the kernel as the plan needs, and compute the desired state
+/// from it (`compute` may look at links and, with `needs_foreign`, foreign routes).
+///
+/// Routes of others only matter where they hold a slot routed6d wants (a conflict to
+/// report, or a route that already does the job) or when `needs_foreign` says the
+/// desired state is derived from them (outbound_source copies the default route). So
+/// the usual pass dumps only routed6d's own routes (the kernel filters by protocol),
+/// and everything only when a wanted slot is not held by an owned route: a steady
+/// state with a full BGP table beside it costs the dump of what routed6d owns.
+pub async fn observe_for<K: Kernel>(
+    kernel: &mut K,
+    sysctl_keys: &[String],
+    protocol: u8,
+    needs_foreign: bool,
+    compute: impl Fn(&ObservedState) -> DesiredState,
+) -> Result<(DesiredState, ObservedState), KernelError> {
+    if !needs_foreign {
+        let owned = kernel.observe_owned(sysctl_keys, protocol).await?;
+        let desired = compute(&owned);
+        let held: std::collections::HashSet<_> =
+            owned.routes.iter().map(|o| o.route.slot()).collect();
+        if desired.routes.iter().all(|r| held.contains(&r.slot())) {
+            return Ok((desired, owned));
+        }
+    }
+    let observed = kernel.observe(sysctl_keys).await?;
+    let desired = compute(&observed);
+    Ok((desired, observed))
 }
 
 /// Make the kernel hold what `assignment` calls for. `previous` (the assignment of the
@@ -223,3 +263,6 @@ fn op_interface(op: &Op) -> Option<String> {
         Op::SetSysctl { key, .. } => key.split('/').nth(3).map(str::to_string),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,6 +40,21 @@ pub trait Kernel {
         sysctl_keys: &[String],
     ) -> impl Future<Output = Result<ObservedState, KernelError>>;
 
+    /// Like `observe`, with only the routes carrying `protocol` (routed6d's own). The
+    /// real kernel filters them itself (strict dump checking), so foreign routes cost
+    /// nothing; this default filters a full `observe`.
+    fn observe_owned(
+        &mut self,
+        sysctl_keys: &[String],
+        protocol: u8,
+    ) -> impl Future<Output = Result<ObservedState, KernelError>> {
+        async move {
+            let mut state = self.observe(sysctl_keys).await?;
+            state.routes.retain(|r| r.protocol == protocol);
+            Ok(state)
+        }
+    }
+
     /// Apply one op, stamping owned objects with the kernel's configured protocol.
     /// Idempotent: EEXIST on add and ENOENT/ESRCH/EADDRNOTAVAIL on delete are success.
     fn apply_op(&mut self, op: &Op) -> impl Future<Output = Result<(), KernelError>>;

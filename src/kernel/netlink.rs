@@ -43,6 +43,18 @@ pub struct NetlinkKernel {
     /// The task driving the connection; it ends when the socket fails.
     driver: JoinHandle<()>,
     protocol: u8,
+    counts: RequestCounts,
+}
+
+/// Netlink requests sent since the kernel was opened: what the benchmark counts to
+/// prove that a reconcile with nothing to do writes nothing, and that a change writes
+/// exactly the ops it needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Requests that change the kernel (RTM_NEW*/RTM_DEL*).
+    pub writes: u64,
+    /// Dump requests (RTM_GET* with NLM_F_DUMP).
+    pub dumps: u64,
 }
 
 /// One request's outcome below the `Kernel` API: the errno is in `raw_os_error()`.
@@ -58,7 +70,13 @@ impl NetlinkKernel {
             handle,
             driver,
             protocol,
+            counts: RequestCounts::default(),
         })
+    }
+
+    /// Requests sent so far (writes and dumps).
+    pub fn request_counts(&self) -> RequestCounts {
+        self.counts
     }
 
     /// The protocol number stamped on routes (rtm_protocol) and addresses (IFA_PROTO).
@@ -70,6 +88,8 @@ impl NetlinkKernel {
     async fn ack(&mut self, message: RouteNetlinkMessage, flags: u16) -> NlResult<()> {
         let mut request = NetlinkMessage::from(message);
         request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+        // Only writes expect a bare ACK.
+        self.counts.writes += 1;
         let mut responses = self.request(request)?;
         while let Some(response) = responses.next().await {
             if let NetlinkPayload::Error(e) = response.payload {
@@ -93,6 +113,7 @@ impl NetlinkKernel {
     ) -> NlResult<bool> {
         let mut request = NetlinkMessage::from(message);
         request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        self.counts.dumps += 1;
         let mut responses = self.request(request)?;
         let mut consistent = true;
         while let Some(response) = responses.next().await {
@@ -167,25 +188,30 @@ impl NetlinkKernel {
 
     /// Routes of one table. With NETLINK_GET_STRICT_CHK the kernel filters the dump by
     /// family and table itself, so a full BGP table elsewhere costs nothing here.
+    ///
+    /// `protocol` Some(p): only routes of protocol p (the kernel filters on
+    /// rtm_protocol since Linux 4.20; older kernels send all and they are dropped here).
     async fn dump_routes(
         &mut self,
         table: u32,
+        protocol: Option<u8>,
         names: &HashMap<u32, &str>,
         routes: &mut Vec<ObservedRoute>,
     ) -> NlResult<bool> {
         let mut request = RouteMessage::default();
         request.header.address_family = AddressFamily::Inet6;
         set_table(&mut request, table);
-        // Strict checking rejects a dump request with a non-zero scope, and the
-        // default header says "unspec" for protocol and type: no filter on those,
-        // because foreign routes in our slots must be seen.
+        // Strict checking rejects a dump request with a non-zero scope. Protocol
+        // "unspec" means no filter: the full dump must see foreign routes in our
+        // slots. No filter on type either.
         request.header.scope = RouteScope::Universe;
-        request.header.protocol = RouteProtocol::Unspec;
+        request.header.protocol = RouteProtocol::from(protocol.unwrap_or(0));
         request.header.kind = RouteType::Unspec;
         self.dump(RouteNetlinkMessage::GetRoute(request), |message| {
             if let RouteNetlinkMessage::NewRoute(route) = message
+                // Kernels without strict checking ignore the filters.
+                && protocol.is_none_or(|p| u8::from(route.header.protocol) == p)
                 && let Some(observed) = observed_route(&route, names)
-                // Kernels without strict checking ignore the filter.
                 && (observed.route.table == table)
             {
                 routes.push(observed);
@@ -196,7 +222,11 @@ impl NetlinkKernel {
 
     /// One consistent dump of links, addresses and routes, or None when the kernel
     /// flagged one of them as interrupted.
-    async fn observe_once(&mut self) -> Result<Option<ObservedState>, KernelError> {
+    /// `protocol` Some(p): only the routes of protocol p.
+    async fn observe_once(
+        &mut self,
+        protocol: Option<u8>,
+    ) -> Result<Option<ObservedState>, KernelError> {
         let dump_error = |what: &'static str| {
             move |e: io::Error| KernelError::Dump {
                 what,
@@ -217,7 +247,7 @@ impl NetlinkKernel {
         let mut routes = Vec::new();
         for table in [TABLE_MAIN, TABLE_LOCAL] {
             let consistent = self
-                .dump_routes(table, &names, &mut routes)
+                .dump_routes(table, protocol, &names, &mut routes)
                 .await
                 .map_err(dump_error("IPv6 routes"))?;
             if !consistent {
@@ -373,12 +403,17 @@ impl NetlinkKernel {
     }
 }
 
-impl Kernel for NetlinkKernel {
-    async fn observe(&mut self, sysctl_keys: &[String]) -> Result<ObservedState, KernelError> {
+impl NetlinkKernel {
+    /// `observe`, with the routes limited to `protocol` when given.
+    async fn observe_with(
+        &mut self,
+        sysctl_keys: &[String],
+        protocol: Option<u8>,
+    ) -> Result<ObservedState, KernelError> {
         let mut attempt = 0;
         let mut state = loop {
             attempt += 1;
-            match self.observe_once().await? {
+            match self.observe_once(protocol).await? {
                 Some(state) => break state,
                 None if attempt < DUMP_ATTEMPTS => continue,
                 None => {
@@ -397,6 +432,20 @@ impl Kernel for NetlinkKernel {
             }
         }
         Ok(state)
+    }
+}
+
+impl Kernel for NetlinkKernel {
+    async fn observe(&mut self, sysctl_keys: &[String]) -> Result<ObservedState, KernelError> {
+        self.observe_with(sysctl_keys, None).await
+    }
+
+    async fn observe_owned(
+        &mut self,
+        sysctl_keys: &[String],
+        protocol: u8,
+    ) -> Result<ObservedState, KernelError> {
+        self.observe_with(sysctl_keys, Some(protocol)).await
     }
 
     async fn apply_op(&mut self, op: &Op) -> Result<(), KernelError> {

@@ -84,6 +84,10 @@ impl HttpClient {
 
     /// Same client with other timeouts (tests use short ones against a hanging server).
     pub fn with_timeouts(connect: Duration, total: Duration) -> Result<Self, ProviderError> {
+        // reqwest is built without a crypto provider (Cargo.toml: ring, not aws-lc-rs,
+        // for the binary size); it takes the process default, installed here once.
+        // Err only means one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let client = reqwest::Client::builder()
@@ -94,6 +98,11 @@ impl HttpClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("routed6d/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
+            // No idle connections kept between polls: a kept connection arms hyper's
+            // pool reaper timer and the server's keep-alive close, waking the daemon
+            // between polls (issue 6: no wakeups at rest). A poll a minute can afford
+            // a fresh connection.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| ProviderError::Transport {
                 url: String::new(),
