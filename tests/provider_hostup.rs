@@ -481,6 +481,7 @@ async fn the_token_never_shows() {
 #[tokio::test]
 async fn control_api_over_http() {
     let sim = start_sim().await;
+    routed6d::provider::http::install_crypto_provider();
     let http = reqwest::Client::new();
     let base = sim.base_url();
     let post =
@@ -538,6 +539,7 @@ async fn api_shapes_and_problems() {
     let sim = start_sim().await;
     sim.set_allocation(VPS, net("2001:db8:42:100::/64"), v6("2001:db8:ffff::10"))
         .unwrap();
+    routed6d::provider::http::install_crypto_provider();
     let http = reqwest::Client::new();
     let base = sim.base_url();
     let auth = format!("Bearer {TOKEN}");

@@ -523,6 +523,7 @@ async fn static_routes_come_from_the_config_alone() {
 #[tokio::test]
 async fn http_controls_change_every_provider_side() {
     let sim = start(do_state()).await;
+    routed6d::provider::http::install_crypto_provider();
     let client = reqwest::Client::new();
     let post = |path: &'static str, body: serde_json::Value| {
         let request = client

@@ -76,6 +76,14 @@ impl HttpResponse {
     }
 }
 
+/// reqwest is built without a crypto provider (Cargo.toml: ring, not aws-lc-rs, for the
+/// binary size) and panics when a client is built before one is installed: install
+/// ring as the process default. Idempotent; an Err only means one is installed already,
+/// which is as good. Anything that builds its own `reqwest::Client` (tests) calls it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl HttpClient {
     /// The production client: 5 s to connect, 15 s per request.
     pub fn new() -> Result<Self, ProviderError> {
@@ -84,10 +92,7 @@ impl HttpClient {
 
     /// Same client with other timeouts (tests use short ones against a hanging server).
     pub fn with_timeouts(connect: Duration, total: Duration) -> Result<Self, ProviderError> {
-        // reqwest is built without a crypto provider (Cargo.toml: ring, not aws-lc-rs,
-        // for the binary size); it takes the process default, installed here once.
-        // Err only means one is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let client = reqwest::Client::builder()
