@@ -155,6 +155,16 @@ impl Testbed {
         let pid = std::process::id();
         let router = Namespace::create(&format!("r6d-rt-{tag}-{pid}"))?;
         let vps = Namespace::create(&format!("r6d-vps-{tag}-{pid}"))?;
+        let testbed = Testbed { router, vps };
+        testbed.create_uplink()?;
+        Ok(testbed)
+    }
+
+    /// Join the namespaces: the veth between the router and the VPS's uplink, their
+    /// addresses and the VPS's default route. `new` does it once; a test that deleted
+    /// the uplink calls it again (a new veth, so a new ifindex).
+    pub fn create_uplink(&self) -> Result<(), NetnsError> {
+        let (router, vps) = (&self.router, &self.vps);
         router.ip(&[
             "link",
             "add",
@@ -188,7 +198,7 @@ impl Testbed {
         vps.ip(&[
             "-6", "route", "add", "default", "via", &router_gw, "dev", VPS_UPLINK,
         ])?;
-        Ok(Testbed { router, vps })
+        Ok(())
     }
 
     /// What the provider's router does with a routed prefix: send it to the next hop.

@@ -15,7 +15,7 @@ use common::{
     host, prefix, programmed,
 };
 use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
-use routed6d::netns::{self, ROUTER_ADDR, ROUTER_LINK, VPS_ADDR, VPS_ADDR4, VPS_UPLINK};
+use routed6d::netns::{self, ROUTER_ADDR, VPS_ADDR, VPS_UPLINK};
 
 const POLL_PATH: &str = "/api/v2/vps/";
 /// RTPROT_KERNEL.
@@ -42,55 +42,7 @@ fn delete_uplink(h: &Harness) {
 /// Create the uplink again as the testbed did (a new veth: a new ifindex), and the
 /// provider router's route to the prefix, which went with its end of the old one.
 fn create_uplink(h: &Harness) {
-    let (router, vps) = (&h.testbed.router, &h.testbed.vps);
-    router
-        .ip(&[
-            "link",
-            "add",
-            ROUTER_LINK,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            VPS_UPLINK,
-            "netns",
-            &vps.name,
-        ])
-        .expect("veth");
-    router
-        .ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{ROUTER_ADDR}/64"),
-            "dev",
-            ROUTER_LINK,
-            "nodad",
-        ])
-        .expect("router addr");
-    router.ip(&["link", "set", ROUTER_LINK, "up"]).expect("up");
-    vps.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{VPS_ADDR}/64"),
-        "dev",
-        VPS_UPLINK,
-        "nodad",
-    ])
-    .expect("vps addr");
-    vps.ip(&["addr", "add", &format!("{VPS_ADDR4}/24"), "dev", VPS_UPLINK])
-        .expect("vps addr4");
-    vps.ip(&["link", "set", VPS_UPLINK, "up"]).expect("up");
-    vps.ip(&[
-        "-6",
-        "route",
-        "add",
-        "default",
-        "via",
-        &ROUTER_ADDR.to_string(),
-    ])
-    .expect("default");
+    h.testbed.create_uplink().expect("uplink");
     h.testbed
         .route_prefix(prefix(), Some(HOP1))
         .expect("router route");
@@ -254,17 +206,7 @@ fn an_owned_address_deleted_by_hand_is_restored_within_a_second_without_the_api(
     let before = h.owned();
     let polls = h.requests(POLL_PATH);
     let started = Instant::now();
-    h.testbed
-        .vps
-        .ip(&[
-            "-6",
-            "addr",
-            "del",
-            &format!("{}/128", host(1)),
-            "dev",
-            "lo",
-        ])
-        .expect("del");
+    h.delete_address(host(1), "lo");
     h.wait("restored", |s| has_owned(s, host(1)));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "restored in {took:?}");
@@ -284,18 +226,7 @@ fn an_owned_route_deleted_by_hand_is_restored_within_a_second_without_the_api() 
     let before = h.owned();
     let polls = h.requests(POLL_PATH);
     let started = Instant::now();
-    h.testbed
-        .vps
-        .ip(&[
-            "-6",
-            "route",
-            "del",
-            "unreachable",
-            &prefix().to_string(),
-            "metric",
-            "2147483647",
-        ])
-        .expect("del");
+    h.delete_unreachable_route(prefix());
     h.wait("restored", |s| has_owned_route(s, prefix()));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "restored in {took:?}");
@@ -315,17 +246,7 @@ fn drift_is_repaired_while_the_api_is_down() {
     h.sim()
         .set_sticky_fault(routed6d::sim::Fault::status(503, "service_unavailable"));
     h.wait_log(FAILED, 1);
-    h.testbed
-        .vps
-        .ip(&[
-            "-6",
-            "addr",
-            "del",
-            &format!("{HOP1}/128"),
-            "dev",
-            VPS_UPLINK,
-        ])
-        .expect("del");
+    h.delete_address(HOP1, VPS_UPLINK);
     h.wait("next hop restored from the last good answer", |s| {
         has_owned(s, HOP1)
     });

@@ -147,17 +147,7 @@ fn hanging_server(tag: &str, behaviour: RawBehaviour) {
     show(&h, "timed out");
     // Drift repair does not wait for the provider: delete an address while the next
     // request hangs.
-    h.testbed
-        .vps
-        .ip(&[
-            "-6",
-            "addr",
-            "del",
-            &format!("{}/128", host(1)),
-            "dev",
-            "lo",
-        ])
-        .expect("del");
+    h.delete_address(host(1), "lo");
     h.wait("repaired while the API hangs", |s| has_owned(s, host(1)));
     assert_eq!(h.owned(), before);
     h.assert_healthy();

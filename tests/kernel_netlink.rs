@@ -772,3 +772,36 @@ fn a_default_route_copy_with_src_is_owned_and_the_original_is_untouched() {
         assert_eq!(after[0].protocol, STATIC);
     });
 }
+
+#[test]
+fn owned_dump_returns_only_our_routes_and_counts_requests() {
+    netns_test("owned_dump", || async {
+        ip(&format!(
+            "-6 route add 2001:db8:1::/64 dev v0 proto {PROTO}"
+        ));
+        ip("-6 route add 2001:db8:2::/64 dev v0 proto static");
+        ip(&format!(
+            "-6 route add local 2001:db8:3::/64 dev lo table local proto {PROTO}"
+        ));
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        // The kernel filters by protocol (strict dump checking): only ours come back.
+        let owned = kernel.observe_owned(&[], PROTO).await.expect("observe");
+        let mut dsts: Vec<String> = owned
+            .routes
+            .iter()
+            .map(|r| r.route.dst.to_string())
+            .collect();
+        dsts.sort();
+        assert_eq!(dsts, ["2001:db8:1::/64", "2001:db8:3::/64"]);
+        assert!(owned.routes.iter().all(|r| r.protocol == PROTO));
+        let all = observe(&mut kernel).await;
+        assert!(
+            all.routes
+                .iter()
+                .any(|r| r.route.dst.to_string() == "2001:db8:2::/64")
+        );
+        let counts = kernel.request_counts();
+        assert_eq!(counts.writes, 0, "looking writes nothing");
+        assert!(counts.dumps >= 4, "{counts:?}");
+    });
+}

@@ -230,33 +230,12 @@ fn an_address_deleted_by_hand_is_back_within_a_second() {
     h.wait("programmed", |s| has_owned(s, host(1)));
     let requests_before = h.sim().count("GET", "/api/v2/vps");
     let started = Instant::now();
-    h.testbed
-        .vps
-        .ip(&[
-            "-6",
-            "addr",
-            "del",
-            &format!("{}/128", host(1)),
-            "dev",
-            "lo",
-        ])
-        .expect("del");
+    h.delete_address(host(1), "lo");
     h.wait("restored", |s| has_owned(s, host(1)));
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "restored in {took:?}");
     // The route too.
-    h.testbed
-        .vps
-        .ip(&[
-            "-6",
-            "route",
-            "del",
-            "unreachable",
-            "2001:db8:42:100::/64",
-            "metric",
-            "2147483647",
-        ])
-        .expect("del route");
+    h.delete_unreachable_route(prefix());
     let started = Instant::now();
     h.wait("route restored", |s| {
         s.routes

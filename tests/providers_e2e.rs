@@ -486,17 +486,7 @@ fn static_routes_need_no_api_and_follow_config_edits() {
     assert!(h.ping5(one(prefix)), "{}", h.log());
 
     // Drift repair works as for every kind.
-    h.testbed
-        .vps
-        .ip(&[
-            "-6",
-            "addr",
-            "del",
-            &format!("{}/128", one(prefix)),
-            "dev",
-            "lo",
-        ])
-        .expect("del");
+    h.delete_address(one(prefix), "lo");
     h.wait("restored", |s| has_owned(s, one(prefix)));
 
     // A new next hop in the config, then SIGHUP.

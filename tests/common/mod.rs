@@ -307,6 +307,32 @@ impl Harness {
         lines
     }
 
+    /// Delete an address by hand in the VPS, as an operator or networkd would.
+    pub fn delete_address(&self, addr: Ipv6Addr, dev: &str) {
+        let cidr = format!("{addr}/128");
+        self.testbed
+            .vps
+            .ip(&["-6", "addr", "del", &cidr, "dev", dev])
+            .expect("ip addr del");
+    }
+
+    /// Delete routed6d's unreachable route for `prefix` by hand in the VPS.
+    pub fn delete_unreachable_route(&self, prefix: Ipv6Net) {
+        let dst = prefix.to_string();
+        self.testbed
+            .vps
+            .ip(&[
+                "-6",
+                "route",
+                "del",
+                "unreachable",
+                &dst,
+                "metric",
+                "2147483647",
+            ])
+            .expect("ip route del");
+    }
+
     /// Wait until `check` holds for the VPS's kernel.
     pub fn wait(&self, what: &str, mut check: impl FnMut(&ObservedState) -> bool) -> Duration {
         netns::wait_until(CONVERGE, || check(&self.kernel())).unwrap_or_else(|| {
