@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
 use crate::kernel::{Kernel, KernelEvent};
-use crate::model::{Assignment, DesiredState, RoutedPrefix};
+use crate::model::{Assignment, DesiredState, ObservedState, RoutedPrefix};
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Outcome};
 
@@ -184,6 +184,10 @@ pub struct Agent<K> {
     /// The next hops last reported missing (`next_hop = "check"`), so each is
     /// reported once when it goes and once when it is back.
     missing_next_hops: Vec<Ipv6Addr>,
+    /// What the kernel holds as of the last pass, while no kernel event has touched
+    /// routed6d's objects since: a changed provider answer is applied from it without
+    /// a dump. Any relevant event, resync or reload forgets it.
+    expected: Option<ObservedState>,
 }
 
 impl<K: Kernel> Agent<K> {
@@ -202,7 +206,19 @@ impl<K: Kernel> Agent<K> {
             unavailable_logged: None,
             last_conflicts: Vec::new(),
             missing_next_hops: Vec::new(),
+            expected: None,
         }
+    }
+
+    /// Something may have changed routed6d's objects in the kernel (an event about
+    /// them, a resync, a new configuration): the next pass dumps.
+    pub fn forget_expected(&mut self) {
+        self.expected = None;
+    }
+
+    /// True while a changed answer would be applied without a dump.
+    pub fn has_expected(&self) -> bool {
+        self.expected.is_some()
     }
 
     /// One whole poll: ask the provider, then reconcile. Returns the delay until the
@@ -256,7 +272,7 @@ impl<K: Kernel> Agent<K> {
                 self.last_success = Some(SystemTime::now());
                 self.note_unavailable(&assignment);
                 self.last_good = Some(assignment);
-                self.repair().await;
+                self.converge().await;
                 None
             }
             Err(e) => {
@@ -293,22 +309,57 @@ impl<K: Kernel> Agent<K> {
         }
     }
 
-    /// Make the kernel match the last good answer, without calling the API.
-    /// Does nothing before the first good answer: an earlier process's state stays.
+    /// After a good answer: a changed answer is applied from the expected state when
+    /// there is one (the writes it needs, no dump); an unchanged one is checked
+    /// against a full dump, which is also the fallback whenever the kernel held
+    /// something the expected state did not know of.
+    pub async fn converge(&mut self) -> Option<Outcome> {
+        let assignment = self.last_good.clone()?;
+        let changed = self.applied.as_ref() != Some(&assignment);
+        if changed
+            && !self.config.provider.outbound_source
+            && let Some(expected) = self.expected.take()
+        {
+            let outcome = reconcile::reconcile_from(
+                &mut self.kernel,
+                &self.config,
+                &assignment,
+                self.applied.as_ref(),
+                expected,
+            )
+            .await;
+            if outcome.found_present == 0 {
+                return Some(self.absorb(outcome, assignment));
+            }
+            debug!(
+                "{} add(s) found the kernel already holding them: checking with a full dump",
+                outcome.found_present
+            );
+        }
+        self.repair().await
+    }
+
+    /// Make the kernel match the last good answer from a full look at it, without
+    /// calling the API. Does nothing before the first good answer: an earlier
+    /// process's state stays.
     pub async fn repair(&mut self) -> Option<Outcome> {
         let assignment = self.last_good.clone()?;
         let previous = self.applied.as_ref();
-        let outcome =
-            match reconcile::reconcile(&mut self.kernel, &self.config, &assignment, previous).await
-            {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    error!("cannot read the kernel's state, changing nothing: {e}");
-                    self.last_error = Some(e.to_string());
-                    self.write_status();
-                    return None;
-                }
-            };
+        self.expected = None;
+        match reconcile::reconcile(&mut self.kernel, &self.config, &assignment, previous).await {
+            Ok(outcome) => Some(self.absorb(outcome, assignment)),
+            Err(e) => {
+                error!("cannot read the kernel's state, changing nothing: {e}");
+                self.last_error = Some(e.to_string());
+                self.write_status();
+                None
+            }
+        }
+    }
+
+    /// Take in what a pass did: log what is news, remember the state it left.
+    fn absorb(&mut self, mut outcome: Outcome, assignment: Assignment) -> Outcome {
+        self.expected = outcome.expected.take();
         if outcome.desired.missing_interfaces != self.desired.missing_interfaces {
             for name in &outcome.desired.missing_interfaces {
                 warn!(IFACE = %name, "interface {name} does not exist: waiting for it");
@@ -335,7 +386,7 @@ impl<K: Kernel> Agent<K> {
         self.desired = outcome.desired.clone();
         self.applied = Some(assignment);
         self.write_status();
-        Some(outcome)
+        outcome
     }
 
     /// Report next hops that went missing from the uplink, or came back, once each.
@@ -557,6 +608,14 @@ pub async fn run<P: Provider + 'static>(
             }
             (done, result) = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                 in_flight = None;
+                // Events already queued are older than the answer: let them count
+                // before it is applied from the expected state.
+                while let Some(event) = watch.try_next() {
+                    if is_relevant(&event, &agent.desired, &agent.config) {
+                        agent.forget_expected();
+                        repair_at.get_or_insert(Instant::now() + DEBOUNCE);
+                    }
+                }
                 let host_id = done.provider.host_id();
                 poller = Some(done);
                 next_poll = Instant::now() + agent.finish_poll(result, host_id).await;
@@ -570,11 +629,13 @@ pub async fn run<P: Provider + 'static>(
                 match event {
                     Some(event) if is_relevant(&event, &agent.desired, &agent.config) => {
                         debug!(?event, "kernel event touches routed6d's state");
+                        agent.forget_expected();
                         repair_at.get_or_insert(Instant::now() + DEBOUNCE);
                     }
                     Some(_) => {}
                     None => {
                         warn!("kernel event stream ended; restarting it and resyncing");
+                        agent.forget_expected();
                         watch = crate::kernel::watch::Watch::start()?;
                         repair_at.get_or_insert(Instant::now());
                     }
@@ -590,6 +651,7 @@ pub async fn run<P: Provider + 'static>(
                     Ok((config, provider)) => {
                         info!("configuration reloaded from {}", config.path.display());
                         agent.config = config;
+                        agent.forget_expected();
                         // A poll in flight asked under the old configuration: drop it.
                         in_flight = None;
                         poller = Some(Poller::new(provider));

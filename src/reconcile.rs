@@ -10,7 +10,7 @@ use tracing::{error, info};
 
 use crate::config::{Config, NextHopPolicy};
 use crate::desired;
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{Applied, Kernel, KernelError};
 use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, RoutedPrefix};
 use crate::plan;
 
@@ -26,6 +26,14 @@ pub struct Outcome {
     /// With `uplink.next_hop = "check"`: next hops the provider routes to that no
     /// address of the uplink holds (routed6d reports them instead of adding them).
     pub missing_next_hops: Vec<Ipv6Addr>,
+    /// Adds that found their object already in the kernel. In a full pass that is a
+    /// harmless race; in `reconcile_from` it means the kernel held something the
+    /// expected state did not know of, so a full pass must look.
+    pub found_present: usize,
+    /// What the kernel holds now, when every op succeeded and nothing was in the way:
+    /// where the next pass may start from if no kernel event says otherwise.
+    #[serde(skip)]
+    pub expected: Option<ObservedState>,
 }
 
 impl Outcome {
@@ -51,46 +59,45 @@ pub async fn plan<K: Kernel>(
         );
         desired
     };
-    let (desired, observed) = observe_for(
+    observe_for(
         kernel,
         &desired::sysctl_keys(config),
         config.daemon.protocol,
         config.provider.outbound_source,
         compute,
     )
-    .await?;
-    let plan = plan::diff(&desired, &observed, config.daemon.protocol);
-    Ok((desired, observed, plan))
+    .await
 }
 
-/// Observe as much of the kernel as the plan needs, and compute the desired state
-/// from it (`compute` may look at links and, with `needs_foreign`, foreign routes).
+/// Observe as much of the kernel as the plan needs, compute the desired state from it
+/// (`compute` may look at links and, with `needs_foreign`, foreign routes) and diff.
 ///
 /// Routes of others only matter where they hold a slot routed6d wants (a conflict to
 /// report, or a route that already does the job) or when `needs_foreign` says the
 /// desired state is derived from them (outbound_source copies the default route). So
 /// the usual pass dumps only routed6d's own routes (the kernel filters by protocol),
-/// and everything only when a wanted slot is not held by an owned route: a steady
-/// state with a full BGP table beside it costs the dump of what routed6d owns.
+/// and everything only when the plan would add a route, i.e. a wanted slot is not
+/// held by an owned route: a steady state with a full BGP table beside it costs the
+/// dump of what routed6d owns.
 pub async fn observe_for<K: Kernel>(
     kernel: &mut K,
     sysctl_keys: &[String],
     protocol: u8,
     needs_foreign: bool,
     compute: impl Fn(&ObservedState) -> DesiredState,
-) -> Result<(DesiredState, ObservedState), KernelError> {
+) -> Result<(DesiredState, ObservedState, Plan), KernelError> {
     if !needs_foreign {
         let owned = kernel.observe_owned(sysctl_keys, protocol).await?;
         let desired = compute(&owned);
-        let held: std::collections::HashSet<_> =
-            owned.routes.iter().map(|o| o.route.slot()).collect();
-        if desired.routes.iter().all(|r| held.contains(&r.slot())) {
-            return Ok((desired, owned));
+        let plan = plan::diff(&desired, &owned, protocol);
+        if !plan.ops.iter().any(|op| matches!(op, Op::AddRoute(_))) {
+            return Ok((desired, owned, plan));
         }
     }
     let observed = kernel.observe(sysctl_keys).await?;
     let desired = compute(&observed);
-    Ok((desired, observed))
+    let plan = plan::diff(&desired, &observed, protocol);
+    Ok((desired, observed, plan))
 }
 
 /// Make the kernel hold what `assignment` calls for. `previous` (the assignment of the
@@ -105,8 +112,57 @@ pub async fn reconcile<K: Kernel>(
     let context: Vec<&Assignment> = std::iter::once(assignment).chain(previous).collect();
     let mut outcome = apply(kernel, plan, &context).await;
     outcome.missing_next_hops = missing_next_hops(config, assignment, &observed);
+    outcome.expected = expect(observed, &outcome, config.daemon.protocol);
     outcome.desired = desired;
     Ok(outcome)
+}
+
+/// Like `reconcile`, starting from `expected` (what the last pass left the kernel
+/// holding, with no kernel event since saying otherwise) instead of a dump: a
+/// provider change costs its own writes. Adds are exclusive in the kernel, so an
+/// object `expected` missed shows up as `found_present` and the caller runs a full
+/// pass. Not for `outbound_source`, whose desired route is derived from routes of
+/// others that `expected` may not hold.
+pub async fn reconcile_from<K: Kernel>(
+    kernel: &mut K,
+    config: &Config,
+    assignment: &Assignment,
+    previous: Option<&Assignment>,
+    expected: ObservedState,
+) -> Outcome {
+    let desired = desired::compute(config, assignment, &expected.links);
+    let context: Vec<&Assignment> = std::iter::once(assignment).chain(previous).collect();
+    let mut outcome =
+        apply_from(kernel, &desired, expected, config.daemon.protocol, &context).await;
+    if let Some(now) = &outcome.expected {
+        outcome.missing_next_hops = missing_next_hops(config, assignment, now);
+    }
+    outcome.desired = desired;
+    outcome
+}
+
+/// The kernel side of `reconcile_from`: diff `desired` against `expected`, apply.
+/// `outcome.expected` is the state after, unless an op failed or found a surprise.
+pub async fn apply_from<K: Kernel>(
+    kernel: &mut K,
+    desired: &DesiredState,
+    expected: ObservedState,
+    protocol: u8,
+    context: &[&Assignment],
+) -> Outcome {
+    let plan = plan::diff(desired, &expected, protocol);
+    let mut outcome = apply(kernel, plan, context).await;
+    outcome.expected = expect(expected, &outcome, protocol);
+    outcome
+}
+
+/// The state after `outcome` on top of `observed`, when it can be trusted: every op
+/// succeeded, changed what it was meant to, and nothing was in the way.
+fn expect(observed: ObservedState, outcome: &Outcome, protocol: u8) -> Option<ObservedState> {
+    let clean = outcome.failed.is_empty()
+        && outcome.plan.conflicts.is_empty()
+        && outcome.found_present == 0;
+    clean.then(|| plan::expected_after(observed, &outcome.plan, protocol))
 }
 
 /// The next hops no address of the uplink holds, when routed6d only checks them
@@ -166,7 +222,12 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment
         let next_hop = serves.next_hop.map(|a| a.to_string()).unwrap_or_default();
         let iface = op_interface(op).unwrap_or_default();
         match kernel.apply_op(op).await {
-            Ok(()) => {
+            Ok(applied) => {
+                if applied == Applied::AlreadyThere
+                    && matches!(op, Op::AddAddress(_) | Op::AddRoute(_))
+                {
+                    outcome.found_present += 1;
+                }
                 outcome.applied += 1;
                 info!(
                     OP = op.verb(),

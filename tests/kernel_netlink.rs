@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv6Net;
 use routed6d::kernel::netlink::NetlinkKernel;
 use routed6d::kernel::watch::Watch;
-use routed6d::kernel::{Kernel, KernelError, KernelEvent};
+use routed6d::kernel::{Applied, Kernel, KernelError, KernelEvent};
 use routed6d::model::{Address, ObservedState, Op, Route, RouteKind, TABLE_LOCAL, TABLE_MAIN};
 
 const PROTO: u8 = 126;
@@ -233,14 +233,16 @@ fn routes_add_replace_delete() {
         );
         let routes = [unreachable.clone(), local.clone(), unicast.clone()];
         for r in &routes {
-            kernel
+            let first = kernel
                 .apply_op(&Op::AddRoute(r.clone()))
                 .await
                 .expect("add");
-            kernel
+            assert_eq!(first, Applied::Changed, "{r}");
+            let again = kernel
                 .apply_op(&Op::AddRoute(r.clone()))
                 .await
                 .expect("add again (EEXIST)");
+            assert_eq!(again, Applied::AlreadyThere, "{r}");
         }
         let state = observe(&mut kernel).await;
         for r in &routes {
@@ -305,8 +307,16 @@ fn foreign_route_in_our_slot_is_not_deleted() {
             RouteKind::Unreachable,
             None,
         );
+        // An add in the taken slot is refused (NLM_F_EXCL), whoever holds it: what
+        // tells a pass from the expected state that it missed something.
+        let found = kernel
+            .apply_op(&Op::AddRoute(ours.clone()))
+            .await
+            .expect("add");
+        assert_eq!(found, Applied::AlreadyThere);
         // The kernel matches the protocol on delete: nothing of ours there, ESRCH, Ok.
-        kernel.apply_op(&Op::DelRoute(ours)).await.expect("del");
+        let gone = kernel.apply_op(&Op::DelRoute(ours)).await.expect("del");
+        assert_eq!(gone, Applied::AlreadyThere);
         let state = observe(&mut kernel).await;
         let found = find_route(&state, TABLE_MAIN, "2001:db8:400::/64");
         assert_eq!(found.len(), 1, "{found:?}");
@@ -645,7 +655,7 @@ fn errors_carry_hints_for_well_known_errnos() {
         let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
         let state = observe(&mut kernel).await;
         let v1 = index_of(&state, "v1");
-        let hint_of = |result: Result<(), KernelError>| match result {
+        let hint_of = |result: Result<Applied, KernelError>| match result {
             Err(KernelError::Op { hint, .. }) => hint,
             other => panic!("expected an op error, got {other:?}"),
         };

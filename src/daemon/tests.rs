@@ -589,3 +589,127 @@ fn only_events_touching_owned_state_are_relevant() {
         removed: true
     }));
 }
+
+// A changed answer is applied from the state the last pass left (no dump), and only
+// while nothing has said the kernel moved; the unchanged answer of every poll is
+// still checked against a dump.
+
+#[tokio::test]
+async fn a_changed_answer_is_applied_from_the_expected_state_without_a_dump() {
+    let mut a = agent(
+        "",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::2")),
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::2")),
+        ]),
+    );
+    a.poll().await;
+    assert!(a.has_expected(), "a clean pass leaves an expected state");
+    let (dumps, writes) = (a.kernel.dumps, a.kernel.writes.len());
+    a.poll().await;
+    assert_eq!(a.kernel.dumps, dumps, "the change needed no dump");
+    assert_eq!(a.kernel.writes.len(), writes + 2, "one add, one delete");
+    let second = a.kernel.owned();
+    assert!(second.contains(&"addr 2001:db8:42::2/128 dev eth0".to_string()));
+    assert!(!second.contains(&"addr 2001:db8:42::1/128 dev eth0".to_string()));
+    // What the agent expects is what a dump shows.
+    let seen = a.kernel.observe(&[]).await.expect("observe");
+    let expected = a.expected.clone().expect("still expected");
+    assert_eq!(sorted_text(&expected), sorted_text(&seen));
+    // The same answer again: a full look, no writes.
+    a.poll().await;
+    assert_eq!(
+        a.kernel.dumps,
+        dumps + 2,
+        "an unchanged answer is checked by a dump"
+    );
+    assert_eq!(a.kernel.writes.len(), writes + 2);
+}
+
+#[tokio::test]
+async fn a_kernel_change_since_the_last_pass_makes_the_next_change_dump() {
+    let mut a = agent(
+        "",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::2")),
+        ]),
+    );
+    a.poll().await;
+    // Someone removes the unreachable route; the daemon hears of it.
+    a.kernel.state.routes.clear();
+    a.forget_expected();
+    let dumps = a.kernel.dumps;
+    a.poll().await;
+    assert!(a.kernel.dumps > dumps, "no expected state: a full pass");
+    assert!(
+        a.kernel
+            .owned()
+            .contains(&"route unreachable 2001:db8:42:100::/64 metric 2147483647".to_string()),
+        "the full pass put the route back: {:?}",
+        a.kernel.owned()
+    );
+}
+
+#[tokio::test]
+async fn an_object_the_expected_state_missed_sends_the_change_to_a_full_pass() {
+    let mut a = agent(
+        "",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            Ok(routed("2001:db8:77:100::/64", "2001:db8:42::1")),
+        ]),
+    );
+    a.poll().await;
+    // A foreign route appears in the slot the next answer wants, unannounced.
+    let foreign = Route {
+        table: TABLE_MAIN,
+        dst: "2001:db8:77:100::/64".parse().expect("dst"),
+        metric: u32::MAX >> 1,
+        kind: RouteKind::Unicast,
+        ifindex: Some(2),
+        ifname: Some("eth0".into()),
+    };
+    a.kernel.state.routes.push(ObservedRoute {
+        route: foreign.clone(),
+        protocol: 4,
+    });
+    let dumps = a.kernel.dumps;
+    let outcome = {
+        a.poll().await;
+        a.status()
+    };
+    assert!(a.kernel.dumps > dumps, "the surprise was checked by a dump");
+    assert_eq!(
+        outcome.conflicts.len(),
+        1,
+        "and reported: {:?}",
+        outcome.conflicts
+    );
+    assert!(
+        a.kernel
+            .state
+            .routes
+            .iter()
+            .any(|o| o.protocol == 4 && o.route == foreign),
+        "the foreign route is untouched"
+    );
+    assert!(!a.has_expected(), "a conflict leaves nothing to expect");
+}
+
+fn sorted_text(state: &ObservedState) -> Vec<String> {
+    let mut lines: Vec<String> = state
+        .addresses
+        .iter()
+        .map(|a| format!("{} {}", a.address, a.protocol))
+        .chain(
+            state
+                .routes
+                .iter()
+                .map(|r| format!("{} {}", r.route, r.protocol)),
+        )
+        .collect();
+    lines.sort();
+    lines
+}

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::{Applied, Kernel, KernelError};
 use crate::model::{Link, ObservedAddress, ObservedRoute, ObservedState, Op};
 
 #[derive(Debug, Default)]
@@ -134,7 +134,7 @@ impl Kernel for FakeKernel {
         Ok(state)
     }
 
-    async fn apply_op(&mut self, op: &Op) -> Result<(), KernelError> {
+    async fn apply_op(&mut self, op: &Op) -> Result<Applied, KernelError> {
         self.requests += 1;
         if let Some(message) = self.failures.pop_front() {
             return Err(KernelError::Op {
@@ -145,8 +145,10 @@ impl Kernel for FakeKernel {
         }
         if self.apply(op) {
             self.writes.push(op.clone());
+            Ok(Applied::Changed)
+        } else {
+            Ok(Applied::AlreadyThere)
         }
-        Ok(())
     }
 
     async fn interface_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>, KernelError> {

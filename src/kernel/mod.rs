@@ -2,6 +2,7 @@
 //! and a stream of change events. `netlink` is the real one, `fake` the one the
 //! reconcile loop is tested against without root.
 
+pub mod dump;
 pub mod fake;
 pub mod netlink;
 pub mod watch;
@@ -56,8 +57,9 @@ pub trait Kernel {
     }
 
     /// Apply one op, stamping owned objects with the kernel's configured protocol.
-    /// Idempotent: EEXIST on add and ENOENT/ESRCH/EADDRNOTAVAIL on delete are success.
-    fn apply_op(&mut self, op: &Op) -> impl Future<Output = Result<(), KernelError>>;
+    /// Idempotent: EEXIST on add and ENOENT/ESRCH/EADDRNOTAVAIL on delete are success,
+    /// told apart from a change by `Applied`.
+    fn apply_op(&mut self, op: &Op) -> impl Future<Output = Result<Applied, KernelError>>;
 
     /// Global-scope addresses (IPv4 and IPv6) of interface `name`, primary first:
     /// how a provider that keys VPSes by primary IP finds this one.
@@ -65,6 +67,16 @@ pub trait Kernel {
         &mut self,
         name: &str,
     ) -> impl Future<Output = Result<Vec<IpAddr>, KernelError>>;
+}
+
+/// What a successful op found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The kernel changed.
+    Changed,
+    /// The kernel already was where the op leads: an add found its slot taken
+    /// (EEXIST), a delete found nothing to delete.
+    AlreadyThere,
 }
 
 /// A change the kernel announced (RTNLGRP_LINK, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE).

@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use futures_util::StreamExt;
 use ipnet::Ipv6Net;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-    NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkDeserializable,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
@@ -27,7 +27,8 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::Handle;
 use tokio::task::JoinHandle;
 
-use crate::kernel::{Kernel, KernelError};
+use crate::kernel::dump::Dumper;
+use crate::kernel::{Applied, Kernel, KernelError};
 use crate::model::{
     Address, Link, ObservedAddress, ObservedRoute, ObservedState, Op, Route, RouteKind,
     TABLE_LOCAL, TABLE_MAIN,
@@ -42,6 +43,8 @@ pub struct NetlinkKernel {
     handle: Handle,
     /// The task driving the connection; it ends when the socket fails.
     driver: JoinHandle<()>,
+    /// Dumps go over a socket of their own, read a datagram at a time (`dump`).
+    dumper: Dumper,
     protocol: u8,
     counts: RequestCounts,
 }
@@ -66,9 +69,11 @@ impl NetlinkKernel {
     /// calling thread.
     pub fn new(protocol: u8) -> Result<Self, KernelError> {
         let (handle, driver) = connect()?;
+        let dumper = Dumper::open().map_err(KernelError::Socket)?;
         Ok(Self {
             handle,
             driver,
+            dumper,
             protocol,
             counts: RequestCounts::default(),
         })
@@ -105,37 +110,32 @@ impl NetlinkKernel {
     }
 
     /// Run one dump, handing each message to `each`. Returns false when the kernel
-    /// flagged the dump as interrupted (inconsistent): the caller redoes it.
+    /// flagged the dump as interrupted (inconsistent): the caller redoes it. A message
+    /// that does not parse fails the dump: what it held may have been ours.
     async fn dump(
         &mut self,
         message: RouteNetlinkMessage,
         mut each: impl FnMut(RouteNetlinkMessage),
     ) -> NlResult<bool> {
-        let mut request = NetlinkMessage::from(message);
-        request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
         self.counts.dumps += 1;
-        let mut responses = self.request(request)?;
-        let mut consistent = true;
-        while let Some(response) = responses.next().await {
-            if response.header.flags & NLM_F_DUMP_INTR != 0 {
-                consistent = false;
-            }
-            match response.payload {
-                NetlinkPayload::InnerMessage(inner) => each(inner),
-                // The connection forwards NLMSG_DONE (see `connect`): seeing it is how
-                // a complete dump is told from one cut short by a dying connection.
-                // A dump that fails after it started (e.g. strict checking rejecting
-                // the request) ends with NLMSG_DONE carrying the negative errno.
-                NetlinkPayload::Done(done) if done.code < 0 => {
-                    return Err(io::Error::from_raw_os_error(-done.code));
+        let mut malformed = None;
+        let consistent = self
+            .dumper
+            .dump(message, |kind, payload| {
+                let mut header = NetlinkHeader::default();
+                header.message_type = kind;
+                match RouteNetlinkMessage::deserialize(&header, payload) {
+                    Ok(message) => each(message),
+                    Err(e) => {
+                        malformed.get_or_insert(e);
+                    }
                 }
-                NetlinkPayload::Done(_) => return Ok(consistent),
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                NetlinkPayload::Overrun(_) => consistent = false,
-                _ => {}
-            }
+            })
+            .await?;
+        match malformed {
+            Some(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            None => Ok(consistent),
         }
-        Err(connection_lost())
     }
 
     /// Hand a request to the connection, first reconnecting if its driver has ended
@@ -448,9 +448,11 @@ impl Kernel for NetlinkKernel {
         self.observe_with(sysctl_keys, Some(protocol)).await
     }
 
-    async fn apply_op(&mut self, op: &Op) -> Result<(), KernelError> {
+    async fn apply_op(&mut self, op: &Op) -> Result<Applied, KernelError> {
         let result = match op {
-            Op::SetSysctl { key, value, .. } => return write_sysctl(key, value),
+            Op::SetSysctl { key, value, .. } => {
+                return write_sysctl(key, value).map(|()| Applied::Changed);
+            }
             Op::AddAddress(address) => {
                 let message = self.address_message(address, true);
                 ignore_errno(
@@ -487,6 +489,7 @@ impl Kernel for NetlinkKernel {
                     NLM_F_CREATE | NLM_F_REPLACE,
                 )
                 .await
+                .map(|()| Applied::Changed)
             }
             Op::DelRoute(route) => {
                 // The protocol in the request makes the kernel match only a route of
@@ -543,15 +546,16 @@ fn connection_lost() -> io::Error {
 }
 
 /// Idempotency: the listed errnos mean the kernel already is where the op leads.
-fn ignore_errno(result: NlResult<()>, errnos: &[i32]) -> NlResult<()> {
+fn ignore_errno(result: NlResult<()>, errnos: &[i32]) -> NlResult<Applied> {
     match result {
+        Ok(()) => Ok(Applied::Changed),
         Err(e)
             if e.raw_os_error()
                 .is_some_and(|errno| errnos.contains(&errno)) =>
         {
-            Ok(())
+            Ok(Applied::AlreadyThere)
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 

@@ -79,6 +79,11 @@ impl Watch {
     pub async fn next(&mut self) -> Option<KernelEvent> {
         self.events.recv().await
     }
+
+    /// An event already queued, without waiting.
+    pub fn try_next(&mut self) -> Option<KernelEvent> {
+        self.events.try_recv().ok()
+    }
 }
 
 impl Drop for Watch {

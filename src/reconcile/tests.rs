@@ -50,11 +50,10 @@ fn steady_state_looks_only_at_owned_routes() {
         (route("2001:db8:99::/64"), STATIC),
     ]);
     let want = wanting(vec![route("2001:db8:42:100::/64")]);
-    let (desired, observed) =
+    let (_, observed, plan) =
         run(observe_for(&mut kernel, &[], OURS, false, want)).expect("observe");
     assert_eq!(kernel.dumps, 1, "one look, no full dump");
     assert!(observed.routes.iter().all(|r| r.protocol == OURS));
-    let plan = plan::diff(&desired, &observed, OURS);
     assert!(plan.is_empty() && plan.conflicts.is_empty(), "{plan}");
 }
 
@@ -65,10 +64,8 @@ fn a_foreign_route_in_a_wanted_slot_is_still_reported() {
     other.ifindex = Some(1);
     other.ifname = Some("lo".into());
     let want = wanting(vec![other]);
-    let (desired, observed) =
-        run(observe_for(&mut kernel, &[], OURS, false, want)).expect("observe");
+    let (_, _, plan) = run(observe_for(&mut kernel, &[], OURS, false, want)).expect("observe");
     assert_eq!(kernel.dumps, 2, "a missing slot needs the full dump");
-    let plan = plan::diff(&desired, &observed, OURS);
     assert!(plan.is_empty(), "nothing to do: {plan}");
     assert_eq!(plan.conflicts.len(), 1, "the foreign route is reported");
 }
@@ -76,7 +73,7 @@ fn a_foreign_route_in_a_wanted_slot_is_still_reported() {
 #[test]
 fn a_desired_state_derived_from_foreign_routes_sees_them() {
     let mut kernel = kernel_with(vec![(route("2001:db8:99::/64"), STATIC)]);
-    let (_, observed) = run(observe_for(&mut kernel, &[], OURS, true, |_| {
+    let (_, observed, _) = run(observe_for(&mut kernel, &[], OURS, true, |_| {
         DesiredState::default()
     }))
     .expect("observe");
