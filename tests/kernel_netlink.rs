@@ -815,3 +815,40 @@ fn owned_dump_returns_only_our_routes_and_counts_requests() {
         assert!(counts.dumps >= 4, "{counts:?}");
     });
 }
+
+#[test]
+fn dumper_reports_a_refused_dump_and_goes_on() {
+    netns_test("dumper_reports_a_refused_dump_and_goes_on", || async {
+        use netlink_packet_route::route::{RouteMessage, RouteScope};
+        use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+        use routed6d::kernel::dump::Dumper;
+
+        for i in 0..300 {
+            ip(&format!(
+                "-6 route add 2001:db8:{i:x}::/64 dev lo proto 126"
+            ));
+        }
+        let routes = || {
+            let mut request = RouteMessage::default();
+            request.header.address_family = AddressFamily::Inet6;
+            RouteNetlinkMessage::GetRoute(request)
+        };
+        let mut dumper = Dumper::open().expect("dump socket");
+        // Strict checking refuses a route dump with a scope set: an errno, not
+        // an empty dump that would read as "nothing there".
+        let mut refused = RouteMessage::default();
+        refused.header.address_family = AddressFamily::Inet6;
+        refused.header.scope = RouteScope::Link;
+        let error = dumper
+            .dump(RouteNetlinkMessage::GetRoute(refused), |_, _| {})
+            .await
+            .expect_err("the kernel refuses it");
+        assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
+
+        // The socket is fine after the refusal: the next dump is whole.
+        let mut seen = 0;
+        let consistent = dumper.dump(routes(), |_, _| seen += 1).await.expect("dump");
+        assert!(consistent);
+        assert!(seen >= 300, "{seen} routes");
+    });
+}
