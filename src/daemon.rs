@@ -533,6 +533,8 @@ pub enum DaemonError {
     Kernel(#[from] crate::kernel::KernelError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Timer(#[from] crate::timer::TimerError),
 }
 
 /// Tell systemd how the poll went. Never block boot on the provider: ready after the
@@ -587,21 +589,25 @@ pub async fn run<P: Provider + 'static>(
         humantime::format_duration(agent.config.provider.poll_interval)
     );
     let mut ready = false;
-    let mut next_poll = Instant::now();
+    // The poll timer is a timerfd, not a tokio sleep: see `timer` for the wakeups
+    // that saves at rest.
+    let mut poll_timer = crate::timer::PollTimer::new()?;
+    poll_timer.set(Instant::now())?;
     let mut repair_at: Option<Instant> = None;
     let far = Duration::from_secs(86400 * 365);
     let mut next_watchdog = Instant::now() + watchdog.unwrap_or(far);
 
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(next_poll), if poller.is_some() => {
+            fired = poll_timer.wait(), if poller.is_some() => {
+                fired?;
                 let Some(idle) = poller.take() else { continue };
                 match agent.poll_input(&idle).await {
                     Ok(ips) => in_flight = Some(start_poll(idle, agent.config.provider.clone(), ips)),
                     Err(e) => {
                         let host_id = idle.provider.host_id();
                         poller = Some(idle);
-                        next_poll = Instant::now() + agent.finish_poll(Err(e), host_id).await;
+                        poll_timer.set(Instant::now() + agent.finish_poll(Err(e), host_id).await)?;
                         announce(&agent, &mut ready);
                     }
                 }
@@ -618,7 +624,7 @@ pub async fn run<P: Provider + 'static>(
                 }
                 let host_id = done.provider.host_id();
                 poller = Some(done);
-                next_poll = Instant::now() + agent.finish_poll(result, host_id).await;
+                poll_timer.set(Instant::now() + agent.finish_poll(result, host_id).await)?;
                 if agent.failures == 0 {
                     // The good answer was just reconciled: a pending repair is done.
                     repair_at = None;
@@ -655,7 +661,7 @@ pub async fn run<P: Provider + 'static>(
                         // A poll in flight asked under the old configuration: drop it.
                         in_flight = None;
                         poller = Some(Poller::new(provider));
-                        next_poll = Instant::now();
+                        poll_timer.set(Instant::now())?;
                     }
                     Err(e) => error!("refusing the new configuration, keeping the running one: {e}"),
                 }

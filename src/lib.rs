@@ -14,3 +14,4 @@ pub mod plan;
 pub mod provider;
 pub mod reconcile;
 pub mod sim;
+pub mod timer;
