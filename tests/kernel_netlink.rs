@@ -852,3 +852,52 @@ fn dumper_reports_a_refused_dump_and_goes_on() {
         assert!(seen >= 300, "{seen} routes");
     });
 }
+
+#[test]
+fn routes_routed6d_never_installs_are_not_observed() {
+    netns_test(
+        "routes_routed6d_never_installs_are_not_observed",
+        || async {
+            let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+            ip("-6 addr add 2001:db8:1::1/64 dev v0 nodad");
+            // Parsed and kept: a plain route, a route via a gateway with a source.
+            ip("-6 route add 2001:db8:600::/64 dev v0 metric 77 proto static");
+            ip("-6 route add 2001:db8:601::/64 via 2001:db8:1::2 dev v0 src 2001:db8:1::1");
+            // Never routed6d's: several paths, a source-specific route, a blackhole.
+            ip(
+                "-6 route add 2001:db8:700::/64 nexthop via 2001:db8:1::2 dev v0 nexthop via 2001:db8:1::3 dev v0",
+            );
+            ip("-6 route add 2001:db8:701::/64 from 2001:db8:1::/64 dev v0");
+            ip("-6 route add blackhole 2001:db8:702::/64");
+            let state = observe(&mut kernel).await;
+            let plain = find_route(&state, TABLE_MAIN, "2001:db8:600::/64");
+            assert_eq!(plain.len(), 1, "{:?}", state.routes);
+            assert_eq!(plain[0].route.metric, 77);
+            assert_eq!(plain[0].route.ifname.as_deref(), Some("v0"));
+            assert_eq!(plain[0].protocol, STATIC);
+            let via = find_route(&state, TABLE_MAIN, "2001:db8:601::/64");
+            assert_eq!(via.len(), 1, "{:?}", state.routes);
+            assert_eq!(
+                via[0].route.kind,
+                RouteKind::Via {
+                    gateway: v6("2001:db8:1::2"),
+                    src: Some(v6("2001:db8:1::1"))
+                }
+            );
+            for skipped in [
+                "2001:db8:700::/64",
+                "2001:db8:701::/64",
+                "2001:db8:702::/64",
+            ] {
+                assert!(
+                    find_route(&state, TABLE_MAIN, skipped).is_empty(),
+                    "{skipped} is not a route routed6d could hold: {:?}",
+                    state.routes
+                );
+            }
+            // The owned-only dump holds none of them (none carries routed6d's protocol).
+            let owned = kernel.observe_owned(&[], PROTO).await.expect("owned");
+            assert!(owned.routes.is_empty(), "{:?}", owned.routes);
+        },
+    );
+}

@@ -12,8 +12,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use futures_util::StreamExt;
 use ipnet::Ipv6Net;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkDeserializable,
-    NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
+    ParseableParametrized,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
@@ -21,7 +22,8 @@ use netlink_packet_route::address::{
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteLwEnCapType, RouteMessage,
+    RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::Handle;
@@ -207,17 +209,34 @@ impl NetlinkKernel {
         request.header.scope = RouteScope::Universe;
         request.header.protocol = RouteProtocol::from(protocol.unwrap_or(0));
         request.header.kind = RouteType::Unspec;
-        self.dump(RouteNetlinkMessage::GetRoute(request), |message| {
-            if let RouteNetlinkMessage::NewRoute(route) = message
-                // Kernels without strict checking ignore the filters.
-                && protocol.is_none_or(|p| u8::from(route.header.protocol) == p)
-                && let Some(observed) = observed_route(&route, names)
-                && (observed.route.table == table)
-            {
-                routes.push(observed);
-            }
-        })
-        .await
+        self.counts.dumps += 1;
+        let mut malformed = None;
+        let consistent = self
+            .dumper
+            .dump(RouteNetlinkMessage::GetRoute(request), |kind, payload| {
+                if kind != RTM_NEWROUTE {
+                    return;
+                }
+                match observed_route(payload, names) {
+                    // Kernels without strict checking ignore the filters.
+                    Ok(Some(observed))
+                        if protocol.is_none_or(|p| observed.protocol == p)
+                            && observed.route.table == table =>
+                    {
+                        routes.push(observed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        malformed.get_or_insert(e);
+                    }
+                }
+            })
+            .await?;
+        match malformed {
+            // A route we cannot read may have been one of ours.
+            Some(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            None => Ok(consistent),
+        }
     }
 
     /// One consistent dump of links, addresses and routes, or None when the kernel
@@ -697,39 +716,78 @@ pub(crate) fn route_key(message: &RouteMessage) -> Option<(u32, Ipv6Net, u8)> {
     Some((table, dst, u8::from(message.header.protocol)))
 }
 
-fn observed_route(message: &RouteMessage, names: &HashMap<u32, &str>) -> Option<ObservedRoute> {
-    let header = &message.header;
+// Route attributes (linux/rtnetlink.h) `observed_route` reads; the rest (metrics,
+// cache info, preference, expiry…) are skipped unparsed.
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_PREFSRC: u16 = 7;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+const RTA_VIA: u16 = 18;
+/// sizeof(struct rtmsg): the attributes start after it.
+const RTMSG_LEN: usize = 12;
+/// The message type of a route in a dump.
+const RTM_NEWROUTE: u16 = 24;
+
+/// A dumped route message (the payload after the netlink header) as routed6d models
+/// it, or None for the kinds it never installs. Only the attributes the model holds
+/// are parsed: a dump of 10 000 routes would otherwise build 10 000 attribute vectors
+/// (with the nested metrics) to throw them away.
+fn observed_route(
+    payload: &[u8],
+    names: &HashMap<u32, &str>,
+) -> Result<Option<ObservedRoute>, DecodeError> {
+    let header = RouteHeader::parse(payload)?;
     if header.address_family != AddressFamily::Inet6
         // Cached clones (PMTU exceptions, redirects) are not routes anyone installed.
         || header.flags.contains(RouteFlags::Cloned)
         // Source-specific routes (`from …`) live in another slot than ours.
         || header.source_prefix_length != 0
     {
-        return None;
+        return Ok(None);
     }
     let mut kind = match header.kind {
         RouteType::Unicast => RouteKind::Unicast,
         RouteType::Local => RouteKind::Local,
         RouteType::Unreachable => RouteKind::Unreachable,
-        _ => return None,
+        _ => return Ok(None),
     };
-    let (table, dst, protocol) = route_key(message)?;
+    let mut table = u32::from(header.table);
+    let mut dst = Ipv6Addr::UNSPECIFIED;
     let mut metric = 0;
     let mut oif = None;
     let mut gateway = None;
     let mut src = None;
-    for attribute in &message.attributes {
-        match attribute {
-            RouteAttribute::Priority(p) => metric = *p,
-            RouteAttribute::Oif(i) => oif = Some(*i),
-            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some(*g),
-            RouteAttribute::PrefSource(RouteAddress::Inet6(s)) => src = Some(*s),
+    let attributes = payload.get(RTMSG_LEN..).unwrap_or_default();
+    for nla in NlasIterator::new(attributes) {
+        let nla = nla?;
+        if !matches!(
+            nla.kind(),
+            RTA_DST | RTA_OIF | RTA_GATEWAY | RTA_PRIORITY | RTA_PREFSRC | RTA_TABLE
+        ) {
             // Routes over several paths, or via an IPv4 gateway, are not routed6d's
             // and cannot be mirrored by it.
-            RouteAttribute::Via(_) | RouteAttribute::MultiPath(_) => return None,
+            if matches!(nla.kind(), RTA_VIA | RTA_MULTIPATH) {
+                return Ok(None);
+            }
+            continue;
+        }
+        let param = (header.address_family, header.kind, RouteLwEnCapType::None);
+        match RouteAttribute::parse_with_param(&nla, param)? {
+            RouteAttribute::Table(t) => table = t,
+            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = a,
+            RouteAttribute::Priority(p) => metric = p,
+            RouteAttribute::Oif(i) => oif = Some(i),
+            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some(g),
+            RouteAttribute::PrefSource(RouteAddress::Inet6(s)) => src = Some(s),
             _ => {}
         }
     }
+    let Ok(dst) = Ipv6Net::new(dst, header.destination_prefix_length) else {
+        return Ok(None);
+    };
     if let (RouteKind::Unicast, Some(gateway)) = (kind, gateway) {
         kind = RouteKind::Via { gateway, src };
     }
@@ -739,7 +797,7 @@ fn observed_route(message: &RouteMessage, names: &HashMap<u32, &str>) -> Option<
         RouteKind::Unreachable => None,
         _ => oif,
     };
-    Some(ObservedRoute {
+    Ok(Some(ObservedRoute {
         route: Route {
             table,
             dst,
@@ -748,8 +806,8 @@ fn observed_route(message: &RouteMessage, names: &HashMap<u32, &str>) -> Option<
             ifindex,
             ifname: ifindex.and_then(|i| names.get(&i).map(|n| n.to_string())),
         },
-        protocol,
-    })
+        protocol: u8::from(header.protocol),
+    }))
 }
 
 /// Reject keys that would leave /proc/sys.
