@@ -183,7 +183,7 @@ pub fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> Desi
                         metric: DEFAULT_METRIC,
                         kind: RouteKind::Local,
                         ifindex: Some(target.index),
-                        ifname: Some(target.name.clone()),
+                        ifname: Some(target.name.as_str().into()),
                     };
                     origins.insert(route.to_string(), routed.origin.clone());
                     state.routes.push(route);
@@ -204,7 +204,7 @@ pub fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> Desi
                         metric: DEFAULT_METRIC,
                         kind: RouteKind::Unicast,
                         ifindex: Some(target.index),
-                        ifname: Some(target.name.clone()),
+                        ifname: Some(target.name.as_str().into()),
                     };
                     origins.insert(address.to_string(), routed.origin.clone());
                     origins.insert(route.to_string(), routed.origin.clone());

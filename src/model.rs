@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv6Net;
 use serde::Serialize;
@@ -118,8 +119,10 @@ pub struct Route {
     pub kind: RouteKind,
     /// Output interface; `None` for unreachable routes.
     pub ifindex: Option<u32>,
-    /// Interface name, for humans only.
-    pub ifname: Option<String>,
+    /// Interface name, for humans only. Shared (one per interface, not one per
+    /// route): a dump of 10 000 routes otherwise spent a third of its parse
+    /// allocating the same name 10 000 times.
+    pub ifname: Option<Arc<str>>,
 }
 
 impl Route {

@@ -320,7 +320,9 @@ fn op_context<'a>(op: &Op, context: &[&'a Assignment]) -> OpContext<'a> {
 fn op_interface(op: &Op) -> Option<String> {
     match op {
         Op::AddAddress(a) | Op::DelAddress(a) => Some(a.ifname.clone()),
-        Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => r.ifname.clone(),
+        Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => {
+            r.ifname.as_deref().map(str::to_string)
+        }
         Op::SetSysctl { key, .. } => key.split('/').nth(3).map(str::to_string),
     }
 }

@@ -90,7 +90,7 @@ fn route(table: u32, dst: &str, metric: u32, kind: RouteKind, dev: Option<(u32, 
         metric,
         kind,
         ifindex: dev.map(|(i, _)| i),
-        ifname: dev.map(|(_, n)| n.to_string()),
+        ifname: dev.map(|(_, n)| n.into()),
     }
 }
 

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use ipnet::Ipv6Net;
@@ -171,7 +172,7 @@ impl NetlinkKernel {
 
     async fn dump_addresses(
         &mut self,
-        names: &HashMap<u32, &str>,
+        names: &HashMap<u32, Arc<str>>,
     ) -> NlResult<Option<Vec<ObservedAddress>>> {
         let mut addresses = Vec::new();
         let mut request = AddressMessage::default();
@@ -197,7 +198,7 @@ impl NetlinkKernel {
         &mut self,
         table: u32,
         protocol: Option<u8>,
-        names: &HashMap<u32, &str>,
+        names: &HashMap<u32, Arc<str>>,
         routes: &mut Vec<ObservedRoute>,
     ) -> NlResult<bool> {
         let mut request = RouteMessage::default();
@@ -255,7 +256,10 @@ impl NetlinkKernel {
         let Some(links) = self.dump_links().await.map_err(dump_error("links"))? else {
             return Ok(None);
         };
-        let names: HashMap<u32, &str> = links.iter().map(|l| (l.index, l.name.as_str())).collect();
+        let names: HashMap<u32, Arc<str>> = links
+            .iter()
+            .map(|l| (l.index, Arc::from(l.name.as_str())))
+            .collect();
         let Some(addresses) = self
             .dump_addresses(&names)
             .await
@@ -674,7 +678,7 @@ pub(crate) fn address_protocol(message: &AddressMessage) -> u8 {
 
 fn observed_address(
     message: &AddressMessage,
-    names: &HashMap<u32, &str>,
+    names: &HashMap<u32, Arc<str>>,
 ) -> Option<ObservedAddress> {
     if message.header.family != AddressFamily::Inet6 {
         return None;
@@ -737,7 +741,7 @@ const RTM_NEWROUTE: u16 = 24;
 /// (with the nested metrics) to throw them away.
 fn observed_route(
     payload: &[u8],
-    names: &HashMap<u32, &str>,
+    names: &HashMap<u32, Arc<str>>,
 ) -> Result<Option<ObservedRoute>, DecodeError> {
     let header = RouteHeader::parse(payload)?;
     if header.address_family != AddressFamily::Inet6
@@ -804,7 +808,7 @@ fn observed_route(
             metric,
             kind,
             ifindex,
-            ifname: ifindex.and_then(|i| names.get(&i).map(|n| n.to_string())),
+            ifname: ifindex.and_then(|i| names.get(&i).cloned()),
         },
         protocol: u8::from(header.protocol),
     }))
