@@ -14,12 +14,12 @@ use futures_util::StreamExt;
 use ipnet::Ipv6Net;
 use netlink_packet_core::{
     DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator,
+    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, Parseable,
     ParseableParametrized,
 };
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
-    AddressScope,
+    AddressAttribute, AddressFlags, AddressHeader, AddressHeaderFlags, AddressMessage,
+    AddressProtocol, AddressScope,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
@@ -141,6 +141,40 @@ impl NetlinkKernel {
         }
     }
 
+    /// Run one dump, handing each message of type `kind` to `parse` (its payload, read
+    /// in place) and what it yields to `keep`. Returns false when the kernel flagged
+    /// the dump as interrupted. A message that does not parse fails the dump: what it
+    /// held may have been ours.
+    async fn dump_each<T>(
+        &mut self,
+        request: RouteNetlinkMessage,
+        kind: u16,
+        parse: impl Fn(&[u8]) -> Result<Option<T>, DecodeError>,
+        mut keep: impl FnMut(T),
+    ) -> NlResult<bool> {
+        self.counts.dumps += 1;
+        let mut malformed = None;
+        let consistent = self
+            .dumper
+            .dump(request, |message_kind, payload| {
+                if message_kind != kind {
+                    return;
+                }
+                match parse(payload) {
+                    Ok(Some(object)) => keep(object),
+                    Ok(None) => {}
+                    Err(e) => {
+                        malformed.get_or_insert(e);
+                    }
+                }
+            })
+            .await?;
+        match malformed {
+            Some(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            None => Ok(consistent),
+        }
+    }
+
     /// Hand a request to the connection, first reconnecting if its driver has ended
     /// (socket error): one broken socket must not wedge the daemon for good.
     fn request(
@@ -178,13 +212,12 @@ impl NetlinkKernel {
         let mut request = AddressMessage::default();
         request.header.family = AddressFamily::Inet6;
         let consistent = self
-            .dump(RouteNetlinkMessage::GetAddress(request), |message| {
-                if let RouteNetlinkMessage::NewAddress(address) = message
-                    && let Some(observed) = observed_address(&address, names)
-                {
-                    addresses.push(observed);
-                }
-            })
+            .dump_each(
+                RouteNetlinkMessage::GetAddress(request),
+                RTM_NEWADDR,
+                |payload| observed_address(payload, names),
+                |observed| addresses.push(observed),
+            )
             .await?;
         Ok(consistent.then_some(addresses))
     }
@@ -210,34 +243,19 @@ impl NetlinkKernel {
         request.header.scope = RouteScope::Universe;
         request.header.protocol = RouteProtocol::from(protocol.unwrap_or(0));
         request.header.kind = RouteType::Unspec;
-        self.counts.dumps += 1;
-        let mut malformed = None;
-        let consistent = self
-            .dumper
-            .dump(RouteNetlinkMessage::GetRoute(request), |kind, payload| {
-                if kind != RTM_NEWROUTE {
-                    return;
+        self.dump_each(
+            RouteNetlinkMessage::GetRoute(request),
+            RTM_NEWROUTE,
+            |payload| observed_route(payload, names),
+            |observed| {
+                // Kernels without strict checking ignore the filters.
+                if protocol.is_none_or(|p| observed.protocol == p) && observed.route.table == table
+                {
+                    routes.push(observed);
                 }
-                match observed_route(payload, names) {
-                    // Kernels without strict checking ignore the filters.
-                    Ok(Some(observed))
-                        if protocol.is_none_or(|p| observed.protocol == p)
-                            && observed.route.table == table =>
-                    {
-                        routes.push(observed);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        malformed.get_or_insert(e);
-                    }
-                }
-            })
-            .await?;
-        match malformed {
-            // A route we cannot read may have been one of ours.
-            Some(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-            None => Ok(consistent),
-        }
+            },
+        )
+        .await
     }
 
     /// One consistent dump of links, addresses and routes, or None when the kernel
@@ -676,27 +694,60 @@ pub(crate) fn address_protocol(message: &AddressMessage) -> u8 {
         .unwrap_or(0)
 }
 
+// Address attributes (linux/if_addr.h) `observed_address` reads.
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_FLAGS: u16 = 8;
+const IFA_PROTO: u16 = 11;
+/// sizeof(struct ifaddrmsg).
+const IFADDRMSG_LEN: usize = 8;
+/// The message type of an address in a dump.
+const RTM_NEWADDR: u16 = 20;
+
+/// A dumped IPv6 address message (the payload after the netlink header) as routed6d
+/// models it. Like `observed_route`, only the attributes the model holds are parsed.
 fn observed_address(
-    message: &AddressMessage,
+    payload: &[u8],
     names: &HashMap<u32, Arc<str>>,
-) -> Option<ObservedAddress> {
-    if message.header.family != AddressFamily::Inet6 {
-        return None;
+) -> Result<Option<ObservedAddress>, DecodeError> {
+    let header = AddressHeader::parse(payload)?;
+    if header.family != AddressFamily::Inet6 {
+        return Ok(None);
     }
-    let IpAddr::V6(addr) = local_address(message)? else {
-        return None;
+    let mut local = None;
+    let mut address = None;
+    let mut flags = AddressFlags::from_bits_retain(u32::from(header.flags.bits()));
+    let mut protocol = 0;
+    let attributes = payload.get(IFADDRMSG_LEN..).unwrap_or_default();
+    for nla in NlasIterator::new(attributes) {
+        let nla = nla?;
+        if !matches!(nla.kind(), IFA_ADDRESS | IFA_LOCAL | IFA_FLAGS | IFA_PROTO) {
+            continue;
+        }
+        match AddressAttribute::parse(&nla)? {
+            AddressAttribute::Local(IpAddr::V6(a)) => local = Some(a),
+            AddressAttribute::Address(IpAddr::V6(a)) => address = Some(a),
+            // IFA_FLAGS (u32) carries what the header's u8 cannot (NOPREFIXROUTE).
+            AddressAttribute::Flags(f) => flags = f,
+            AddressAttribute::Protocol(p) => protocol = u8::from(p),
+            _ => {}
+        }
+    }
+    // IFA_LOCAL when present (then IFA_ADDRESS is the peer, on point-to-point links).
+    let Some(addr) = local.or(address) else {
+        return Ok(None);
     };
-    let index = message.header.index;
-    Some(ObservedAddress {
+    let index = header.index;
+    Ok(Some(ObservedAddress {
         address: Address {
             ifindex: index,
             addr,
-            prefix_len: message.header.prefix_len,
+            prefix_len: header.prefix_len,
             ifname: names.get(&index).map(|n| n.to_string()).unwrap_or_default(),
-            no_prefix_route: address_flags(message).contains(AddressFlags::Noprefixroute),
+            no_prefix_route: flags.contains(AddressFlags::Noprefixroute),
         },
-        protocol: address_protocol(message),
-    })
+        protocol,
+    }))
 }
 
 /// The header's table is a u8; tables ≥ 256 only fit in RTA_TABLE, which overrides it.
