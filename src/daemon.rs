@@ -216,11 +216,6 @@ impl<K: Kernel> Agent<K> {
         self.expected = None;
     }
 
-    /// True while a changed answer would be applied without a dump.
-    pub fn has_expected(&self) -> bool {
-        self.expected.is_some()
-    }
-
     /// One whole poll: ask the provider, then reconcile. Returns the delay until the
     /// next poll. (The daemon runs the two halves apart; `once` and tests use this.)
     pub async fn poll<P: Provider>(&mut self, poller: &mut Poller<P>) -> Duration {

@@ -131,12 +131,13 @@ pub async fn reconcile_from<K: Kernel>(
     expected: ObservedState,
 ) -> Outcome {
     let desired = desired::compute(config, assignment, &expected.links);
+    // With `next_hop = "check"` routed6d adds no next hop, so what is missing is
+    // known before the ops (whatever becomes of them).
+    let missing = missing_next_hops(config, assignment, &expected);
     let context: Vec<&Assignment> = std::iter::once(assignment).chain(previous).collect();
     let mut outcome =
         apply_from(kernel, &desired, expected, config.daemon.protocol, &context).await;
-    if let Some(now) = &outcome.expected {
-        outcome.missing_next_hops = missing_next_hops(config, assignment, now);
-    }
+    outcome.missing_next_hops = missing;
     outcome.desired = desired;
     outcome
 }

@@ -605,7 +605,10 @@ async fn a_changed_answer_is_applied_from_the_expected_state_without_a_dump() {
         ]),
     );
     a.poll().await;
-    assert!(a.has_expected(), "a clean pass leaves an expected state");
+    assert!(
+        a.expected.is_some(),
+        "a clean pass leaves an expected state"
+    );
     let (dumps, writes) = (a.kernel.dumps, a.kernel.writes.len());
     a.poll().await;
     assert_eq!(a.kernel.dumps, dumps, "the change needed no dump");
@@ -695,7 +698,30 @@ async fn an_object_the_expected_state_missed_sends_the_change_to_a_full_pass() {
             .any(|o| o.protocol == 4 && o.route == foreign),
         "the foreign route is untouched"
     );
-    assert!(!a.has_expected(), "a conflict leaves nothing to expect");
+    assert!(!a.expected.is_some(), "a conflict leaves nothing to expect");
+}
+
+#[tokio::test]
+async fn a_change_with_a_failed_op_still_knows_which_next_hop_is_missing() {
+    let mut a = agent(
+        "next_hop = \"check\"\n",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            Ok(routed("2001:db8:43:100::/64", "2001:db8:42::1")),
+        ]),
+    );
+    let hop: Ipv6Addr = "2001:db8:42::1".parse().expect("hop");
+    a.poll().await;
+    assert_eq!(a.missing_next_hops, [hop]);
+    assert!(a.expected.is_some());
+    a.kernel.failures.push_back("injected".into());
+    a.poll().await;
+    assert!(a.expected.is_none(), "a failed op leaves nothing to expect");
+    assert_eq!(
+        a.missing_next_hops,
+        [hop],
+        "still missing: a failed op does not make it look back"
+    );
 }
 
 fn sorted_text(state: &ObservedState) -> Vec<String> {
