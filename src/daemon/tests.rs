@@ -698,7 +698,7 @@ async fn an_object_the_expected_state_missed_sends_the_change_to_a_full_pass() {
             .any(|o| o.protocol == 4 && o.route == foreign),
         "the foreign route is untouched"
     );
-    assert!(!a.expected.is_some(), "a conflict leaves nothing to expect");
+    assert!(a.expected.is_none(), "a conflict leaves nothing to expect");
 }
 
 #[tokio::test]
