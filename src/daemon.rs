@@ -542,6 +542,16 @@ fn announce<K: Kernel>(agent: &Agent<K>, ready: &mut bool) {
     notify(&[sd_notify::NotifyState::Status(&agent.summary())]);
 }
 
+/// A kernel event that touches routed6d's objects: what the last pass left is no
+/// longer to be trusted, and a repair is due once the burst is over.
+fn heed<K: Kernel>(event: &KernelEvent, agent: &mut Agent<K>, repair_at: &mut Option<Instant>) {
+    if is_relevant(event, &agent.desired, &agent.config) {
+        debug!(?event, "kernel event touches routed6d's state");
+        agent.forget_expected();
+        repair_at.get_or_insert(Instant::now() + DEBOUNCE);
+    }
+}
+
 /// A poll in flight: it owns the poller and gives it back with the answer.
 type InFlight<P> = Pin<Box<dyn Future<Output = (Poller<P>, Result<Assignment, ProviderError>)>>>;
 
@@ -612,10 +622,7 @@ pub async fn run<P: Provider + 'static>(
                 // Events already queued are older than the answer: let them count
                 // before it is applied from the expected state.
                 while let Some(event) = watch.try_next() {
-                    if is_relevant(&event, &agent.desired, &agent.config) {
-                        agent.forget_expected();
-                        repair_at.get_or_insert(Instant::now() + DEBOUNCE);
-                    }
+                    heed(&event, &mut agent, &mut repair_at);
                 }
                 let host_id = done.provider.host_id();
                 poller = Some(done);
@@ -628,12 +635,7 @@ pub async fn run<P: Provider + 'static>(
             }
             event = watch.next() => {
                 match event {
-                    Some(event) if is_relevant(&event, &agent.desired, &agent.config) => {
-                        debug!(?event, "kernel event touches routed6d's state");
-                        agent.forget_expected();
-                        repair_at.get_or_insert(Instant::now() + DEBOUNCE);
-                    }
-                    Some(_) => {}
+                    Some(event) => heed(&event, &mut agent, &mut repair_at),
                     None => {
                         warn!("kernel event stream ended; restarting it and resyncing");
                         agent.forget_expected();

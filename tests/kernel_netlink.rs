@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::io::Write;
 use std::net::{IpAddr, Ipv6Addr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
@@ -55,16 +54,8 @@ where
 
 /// `ip ARGS`, panicking with its stderr on failure. Runs in the calling thread's netns.
 fn ip(args: &str) -> String {
-    let output = Command::new("ip")
-        .args(args.split_whitespace())
-        .output()
-        .expect("run ip");
-    assert!(
-        output.status.success(),
-        "ip {args}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let args: Vec<&str> = args.split_whitespace().collect();
+    routed6d::netns::run("ip", &args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn net(s: &str) -> Ipv6Net {

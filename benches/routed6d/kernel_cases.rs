@@ -55,16 +55,8 @@ pub fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
 
 /// `ip ARGS` in the calling thread's namespace; its stdout.
 pub fn ip(args: &str) -> String {
-    let output = Command::new("ip")
-        .args(args.split_whitespace())
-        .output()
-        .expect("run ip");
-    assert!(
-        output.status.success(),
-        "ip {args}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let args: Vec<&str> = args.split_whitespace().collect();
+    routed6d::netns::run("ip", &args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `ip -6 -batch FILE` with `lines`; the wall time of the whole process, as a

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use ipnet::Ipv6Net;
 use netlink_packet_core::{
-    DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-    NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, Parseable,
-    ParseableParametrized,
+    DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
+    NetlinkPayload, NlasIterator, Parseable, ParseableParametrized,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeader, AddressHeaderFlags, AddressMessage,
@@ -112,35 +111,6 @@ impl NetlinkKernel {
         Err(connection_lost())
     }
 
-    /// Run one dump, handing each message to `each`. Returns false when the kernel
-    /// flagged the dump as interrupted (inconsistent): the caller redoes it. A message
-    /// that does not parse fails the dump: what it held may have been ours.
-    async fn dump(
-        &mut self,
-        message: RouteNetlinkMessage,
-        mut each: impl FnMut(RouteNetlinkMessage),
-    ) -> NlResult<bool> {
-        self.counts.dumps += 1;
-        let mut malformed = None;
-        let consistent = self
-            .dumper
-            .dump(message, |kind, payload| {
-                let mut header = NetlinkHeader::default();
-                header.message_type = kind;
-                match RouteNetlinkMessage::deserialize(&header, payload) {
-                    Ok(message) => each(message),
-                    Err(e) => {
-                        malformed.get_or_insert(e);
-                    }
-                }
-            })
-            .await?;
-        match malformed {
-            Some(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-            None => Ok(consistent),
-        }
-    }
-
     /// Run one dump, handing each message of type `kind` to `parse` (its payload, read
     /// in place) and what it yields to `keep`. Returns false when the kernel flagged
     /// the dump as interrupted. A message that does not parse fails the dump: what it
@@ -195,11 +165,12 @@ impl NetlinkKernel {
         let mut links = Vec::new();
         let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
         let consistent = self
-            .dump(request, |message| {
-                if let RouteNetlinkMessage::NewLink(link) = message {
-                    links.push(link_of(&link));
-                }
-            })
+            .dump_each(
+                request,
+                RTM_NEWLINK,
+                |payload| LinkMessage::parse(payload).map(Some),
+                |link| links.push(link_of(&link)),
+            )
             .await?;
         Ok(consistent.then_some(links))
     }
@@ -421,24 +392,27 @@ impl NetlinkKernel {
         request.header.family = family;
         // Strict checking lets the kernel filter by interface.
         request.header.index = index;
-        self.dump(RouteNetlinkMessage::GetAddress(request), |message| {
-            let RouteNetlinkMessage::NewAddress(address) = message else {
-                return;
-            };
-            if address.header.index != index || address.header.scope != AddressScope::Universe {
-                return;
-            }
-            let flags = address_flags(&address);
-            // Secondary is also IPv6's "temporary" (privacy) flag.
-            if flags.intersects(
-                AddressFlags::Secondary | AddressFlags::Deprecated | AddressFlags::Dadfailed,
-            ) {
-                return;
-            }
-            if let Some(addr) = local_address(&address) {
-                into.push(addr);
-            }
-        })
+        let parse = |payload: &[u8]| AddressMessage::parse(payload).map(Some);
+        self.dump_each(
+            RouteNetlinkMessage::GetAddress(request),
+            RTM_NEWADDR,
+            parse,
+            |address| {
+                if address.header.index != index || address.header.scope != AddressScope::Universe {
+                    return;
+                }
+                let flags = address_flags(&address);
+                // Secondary is also IPv6's "temporary" (privacy) flag.
+                if flags.intersects(
+                    AddressFlags::Secondary | AddressFlags::Deprecated | AddressFlags::Dadfailed,
+                ) {
+                    return;
+                }
+                if let Some(addr) = local_address(&address) {
+                    into.push(addr);
+                }
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -701,7 +675,8 @@ const IFA_FLAGS: u16 = 8;
 const IFA_PROTO: u16 = 11;
 /// sizeof(struct ifaddrmsg).
 const IFADDRMSG_LEN: usize = 8;
-/// The message type of an address in a dump.
+/// The message types of a link and of an address in a dump.
+const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 
 /// A dumped IPv6 address message (the payload after the netlink header) as routed6d
