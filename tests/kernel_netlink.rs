@@ -845,6 +845,53 @@ fn dumper_reports_a_refused_dump_and_goes_on() {
 }
 
 #[test]
+fn dumper_redoes_a_dump_whose_datagram_did_not_fit() {
+    netns_test(
+        "dumper_redoes_a_dump_whose_datagram_did_not_fit",
+        || async {
+            use netlink_packet_route::route::RouteMessage;
+            use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+            use routed6d::kernel::dump::{DATAGRAM_SIZE, Dumper};
+
+            for i in 0..300 {
+                ip(&format!(
+                    "-6 route add 2001:db8:{i:x}::/64 dev lo proto 126"
+                ));
+            }
+            let routes = || {
+                let mut request = RouteMessage::default();
+                request.header.address_family = AddressFamily::Inet6;
+                RouteNetlinkMessage::GetRoute(request)
+            };
+            // The kernel fills at least a page per dump datagram whatever the reader
+            // asks for: 1 KiB cannot hold one.
+            let mut dumper = Dumper::with_receive_size(1024).expect("dump socket");
+            let mut seen = 0;
+            let whole = dumper.dump(routes(), |_, _| seen += 1).await.expect("dump");
+            assert!(
+                !whole,
+                "a cut datagram makes the dump not whole ({seen} seen)"
+            );
+            assert!(
+                dumper.receive_size() >= 4096,
+                "grown to fit: {}",
+                dumper.receive_size()
+            );
+
+            // The redo has room and sees every route.
+            let mut seen = 0;
+            let whole = dumper.dump(routes(), |_, _| seen += 1).await.expect("redo");
+            assert!(whole);
+            assert!(seen >= 300, "{seen} routes");
+            assert_eq!(
+                Dumper::open().expect("dump socket").receive_size(),
+                DATAGRAM_SIZE
+            );
+        },
+    );
+}
+
+#[test]
 fn routes_routed6d_never_installs_are_not_observed() {
     netns_test(
         "routes_routed6d_never_installs_are_not_observed",

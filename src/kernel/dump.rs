@@ -3,8 +3,15 @@
 //! rtnetlink's connection hands every message of a dump through a channel and a
 //! stream poll; with 10 000 routes that per-message cost was more than the kernel's
 //! own (the steady-state pass of issue 6). Here one `recv` takes a whole datagram
-//! (up to 32 KiB of messages) and they are parsed in place, so a dump costs what the
-//! kernel takes to produce it plus the parse.
+//! and its messages are parsed in place, so a dump costs what the kernel takes to
+//! produce it plus the parse.
+//!
+//! The receive buffer sets the datagram size. The kernel sizes each dump datagram by
+//! the largest `recv` the socket has seen (capped near 32 KiB), so a reader that
+//! peeks for the size and then reads exactly that (netlink-sys's `recv_from_full`)
+//! keeps the kernel at one page per datagram: eight times the rounds of the kernel's
+//! dump walk and of syscalls for a large table. iproute2 reads with at least 32 KiB
+//! for the same reason; so does this.
 //!
 //! The socket has NETLINK_GET_STRICT_CHK set, so the kernel filters dumps by the
 //! header's table, protocol and interface instead of sending everything.
@@ -16,41 +23,70 @@ use netlink_packet_core::{
     NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_ROUTE};
+use rtnetlink::sys::{Socket, protocols::NETLINK_ROUTE};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// The receive size that lets the kernel fill its largest dump datagrams
+/// (SKB_WITH_OVERHEAD(32768) is just below it).
+pub const DATAGRAM_SIZE: usize = 32 * 1024;
 
 /// A socket for dumps, one at a time.
 pub struct Dumper {
-    socket: TokioSocket,
+    socket: AsyncFd<Socket>,
     sequence: u32,
-    /// A dump was started and not read to its end (its future was dropped): the
-    /// kernel would refuse the next one with EBUSY, so the socket is replaced first.
+    /// A dump was started and not read to its end (its future was dropped, or a
+    /// datagram was cut short): the kernel would refuse the next one with EBUSY, so
+    /// the socket is replaced first.
     unfinished: bool,
+    /// Bytes asked of each `recv`. Grows when a datagram did not fit (a link message
+    /// above 32 KiB, e.g. a NIC with many SR-IOV VFs, makes the kernel allocate more).
+    receive_size: usize,
 }
 
 impl Dumper {
     /// Open a strict-checking socket in the calling thread's network namespace.
     /// Needs a tokio runtime.
     pub fn open() -> io::Result<Dumper> {
-        let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
-        socket.socket_mut().bind_auto()?;
-        socket.socket_mut().set_netlink_get_strict_chk(true)?;
+        Dumper::with_receive_size(DATAGRAM_SIZE)
+    }
+
+    /// `open` with another starting receive size (tests use a small one to see a
+    /// datagram that does not fit).
+    pub fn with_receive_size(receive_size: usize) -> io::Result<Dumper> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.set_netlink_get_strict_chk(true)?;
+        socket.set_non_blocking(true)?;
+        // SAFETY: the Socket owns its fd and closes it only when dropped, which is
+        // when the AsyncFd that holds it is dropped.
+        let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
         Ok(Dumper {
             socket,
             sequence: 0,
             unfinished: false,
+            receive_size,
         })
     }
 
+    /// Bytes asked of each `recv` now.
+    pub fn receive_size(&self) -> usize {
+        self.receive_size
+    }
+
     /// Dump what `request` asks for, handing each message's type and payload (the
-    /// bytes after the netlink header) to `each`. Ok(false) when the kernel flagged
-    /// the dump as interrupted (the table changed meanwhile): the caller redoes it.
+    /// bytes after the netlink header) to `each`. Ok(false) when the dump is not
+    /// whole, and the caller redoes it: the kernel flagged it as interrupted (the
+    /// table changed meanwhile), or a datagram did not fit the receive buffer (which
+    /// has grown to fit it by then).
     pub async fn dump(
         &mut self,
         request: RouteNetlinkMessage,
         mut each: impl FnMut(u16, &[u8]),
     ) -> io::Result<bool> {
         if self.unfinished {
-            *self = Dumper::open()?;
+            *self = Dumper::with_receive_size(self.receive_size)?;
         }
         self.sequence = self.sequence.wrapping_add(1);
         let sequence = self.sequence;
@@ -61,11 +97,28 @@ impl Dumper {
         let mut bytes = vec![0; message.buffer_len()];
         message.serialize(&mut bytes);
         self.unfinished = true;
-        self.socket.send(&bytes).await?;
+        // The kernel queues the dump's first datagram before send returns: a netlink
+        // send to the kernel never blocks.
+        self.socket.get_ref().send(&bytes, 0)?;
 
+        let mut datagram = Vec::with_capacity(self.receive_size);
         let mut consistent = true;
         loop {
-            let (datagram, _) = self.socket.recv_from_full().await?;
+            datagram.clear();
+            // MSG_TRUNC: the kernel answers with the datagram's whole length, so one
+            // that was cut short is known.
+            let length = self
+                .socket
+                .async_io(Interest::READABLE, |socket| {
+                    socket.recv(&mut datagram, libc::MSG_TRUNC)
+                })
+                .await?;
+            if length > datagram.len() {
+                // The rest of this datagram is gone: redo the dump with room for it.
+                // `unfinished` stays set, so the redo starts on a fresh socket.
+                self.receive_size = length.next_multiple_of(4096);
+                return Ok(false);
+            }
             let mut rest = datagram.as_slice();
             while !rest.is_empty() {
                 let buffer = NetlinkBuffer::new_checked(rest).map_err(invalid)?;
