@@ -807,6 +807,22 @@ fn owned_dump_returns_only_our_routes_and_counts_requests() {
     });
 }
 
+/// `count` owned routes on lo, for the dump socket's tests.
+fn add_routes_to_dump(count: usize) {
+    for i in 0..count {
+        ip(&format!(
+            "-6 route add 2001:db8:{i:x}::/64 dev lo proto 126"
+        ));
+    }
+}
+
+/// A request for every IPv6 route.
+fn all_routes_request() -> netlink_packet_route::RouteNetlinkMessage {
+    let mut request = netlink_packet_route::route::RouteMessage::default();
+    request.header.address_family = netlink_packet_route::AddressFamily::Inet6;
+    netlink_packet_route::RouteNetlinkMessage::GetRoute(request)
+}
+
 #[test]
 fn dumper_reports_a_refused_dump_and_goes_on() {
     netns_test("dumper_reports_a_refused_dump_and_goes_on", || async {
@@ -814,16 +830,7 @@ fn dumper_reports_a_refused_dump_and_goes_on() {
         use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
         use routed6d::kernel::dump::Dumper;
 
-        for i in 0..300 {
-            ip(&format!(
-                "-6 route add 2001:db8:{i:x}::/64 dev lo proto 126"
-            ));
-        }
-        let routes = || {
-            let mut request = RouteMessage::default();
-            request.header.address_family = AddressFamily::Inet6;
-            RouteNetlinkMessage::GetRoute(request)
-        };
+        add_routes_to_dump(300);
         let mut dumper = Dumper::open().expect("dump socket");
         // Strict checking refuses a route dump with a scope set: an errno, not
         // an empty dump that would read as "nothing there".
@@ -838,7 +845,10 @@ fn dumper_reports_a_refused_dump_and_goes_on() {
 
         // The socket is fine after the refusal: the next dump is whole.
         let mut seen = 0;
-        let consistent = dumper.dump(routes(), |_, _| seen += 1).await.expect("dump");
+        let consistent = dumper
+            .dump(all_routes_request(), |_, _| seen += 1)
+            .await
+            .expect("dump");
         assert!(consistent);
         assert!(seen >= 300, "{seen} routes");
     });
@@ -849,25 +859,17 @@ fn dumper_redoes_a_dump_whose_datagram_did_not_fit() {
     netns_test(
         "dumper_redoes_a_dump_whose_datagram_did_not_fit",
         || async {
-            use netlink_packet_route::route::RouteMessage;
-            use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
             use routed6d::kernel::dump::{DATAGRAM_SIZE, Dumper};
 
-            for i in 0..300 {
-                ip(&format!(
-                    "-6 route add 2001:db8:{i:x}::/64 dev lo proto 126"
-                ));
-            }
-            let routes = || {
-                let mut request = RouteMessage::default();
-                request.header.address_family = AddressFamily::Inet6;
-                RouteNetlinkMessage::GetRoute(request)
-            };
+            add_routes_to_dump(300);
             // The kernel fills at least a page per dump datagram whatever the reader
             // asks for: 1 KiB cannot hold one.
             let mut dumper = Dumper::with_receive_size(1024).expect("dump socket");
             let mut seen = 0;
-            let whole = dumper.dump(routes(), |_, _| seen += 1).await.expect("dump");
+            let whole = dumper
+                .dump(all_routes_request(), |_, _| seen += 1)
+                .await
+                .expect("dump");
             assert!(
                 !whole,
                 "a cut datagram makes the dump not whole ({seen} seen)"
@@ -880,7 +882,10 @@ fn dumper_redoes_a_dump_whose_datagram_did_not_fit() {
 
             // The redo has room and sees every route.
             let mut seen = 0;
-            let whole = dumper.dump(routes(), |_, _| seen += 1).await.expect("redo");
+            let whole = dumper
+                .dump(all_routes_request(), |_, _| seen += 1)
+                .await
+                .expect("redo");
             assert!(whole);
             assert!(seen >= 300, "{seen} routes");
             assert_eq!(
