@@ -816,11 +816,20 @@ fn add_routes_to_dump(count: usize) {
     }
 }
 
-/// A request for every IPv6 route.
-fn all_routes_request() -> netlink_packet_route::RouteNetlinkMessage {
+/// Dump every IPv6 route through `dumper`: (whole, messages seen).
+async fn dump_all_routes(
+    dumper: &mut routed6d::kernel::dump::Dumper,
+) -> std::io::Result<(bool, usize)> {
     let mut request = netlink_packet_route::route::RouteMessage::default();
     request.header.address_family = netlink_packet_route::AddressFamily::Inet6;
-    netlink_packet_route::RouteNetlinkMessage::GetRoute(request)
+    let mut seen = 0;
+    let whole = dumper
+        .dump(
+            netlink_packet_route::RouteNetlinkMessage::GetRoute(request),
+            |_, _| seen += 1,
+        )
+        .await?;
+    Ok((whole, seen))
 }
 
 #[test]
@@ -844,11 +853,7 @@ fn dumper_reports_a_refused_dump_and_goes_on() {
         assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
 
         // The socket is fine after the refusal: the next dump is whole.
-        let mut seen = 0;
-        let consistent = dumper
-            .dump(all_routes_request(), |_, _| seen += 1)
-            .await
-            .expect("dump");
+        let (consistent, seen) = dump_all_routes(&mut dumper).await.expect("dump");
         assert!(consistent);
         assert!(seen >= 300, "{seen} routes");
     });
@@ -865,11 +870,7 @@ fn dumper_redoes_a_dump_whose_datagram_did_not_fit() {
             // The kernel fills at least a page per dump datagram whatever the reader
             // asks for: 1 KiB cannot hold one.
             let mut dumper = Dumper::with_receive_size(1024).expect("dump socket");
-            let mut seen = 0;
-            let whole = dumper
-                .dump(all_routes_request(), |_, _| seen += 1)
-                .await
-                .expect("dump");
+            let (whole, seen) = dump_all_routes(&mut dumper).await.expect("dump");
             assert!(
                 !whole,
                 "a cut datagram makes the dump not whole ({seen} seen)"
@@ -881,11 +882,7 @@ fn dumper_redoes_a_dump_whose_datagram_did_not_fit() {
             );
 
             // The redo has room and sees every route.
-            let mut seen = 0;
-            let whole = dumper
-                .dump(all_routes_request(), |_, _| seen += 1)
-                .await
-                .expect("redo");
+            let (whole, seen) = dump_all_routes(&mut dumper).await.expect("redo");
             assert!(whole);
             assert!(seen >= 300, "{seen} routes");
             assert_eq!(
