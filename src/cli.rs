@@ -12,7 +12,7 @@ use crate::kernel::Kernel;
 use crate::kernel::netlink::NetlinkKernel;
 use crate::model::{Assignment, ObservedAddress, ObservedRoute};
 use crate::provider::{AnyProvider, Provider, ProviderError};
-use crate::reconcile;
+use crate::reconcile::{self, Moment};
 
 /// sysexits.h codes routed6d exits with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +143,8 @@ pub async fn plan(path: &Path) -> CommandResult {
     let mut provider = provider_for(&config)?;
     let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
     let assignment = fetch(&mut kernel, &mut provider, &config).await?;
-    let (desired, _observed, plan) = reconcile::plan(&mut kernel, &config, &assignment).await?;
+    let reconcile::Look { desired, plan, .. } =
+        reconcile::plan(&mut kernel, &config, &assignment, Moment::first()).await?;
     print!("{}", crate::plan::annotated(&plan, &desired));
     if plan.is_empty() && plan.conflicts.is_empty() {
         println!("# nothing to change");
@@ -199,7 +200,8 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
     let mut origins = std::collections::BTreeMap::new();
     let (pending, conflicts) = match &answer {
         Ok(assignment) => {
-            let (desired, _, plan) = reconcile::plan(&mut kernel, &config, assignment).await?;
+            let reconcile::Look { desired, plan, .. } =
+                reconcile::plan(&mut kernel, &config, assignment, Moment::first()).await?;
             for line in &owned {
                 let object = line.split_once(' ').map(|(_, o)| o).unwrap_or(line);
                 if let Some(origin) = desired.origins.get(object) {
@@ -394,7 +396,8 @@ pub async fn refresh_next_hop(path: &Path) -> CommandResult {
     };
     println!("next hop: {} -> {}", hops(&before), hops(&after));
     // Reconcile at once: the provider now routes to the new next hop.
-    let outcome = reconcile::reconcile(&mut kernel, &config, &after, Some(&before)).await?;
+    let pass = reconcile::reconcile(&mut kernel, &config, &after, Some(&before), Moment::first());
+    let outcome = pass.await?;
     print!("{}", outcome.plan);
     finish(outcome)
 }

@@ -18,6 +18,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/routed6d/routed6d.toml";
 pub const DEFAULT_TOKEN_FILE: &str = "/etc/routed6d/token";
 /// Where the daemon leaves its status for `routed6d status`.
 pub const DEFAULT_STATUS_FILE: &str = "/run/routed6d/status.json";
+/// How long the OS has to put its next hop address back (a flap, a reconfigure)
+/// before routed6d stands in: longer than systemd-networkd, ifupdown or a DHCPv6/SLAAC
+/// client take after a link comes back.
+pub const DEFAULT_NEXT_HOP_GRACE: Duration = Duration::from_secs(10);
 /// HostUp's API (v2 and legacy share the host).
 pub const HOSTUP_BASE_URL: &str = "https://cloud.hostup.se";
 /// DigitalOcean's API.
@@ -291,6 +295,32 @@ impl<'de> Deserialize<'de> for PollInterval {
     }
 }
 
+/// How long routed6d leaves the OS's next hop address to the OS after it went
+/// (`uplink.next_hop_grace`): a humane duration from 0s to 10 minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grace(pub Duration);
+
+/// Longer than any network manager takes to put its address back; beyond it a host
+/// would stay without its routed prefix for nothing.
+const GRACE_MAX: Duration = Duration::from_secs(600);
+
+impl<'de> Deserialize<'de> for Grace {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let duration = humantime::parse_duration(&text).map_err(|e| {
+            de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. \"10s\""
+            ))
+        })?;
+        if duration > GRACE_MAX {
+            return Err(de::Error::custom(format!(
+                "{text:?} is longer than the maximum of 10m"
+            )));
+        }
+        Ok(Grace(duration))
+    }
+}
+
 /// The host part of an address placed in every routed prefix (`::1`, `::53`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostPart(pub Ipv6Addr);
@@ -403,6 +433,8 @@ struct RawStaticRoute {
 struct RawUplink {
     interface: IfName,
     next_hop: Option<NextHopPolicy>,
+    next_hop_grace: Option<Grace>,
+    keep_accept_ra: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -496,6 +528,12 @@ pub struct StaticRoute {
 pub struct UplinkConfig {
     pub interface: String,
     pub next_hop: NextHopPolicy,
+    /// After the OS's next hop address went (or the uplink came back), how long the
+    /// OS has to put it back before routed6d stands in (`next_hop`).
+    pub next_hop_grace: Duration,
+    /// With forwarding on for the uplink, set its accept_ra 1 → 2, so router
+    /// advertisements (and the default route they give) keep coming.
+    pub keep_accept_ra: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -634,6 +672,11 @@ impl Config {
             uplink: UplinkConfig {
                 interface: raw.uplink.interface.0,
                 next_hop: raw.uplink.next_hop.unwrap_or(NextHopPolicy::Ensure),
+                next_hop_grace: raw
+                    .uplink
+                    .next_hop_grace
+                    .map_or(DEFAULT_NEXT_HOP_GRACE, |g| g.0),
+                keep_accept_ra: raw.uplink.keep_accept_ra.unwrap_or(true),
             },
             prefix: PrefixConfig {
                 mode: raw.prefix.mode,

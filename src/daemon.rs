@@ -20,8 +20,9 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
 use crate::kernel::{Kernel, KernelEvent};
 use crate::model::{Assignment, DesiredState, ObservedState, RoutedPrefix};
+use crate::next_hop::{Change, NextHopBook};
 use crate::provider::{Provider, ProviderError};
-use crate::reconcile::{self, Outcome};
+use crate::reconcile::{self, Moment, Outcome};
 
 /// How long to wait after a kernel event for more of the same burst before repairing.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -58,6 +59,7 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
     let protocol = config.daemon.protocol;
     match event {
         KernelEvent::Resync => true,
+        KernelEvent::Netconf => config.uplink.keep_accept_ra,
         KernelEvent::Link { name, index, .. } => {
             config.interfaces().contains(&name.as_str())
                 || desired.addresses.iter().any(|a| a.ifindex == *index)
@@ -65,7 +67,14 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
         }
         KernelEvent::Address {
             addr, protocol: p, ..
-        } => *p == protocol || desired.addresses.iter().any(|a| a.addr == *addr),
+        } => {
+            *p == protocol
+                || desired
+                    .addresses
+                    .iter()
+                    .chain(&desired.waiting)
+                    .any(|a| a.addr == *addr)
+        }
         KernelEvent::Route {
             dst, protocol: p, ..
         } => *p == protocol || desired.routes.iter().any(|r| r.dst == *dst),
@@ -188,6 +197,11 @@ pub struct Agent<K> {
     /// routed6d's objects since: a changed provider answer is applied from it without
     /// a dump. Any relevant event, resync or reload forgets it.
     expected: Option<ObservedState>,
+    /// Whose the next hops' places on the uplink were: routed6d waits for the OS to
+    /// put its own address back instead of racing it (`next_hop`).
+    next_hops: NextHopBook,
+    /// When a next hop held back for the OS is due another look.
+    next_hop_wake: Option<Instant>,
 }
 
 impl<K: Kernel> Agent<K> {
@@ -207,7 +221,15 @@ impl<K: Kernel> Agent<K> {
             last_conflicts: Vec::new(),
             missing_next_hops: Vec::new(),
             expected: None,
+            next_hops: NextHopBook::default(),
+            next_hop_wake: None,
         }
+    }
+
+    /// When a pass is due without any event: a next hop held back for the OS has
+    /// waited long enough.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.next_hop_wake
     }
 
     /// Something may have changed routed6d's objects in the kernel (an event about
@@ -315,16 +337,22 @@ impl<K: Kernel> Agent<K> {
             && !self.config.provider.outbound_source
             && let Some(expected) = self.expected.take()
         {
+            let now = Instant::now();
+            let moment = Moment {
+                book: &self.next_hops,
+                now,
+            };
             let outcome = reconcile::reconcile_from(
                 &mut self.kernel,
                 &self.config,
                 &assignment,
                 self.applied.as_ref(),
                 expected,
+                moment,
             )
             .await;
             if outcome.found_present == 0 {
-                return Some(self.absorb(outcome, assignment));
+                return Some(self.absorb(outcome, assignment, now));
             }
             debug!(
                 "{} add(s) found the kernel already holding them: checking with a full dump",
@@ -341,8 +369,20 @@ impl<K: Kernel> Agent<K> {
         let assignment = self.last_good.clone()?;
         let previous = self.applied.as_ref();
         self.expected = None;
-        match reconcile::reconcile(&mut self.kernel, &self.config, &assignment, previous).await {
-            Ok(outcome) => Some(self.absorb(outcome, assignment)),
+        let now = Instant::now();
+        let moment = Moment {
+            book: &self.next_hops,
+            now,
+        };
+        let pass = reconcile::reconcile(
+            &mut self.kernel,
+            &self.config,
+            &assignment,
+            previous,
+            moment,
+        );
+        match pass.await {
+            Ok(outcome) => Some(self.absorb(outcome, assignment, now)),
             Err(e) => {
                 error!("cannot read the kernel's state, changing nothing: {e}");
                 self.last_error = Some(e.to_string());
@@ -352,9 +392,18 @@ impl<K: Kernel> Agent<K> {
         }
     }
 
-    /// Take in what a pass did: log what is news, remember the state it left.
-    fn absorb(&mut self, mut outcome: Outcome, assignment: Assignment) -> Outcome {
+    /// Take in what a pass judged at `now` and did: log what is news, remember the
+    /// state it left.
+    fn absorb(&mut self, mut outcome: Outcome, assignment: Assignment, now: Instant) -> Outcome {
         self.expected = outcome.expected.take();
+        let grace = self.config.uplink.next_hop_grace;
+        for change in self
+            .next_hops
+            .note(&outcome.next_hops.sightings, now, grace)
+        {
+            self.log_next_hop(change);
+        }
+        self.next_hop_wake = outcome.next_hops.wake_at;
         if outcome.desired.missing_interfaces != self.desired.missing_interfaces {
             for name in &outcome.desired.missing_interfaces {
                 warn!(IFACE = %name, "interface {name} does not exist: waiting for it");
@@ -382,6 +431,29 @@ impl<K: Kernel> Agent<K> {
         self.applied = Some(assignment);
         self.write_status();
         outcome
+    }
+
+    fn log_next_hop(&self, change: Change) {
+        let uplink = &self.config.uplink.interface;
+        let grace = humantime::format_duration(self.config.uplink.next_hop_grace);
+        match change {
+            Change::OsGone { hop } => info!(
+                NEXT_HOP = %hop,
+                IFACE = %uplink,
+                "next hop {hop} is gone from {uplink}, where the OS had it: leaving its place to the OS for {grace} before routed6d stands in"
+            ),
+            Change::StandIn { hop, form } => warn!(
+                NEXT_HOP = %hop,
+                IFACE = %uplink,
+                "the OS did not put next hop {hop} back on {uplink} within {grace}: routed6d adds {hop}/{} as the OS had it, until the OS takes it back",
+                form.prefix_len
+            ),
+            Change::OsBack { hop, form } => info!(
+                NEXT_HOP = %hop,
+                IFACE = %uplink,
+                "next hop {hop}/{} is the OS's on {uplink} again", form.prefix_len
+            ),
+        }
     }
 
     /// Report next hops that went missing from the uplink, or came back, once each.
@@ -552,6 +624,13 @@ fn heed<K: Kernel>(event: &KernelEvent, agent: &mut Agent<K>, repair_at: &mut Op
     }
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A poll in flight: it owns the poller and gives it back with the answer.
 type InFlight<P> = Pin<Box<dyn Future<Output = (Poller<P>, Result<Assignment, ProviderError>)>>>;
 
@@ -644,7 +723,9 @@ pub async fn run<P: Provider + 'static>(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(repair_at.unwrap_or(Instant::now() + far)), if repair_at.is_some() => {
+            // A repair after an event, or a next hop held back for the OS falling due.
+            _ = tokio::time::sleep_until(earliest(repair_at, agent.wake_at()).unwrap_or(Instant::now() + far)),
+                if repair_at.is_some() || agent.wake_at().is_some() => {
                 repair_at = None;
                 agent.repair().await;
             }

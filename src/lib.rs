@@ -10,6 +10,7 @@ pub mod kernel;
 pub mod logging;
 pub mod model;
 pub mod netns;
+pub mod next_hop;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;

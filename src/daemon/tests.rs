@@ -520,21 +520,31 @@ fn poll_delays_are_jittered_and_backoff_is_capped() {
 #[test]
 fn only_events_touching_owned_state_are_relevant() {
     let config = crate::desired::tests::config("");
+    let links = [
+        crate::model::Link {
+            index: 1,
+            name: "lo".into(),
+            up: true,
+            lower_up: true,
+        },
+        crate::model::Link {
+            index: 2,
+            name: "eth0".into(),
+            up: true,
+            lower_up: true,
+        },
+    ];
+    let hop: Ipv6Addr = "2001:db8:42::1".parse().expect("hop");
+    let places = [(
+        hop,
+        crate::next_hop::Place::Add(crate::next_hop::Form::HOST),
+    )]
+    .into();
     let desired = crate::desired::compute(
         &config,
         &routed("2001:db8:42:100::/64", "2001:db8:42::1"),
-        &[
-            crate::model::Link {
-                index: 1,
-                name: "lo".into(),
-                up: true,
-            },
-            crate::model::Link {
-                index: 2,
-                name: "eth0".into(),
-                up: true,
-            },
-        ],
+        &links,
+        &places,
     );
     let ip = |s: &str| s.parse().expect("ip");
     let relevant = |e: KernelEvent| is_relevant(&e, &desired, &config);
@@ -738,4 +748,121 @@ fn sorted_text(state: &ObservedState) -> Vec<String> {
         .collect();
     lines.sort();
     lines
+}
+
+/// The OS's own address at the next hop (networkd's `Address=…/64`), protocol 0.
+fn os_next_hop(hop: &str) -> ObservedAddress {
+    ObservedAddress {
+        address: Address {
+            ifindex: 2,
+            addr: hop.parse().expect("hop"),
+            prefix_len: 64,
+            ifname: "eth0".into(),
+            no_prefix_route: false,
+        },
+        protocol: 0,
+    }
+}
+
+fn set_uplink(a: &mut Rig, up: bool) {
+    let eth0 = a.kernel.state.links.iter_mut().find(|l| l.name == "eth0");
+    let eth0 = eth0.expect("eth0");
+    eth0.up = up;
+    eth0.lower_up = up;
+    if !up {
+        // The kernel flushes a link's IPv6 addresses when it goes down.
+        a.kernel.state.addresses.retain(|o| o.address.ifindex != 2);
+    }
+}
+
+fn owns_on_eth0(a: &Rig) -> Vec<String> {
+    a.kernel
+        .owned()
+        .into_iter()
+        .filter(|l| l.ends_with("dev eth0"))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_os_next_hop_is_left_to_the_os_through_a_flap_and_stood_in_for_after_the_grace() {
+    let hop = "2001:db8:42::10";
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", hop)),
+            ..Scripted::default()
+        },
+    );
+    a.kernel.state.addresses.push(os_next_hop(hop));
+    a.poll().await;
+    assert!(owns_on_eth0(&a).is_empty(), "{:?}", a.kernel.owned());
+    assert_eq!(a.wake_at(), None);
+
+    // Down: the OS's address is flushed; nothing is added to a link that is down.
+    set_uplink(&mut a, false);
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty(), "{:?}", a.kernel.owned());
+    assert_eq!(a.wake_at(), None, "a down link is waited for, not timed");
+
+    // Up: the OS has the grace to put its address back.
+    set_uplink(&mut a, true);
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty(), "{:?}", a.kernel.owned());
+    let grace = a.config.uplink.next_hop_grace;
+    assert_eq!(a.wake_at(), Some(Instant::now() + grace));
+
+    // Back after 5 s (a slow manager): the OS's address, untouched.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    a.kernel.state.addresses.push(os_next_hop(hop));
+    let writes = a.kernel.writes.len();
+    a.repair().await;
+    assert_eq!(a.kernel.writes.len(), writes, "{:?}", a.kernel.writes);
+    assert_eq!(a.wake_at(), None);
+
+    // Gone for good (an operator's `ip addr del`): routed6d stands in once the grace
+    // has passed, with the OS's prefix length so the on-link route comes back.
+    a.kernel.state.addresses.retain(|o| o.address.ifindex != 2);
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty());
+    tokio::time::advance(grace - Duration::from_millis(1)).await;
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty(), "added before the grace");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    a.repair().await;
+    assert_eq!(owns_on_eth0(&a), [format!("addr {hop}/64 dev eth0")]);
+    assert_eq!(a.wake_at(), None);
+
+    // The OS re-adds its address: the kernel merges it into routed6d's (same form),
+    // and its protocol becomes the OS's. routed6d uses it and writes nothing.
+    for o in &mut a.kernel.state.addresses {
+        if o.address.ifindex == 2 {
+            o.protocol = 0;
+        }
+    }
+    let writes = a.kernel.writes.len();
+    a.repair().await;
+    assert_eq!(a.kernel.writes.len(), writes, "{:?}", a.kernel.writes);
+    assert!(owns_on_eth0(&a).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn routed6d_own_next_hop_is_repaired_at_once_but_never_on_a_down_link() {
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
+    a.poll().await;
+    assert_eq!(a.kernel.owned(), FIRST);
+    a.kernel.state.addresses.retain(|o| o.address.ifindex != 2);
+    a.repair().await;
+    assert_eq!(a.kernel.owned(), FIRST, "repaired without a grace");
+    set_uplink(&mut a, false);
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty(), "{:?}", a.kernel.owned());
+    set_uplink(&mut a, true);
+    a.repair().await;
+    assert_eq!(a.kernel.owned(), FIRST, "back as soon as the link is");
 }
