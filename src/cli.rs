@@ -357,6 +357,42 @@ pub fn check_config(path: &Path) -> CommandResult {
     Ok(())
 }
 
+/// `routed6d wait-online`: until the daemon's status says the routed prefixes are
+/// programmed, or `timeout`. At boot, routed6d-wait-online.service runs it after
+/// routed6d.service is up, so that routed6d-online.target is reached only then.
+pub async fn wait_online(path: &Path, timeout: std::time::Duration) -> CommandResult {
+    let config = load(path)?;
+    let file = &config.daemon.status_file;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = daemon::read_status(file);
+        if let Some(status) = status.as_ref().filter(|s| s.online) {
+            println!("online: {}", status.prefixes.join(", "));
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let why = match status {
+                None => format!("the daemon is not running (no {})", file.display()),
+                Some(s) => s
+                    .last_error
+                    .or(s.unavailable.map(|u| format!("not available: {u}")))
+                    .or((!s.missing_interfaces.is_empty()).then(|| {
+                        format!("waiting for interface {}", s.missing_interfaces.join(", "))
+                    }))
+                    .unwrap_or_else(|| "nothing is routed here yet".into()),
+            };
+            return Err(Failure::new(
+                Exit::Unavailable,
+                format!(
+                    "no routed prefix programmed within {}: {why}",
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Does a network interface of this name exist in this network namespace?
 fn interface_exists(name: &str) -> bool {
     let Ok(name) = std::ffi::CString::new(name) else {

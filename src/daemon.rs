@@ -83,7 +83,11 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
 
 /// What `routed6d status` reads: the daemon's view, written after every poll and repair.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StatusFile {
+    /// The last pass left every address and route of the routed prefixes in the
+    /// kernel (`routed6d wait-online`, routed6d-online.target).
+    pub online: bool,
     pub pid: u32,
     pub host_id: String,
     pub last_poll: Option<String>,
@@ -202,6 +206,8 @@ pub struct Agent<K> {
     next_hops: NextHopBook,
     /// When a next hop held back for the OS is due another look.
     next_hop_wake: Option<Instant>,
+    /// The last pass left the routed prefixes' objects in the kernel.
+    online: bool,
 }
 
 impl<K: Kernel> Agent<K> {
@@ -223,6 +229,7 @@ impl<K: Kernel> Agent<K> {
             expected: None,
             next_hops: NextHopBook::default(),
             next_hop_wake: None,
+            online: false,
         }
     }
 
@@ -427,6 +434,9 @@ impl<K: Kernel> Agent<K> {
         }
         self.last_conflicts = conflicts;
         self.note_next_hops(&outcome.missing_next_hops);
+        self.online = !assignment.prefixes.is_empty()
+            && outcome.failed.is_empty()
+            && outcome.desired.missing_interfaces.is_empty();
         self.desired = outcome.desired.clone();
         self.applied = Some(assignment);
         self.write_status();
@@ -526,6 +536,7 @@ impl<K: Kernel> Agent<K> {
     pub fn status(&self) -> StatusFile {
         let good = self.last_good.clone().unwrap_or_default();
         StatusFile {
+            online: self.online,
             pid: std::process::id(),
             host_id: self.host_id.clone().unwrap_or_default(),
             last_poll: self.last_poll.map(rfc3339),

@@ -432,6 +432,35 @@ fn forwarding_turned_on_from_outside_keeps_router_advertisements() {
     }
 }
 
+/// What routed6d-online.target waits for at boot: `wait-online` returns once the daemon
+/// has programmed the prefix (a server can bind its address then), and says why not
+/// (exit 69) when it has not within the timeout.
+#[test]
+fn wait_online_returns_once_the_prefix_is_programmed() {
+    if skip_unless_root("wait_online") {
+        return;
+    }
+    let mut h = harness("wol", "");
+    let early = h.cli(&["wait-online", "--timeout", "300ms"]);
+    assert_eq!(early.status.code(), Some(69), "{early:?}");
+    assert!(
+        text(&early.stderr).contains("the daemon is not running"),
+        "{}",
+        text(&early.stderr)
+    );
+    h.start();
+    let online = h.cli(&["wait-online", "--timeout", "10s"]);
+    assert!(online.status.success(), "{online:?}");
+    // It returned only once the address was there: binding it works at once.
+    let bound = h
+        .testbed
+        .vps
+        .enter(|| std::net::TcpListener::bind((host(1), 8080)).map(drop))
+        .expect("enter");
+    assert!(bound.is_ok(), "{bound:?}");
+    assert!(text(&online.stdout).starts_with("online: "), "{online:?}");
+}
+
 #[test]
 fn a_restart_adopts_without_duplicates_and_keep_leaves_state() {
     if skip_unless_root("restart_adopts") {
