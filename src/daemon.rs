@@ -24,6 +24,9 @@ use crate::next_hop::{Change, NextHopBook};
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
 
+pub mod surroundings;
+use surroundings::{Clock, Control, Controls, Events, Signals, Surroundings};
+
 /// How long to wait after a kernel event for more of the same burst before repairing.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
 /// First retry delay after a failed poll; doubles per failure up to the poll interval.
@@ -657,25 +660,49 @@ fn start_poll<P: Provider + 'static>(
     })
 }
 
-/// The daemon's main loop. `reload` reads the configuration again on SIGHUP.
+/// The daemon: the real kernel, its events, a timerfd and Unix signals around `serve`.
+/// `reload` reads the configuration again on SIGHUP.
 pub async fn run<P: Provider + 'static>(
     config: Config,
     provider: P,
     reload: impl Fn(&Config) -> Result<(Config, P), String>,
 ) -> Result<(), DaemonError> {
-    use tokio::signal::unix::{SignalKind, signal};
-
     let kernel = crate::kernel::netlink::NetlinkKernel::new(config.daemon.protocol)?;
-    let mut watch = crate::kernel::watch::Watch::start()?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-    let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
-
+    let surroundings = Surroundings {
+        events: crate::kernel::watch::Watch::start()?,
+        controls: Signals::install()?,
+        // The poll timer is a timerfd, not a tokio sleep: see `timer` for the wakeups
+        // that saves at rest.
+        clock: crate::timer::PollTimer::new()?,
+        watchdog: sd_notify::watchdog_enabled().map(|period| period / 2),
+    };
     let mut agent = Agent::new(config, kernel);
-    // The poller is here between polls and inside `in_flight` during one.
-    let mut poller = Some(Poller::new(provider));
-    let mut in_flight: Option<InFlight<P>> = None;
+    serve(&mut agent, provider, surroundings, reload).await
+}
+
+/// Where the provider half of the poll is: waiting for the timer with the poller, or
+/// asking (the poller inside the request, given back with the answer).
+enum Polling<P> {
+    Idle(Poller<P>),
+    Asking(InFlight<P>),
+}
+
+/// The daemon's loop: polls on the clock, repairs after kernel events and when a next
+/// hop held back for the OS falls due, reloads and stops on the operator's word, and
+/// pings the watchdog. Returns after `Control::Stop`, with the agent stopped.
+pub async fn serve<K: Kernel, P: Provider + 'static>(
+    agent: &mut Agent<K>,
+    provider: P,
+    surroundings: Surroundings<impl Events, impl Clock, impl Controls>,
+    reload: impl Fn(&Config) -> Result<(Config, P), String>,
+) -> Result<(), DaemonError> {
+    let Surroundings {
+        mut events,
+        mut clock,
+        mut controls,
+        watchdog,
+    } = surroundings;
+    let mut polling = Polling::Idle(Poller::new(provider));
     info!(
         "routed6d {} started: interface {}, prefix mode {:?}, poll every {}",
         env!("CARGO_PKG_VERSION"),
@@ -684,84 +711,88 @@ pub async fn run<P: Provider + 'static>(
         humantime::format_duration(agent.config.provider.poll_interval)
     );
     let mut ready = false;
-    // The poll timer is a timerfd, not a tokio sleep: see `timer` for the wakeups
-    // that saves at rest.
-    let mut poll_timer = crate::timer::PollTimer::new()?;
-    poll_timer.set(Instant::now())?;
+    clock.set(Instant::now())?;
     let mut repair_at: Option<Instant> = None;
     let far = Duration::from_secs(86400 * 365);
     let mut next_watchdog = Instant::now() + watchdog.unwrap_or(far);
 
     loop {
+        let idle = matches!(polling, Polling::Idle(_));
+        let due = earliest(repair_at, agent.wake_at());
         tokio::select! {
-            fired = poll_timer.wait(), if poller.is_some() => {
+            fired = clock.wait(), if idle => {
                 fired?;
-                let Some(idle) = poller.take() else { continue };
-                match agent.poll_input(&idle).await {
-                    Ok(ips) => in_flight = Some(start_poll(idle, agent.config.provider.clone(), ips)),
-                    Err(e) => {
-                        let host_id = idle.provider.host_id();
-                        poller = Some(idle);
-                        poll_timer.set(Instant::now() + agent.finish_poll(Err(e), host_id).await)?;
-                        announce(&agent, &mut ready);
-                    }
-                }
+                polling = match polling {
+                    Polling::Idle(poller) => match agent.poll_input(&poller).await {
+                        Ok(ips) => Polling::Asking(start_poll(poller, agent.config.provider.clone(), ips)),
+                        Err(e) => {
+                            let host_id = poller.provider.host_id();
+                            clock.set(Instant::now() + agent.finish_poll(Err(e), host_id).await)?;
+                            announce(agent, &mut ready);
+                            Polling::Idle(poller)
+                        }
+                    },
+                    asking => asking,
+                };
             }
-            (done, result) = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
-                in_flight = None;
+            (done, result) = async {
+                match &mut polling {
+                    Polling::Asking(request) => request.await,
+                    Polling::Idle(_) => std::future::pending().await,
+                }
+            }, if !idle => {
                 // Events already queued are older than the answer: let them count
                 // before it is applied from the expected state.
-                while let Some(event) = watch.try_next() {
-                    heed(&event, &mut agent, &mut repair_at);
+                while let Some(event) = events.try_next() {
+                    heed(&event, agent, &mut repair_at);
                 }
                 let host_id = done.provider.host_id();
-                poller = Some(done);
-                poll_timer.set(Instant::now() + agent.finish_poll(result, host_id).await)?;
+                polling = Polling::Idle(done);
+                clock.set(Instant::now() + agent.finish_poll(result, host_id).await)?;
                 if agent.failures == 0 {
                     // The good answer was just reconciled: a pending repair is done.
                     repair_at = None;
                 }
-                announce(&agent, &mut ready);
+                announce(agent, &mut ready);
             }
-            event = watch.next() => {
+            event = events.next() => {
                 match event {
-                    Some(event) => heed(&event, &mut agent, &mut repair_at),
+                    Some(event) => heed(&event, agent, &mut repair_at),
                     None => {
                         warn!("kernel event stream ended; restarting it and resyncing");
                         agent.forget_expected();
-                        watch = crate::kernel::watch::Watch::start()?;
+                        events.restart()?;
                         repair_at.get_or_insert(Instant::now());
                     }
                 }
             }
             // A repair after an event, or a next hop held back for the OS falling due.
-            _ = tokio::time::sleep_until(earliest(repair_at, agent.wake_at()).unwrap_or(Instant::now() + far)),
-                if repair_at.is_some() || agent.wake_at().is_some() => {
+            _ = tokio::time::sleep_until(due.unwrap_or(Instant::now() + far)), if due.is_some() => {
                 repair_at = None;
                 agent.repair().await;
             }
-            _ = hangup.recv() => {
-                notify(&[sd_notify::NotifyState::Reloading]);
-                match reload(&agent.config) {
-                    Ok((config, provider)) => {
-                        info!("configuration reloaded from {}", config.path.display());
-                        agent.config = config;
-                        agent.forget_expected();
-                        // A poll in flight asked under the old configuration: drop it.
-                        in_flight = None;
-                        poller = Some(Poller::new(provider));
-                        poll_timer.set(Instant::now())?;
+            control = controls.next() => match control {
+                Control::Reload => {
+                    notify(&[sd_notify::NotifyState::Reloading]);
+                    match reload(&agent.config) {
+                        Ok((config, provider)) => {
+                            info!("configuration reloaded from {}", config.path.display());
+                            agent.config = config;
+                            agent.forget_expected();
+                            // A poll in flight asked under the old configuration: drop it.
+                            polling = Polling::Idle(Poller::new(provider));
+                            clock.set(Instant::now())?;
+                        }
+                        Err(e) => error!("refusing the new configuration, keeping the running one: {e}"),
                     }
-                    Err(e) => error!("refusing the new configuration, keeping the running one: {e}"),
+                    notify(&[sd_notify::NotifyState::Ready]);
                 }
-                notify(&[sd_notify::NotifyState::Ready]);
-            }
+                Control::Stop => break,
+            },
             _ = tokio::time::sleep_until(next_watchdog), if watchdog.is_some() => {
                 notify(&[sd_notify::NotifyState::Watchdog]);
                 next_watchdog = Instant::now() + watchdog.unwrap_or(far);
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
         }
     }
     notify(&[sd_notify::NotifyState::Stopping]);
