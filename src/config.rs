@@ -3,7 +3,7 @@
 //! already read. Every error is one line naming the file, the line and the key.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -732,7 +732,7 @@ fn resolve_provider(
         }
     }
     if let Some(id) = &raw.vps_id
-        && !crate::provider::is_path_id(id)
+        && !crate::rules::is_path_id(id)
     {
         return Err(invalid(
             "vps_id",
@@ -762,8 +762,7 @@ fn resolve_provider(
                 format!("{field} {text_ip:?} is not an IPv6 address"),
             )
         })?;
-        crate::provider::digitalocean::check_reserved(&field, addr)
-            .map_err(|m| invalid("reserved_ipv6", m))?;
+        crate::rules::check_reserved(&field, addr).map_err(|m| invalid("reserved_ipv6", m))?;
         if reserved_ipv6.contains(&addr) {
             return Err(invalid(
                 "reserved_ipv6",
@@ -788,9 +787,8 @@ fn resolve_provider(
         };
         for (index, route) in routes.iter().enumerate() {
             let field = format!("provider.routes[{index}]");
-            let prefix =
-                crate::provider::static_routes::parse_route(&field, &route.prefix, &route.next_hop)
-                    .map_err(|m| invalid("routes", m))?;
+            let prefix = static_route(&field, &route.prefix, &route.next_hop)
+                .map_err(|m| invalid("routes", m))?;
             if let Some(other) = static_routes.iter().position(|r| r.prefix == prefix.prefix) {
                 return Err(invalid(
                     "routes",
@@ -942,19 +940,20 @@ fn find_key_line(text: &str, section: &str, key: &str) -> usize {
     section_line
 }
 
-/// Is `addr` usable as a host address to be reached from the Internet?
-pub fn is_global_unicast(addr: &IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => {
-            !(a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast())
-        }
-        IpAddr::V6(a) => {
-            !(a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || a.is_unicast_link_local())
-        }
-    }
+/// One `[provider] routes` entry, checked by the same rules as a provider's answer.
+/// `field` names the entry in messages (`provider.routes[0]`).
+fn static_route(field: &str, prefix: &str, next_hop: &str) -> Result<StaticRoute, String> {
+    let (prefix_field, hop_field) = (format!("{field}.prefix"), format!("{field}.next_hop"));
+    let fields = crate::rules::Fields {
+        prefix: &prefix_field,
+        length: "",
+        next_hop: &hop_field,
+    };
+    let checked = crate::rules::check_routed(fields, prefix, None, next_hop, Default::default())?;
+    Ok(StaticRoute {
+        prefix: checked.prefix,
+        next_hop: checked.next_hop,
+    })
 }
 
 #[cfg(test)]

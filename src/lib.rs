@@ -14,5 +14,6 @@ pub mod next_hop;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;
+pub mod rules;
 pub mod sim;
 pub mod timer;

@@ -367,19 +367,3 @@ impl fmt::Display for Plan {
         Ok(())
     }
 }
-
-/// What makes `addr` unusable as a next hop or a routed address, if anything: the
-/// kinds of address that never leave a link or a host.
-pub fn non_global_kind(addr: Ipv6Addr) -> Option<&'static str> {
-    if addr.is_unicast_link_local() {
-        Some("link-local")
-    } else if addr.is_multicast() {
-        Some("multicast")
-    } else if addr.is_unspecified() {
-        Some("the unspecified address")
-    } else if addr.is_loopback() {
-        Some("loopback")
-    } else {
-        None
-    }
-}

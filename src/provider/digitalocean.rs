@@ -346,14 +346,6 @@ impl Provider for DigitalOcean {
 // ---------------------------------------------------------------------------------------
 // The pure part.
 
-/// A reserved IPv6 routed6d may place on this host: global unicast.
-pub fn check_reserved(field: &str, addr: Ipv6Addr) -> Result<(), String> {
-    match crate::model::non_global_kind(addr) {
-        Some(kind) => Err(format!("{field} {addr} is {kind}, not a reserved IPv6")),
-        None => Ok(()),
-    }
-}
-
 /// An address as DigitalOcean writes it (any case, fully expanded or not).
 fn parse_ip(field: &str, value: Option<&Value>) -> Result<Ipv6Addr, String> {
     let text = value
@@ -363,7 +355,7 @@ fn parse_ip(field: &str, value: Option<&Value>) -> Result<Ipv6Addr, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{field} {text:?} is not an IPv6 address"))?;
-    check_reserved(field, addr)?;
+    crate::rules::check_reserved(field, addr)?;
     Ok(addr)
 }
 

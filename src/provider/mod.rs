@@ -60,15 +60,6 @@ pub enum ProviderError {
     ActionFailed(String),
 }
 
-/// An id that goes into a URL path: letters, digits, `_` and `-`, at most 100 characters.
-pub fn is_path_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
-
 fn problem_suffix(
     code: &Option<String>,
     request_id: &Option<String>,
