@@ -56,6 +56,8 @@ impl From<ProviderError> for Failure {
         let exit = match e {
             // Asked of a provider that has no such thing (release with static routes).
             ProviderError::Unsupported(_) => Exit::Usage,
+            // The token file: bad configuration.
+            ProviderError::Config(_) => Exit::Config,
             _ => Exit::Unavailable,
         };
         Failure::new(exit, e.to_string())
@@ -64,9 +66,9 @@ impl From<ProviderError> for Failure {
 
 /// Where the provider's answers come from, for humans.
 fn api_of(config: &Config) -> String {
-    match config.provider.kind {
-        crate::config::ProviderKind::Static => "no API (routes in the config)".to_string(),
-        _ => config.provider.base_url.to_string(),
+    match config.provider.api() {
+        Some(api) => api.base_url.to_string(),
+        None => "no API (routes in the config)".to_string(),
     }
 }
 
@@ -227,7 +229,7 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
     let report = StatusReport {
         config: config.path.display().to_string(),
         provider: ProviderStatus {
-            kind: config.provider.kind.name().to_string(),
+            kind: config.provider.kind().name().to_string(),
             base_url: api_of(&config),
             host_id: provider.host_id(),
             error: answer.as_ref().err().map(|e| e.to_string()),
@@ -331,6 +333,8 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
 
 pub fn check_config(path: &Path) -> CommandResult {
     let config = load(path)?;
+    // The key is read when a provider is built; checking the file checks it too.
+    config.read_token()?;
     // Not an error: the daemon waits for a missing interface and programs it when it
     // appears (a veth or VLAN created after boot). But an operator checking the file
     // wants to know about a typo now.
@@ -347,7 +351,7 @@ pub fn check_config(path: &Path) -> CommandResult {
     println!(
         "{}: OK (provider {} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
         path.display(),
-        config.provider.kind.name(),
+        config.provider.kind().name(),
         api_of(&config),
         config.uplink.interface,
         config.prefix.mode,

@@ -134,7 +134,7 @@ impl<P: Provider> Poller<P> {
         }
         let mut assignment = self.provider.fetch().await?;
 
-        if settings.refresh_next_hop == RefreshNextHop::Auto
+        if settings.refresh_next_hop() == RefreshNextHop::Auto
             && assignment.next_hop_is_stale()
             && let Some(suggested) = assignment.suggested_next_hop
         {
@@ -158,7 +158,7 @@ impl<P: Provider> Poller<P> {
             }
         }
 
-        if settings.allocate && self.provider.wants_allocation(&assignment) {
+        if settings.allocate() && self.provider.wants_allocation(&assignment) {
             if !self.allocate_tried {
                 self.allocate_tried = true;
                 info!(
@@ -344,7 +344,7 @@ impl<K: Kernel> Agent<K> {
         let assignment = self.last_good.clone()?;
         let changed = self.applied.as_ref() != Some(&assignment);
         if changed
-            && !self.config.provider.outbound_source
+            && !self.config.provider.outbound_source()
             && let Some(expected) = self.expected.take()
         {
             let now = Instant::now();

@@ -64,7 +64,7 @@ pub fn add_outbound_source(
     observed: &ObservedState,
     protocol: u8,
 ) {
-    if !config.provider.outbound_source {
+    if !config.provider.outbound_source() {
         return;
     }
     let Some(source) = assignment.prefixes.iter().find(|p| p.next_hop.is_none()) else {

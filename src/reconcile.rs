@@ -122,7 +122,7 @@ pub async fn plan<K: Kernel>(
         kernel,
         &desired::sysctl_keys(config),
         config.daemon.protocol,
-        config.provider.outbound_source,
+        config.provider.outbound_source(),
         compute,
     )
     .await?;

@@ -311,7 +311,9 @@ async fn a_stale_next_hop_is_refreshed_once_when_auto() {
             ..Scripted::default()
         },
     );
-    never.config.provider.refresh_next_hop = RefreshNextHop::Never;
+    if let crate::config::ProviderSettings::Hostup(h) = &mut never.config.provider.settings {
+        h.refresh_next_hop = RefreshNextHop::Never;
+    }
     never.poll().await;
     assert_eq!(never.poller.provider.refreshes, 0);
 }
@@ -325,7 +327,9 @@ async fn allocate_is_asked_once_when_configured() {
             ..Scripted::default()
         },
     );
-    a.config.provider.allocate = true;
+    if let crate::config::ProviderSettings::Hostup(h) = &mut a.config.provider.settings {
+        h.allocate = true;
+    }
     a.poll().await;
     assert_eq!(a.poller.provider.allocations, 1);
     assert_eq!(a.kernel.owned(), FIRST);

@@ -3,15 +3,19 @@ use crate::config::Config;
 use crate::model::RoutedPrefix;
 use std::path::Path;
 
+/// A HostUp config with `extra` after `[uplink] interface = "eth0"`. Parsing reads no
+/// file, so no token file is needed.
 pub(crate) fn config(extra: &str) -> Config {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "t").expect("token");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let text = format!(
-        "[provider]\nkind = \"hostup\"\nvps_id = \"vps_1\"\ntoken_file = \"{}\"\n[uplink]\ninterface = \"eth0\"\n{extra}",
-        token.display()
+        "[provider]\nkind = \"hostup\"\nvps_id = \"vps_1\"\n[uplink]\ninterface = \"eth0\"\n{extra}"
+    );
+    Config::from_text(Path::new("t.toml"), &text, None).expect("config")
+}
+
+/// A DigitalOcean config, with or without `outbound_source`.
+fn digitalocean(outbound_source: bool) -> Config {
+    let text = format!(
+        "[provider]\nkind = \"digitalocean\"\noutbound_source = {outbound_source}\n[uplink]\ninterface = \"eth0\"\n"
     );
     Config::from_text(Path::new("t.toml"), &text, None).expect("config")
 }
@@ -347,8 +351,7 @@ fn default_route(gateway: &str, metric: u32, protocol: u8) -> crate::model::Obse
 }
 
 fn outbound(observed_routes: Vec<crate::model::ObservedRoute>, enabled: bool) -> Vec<String> {
-    let mut config = config("");
-    config.provider.outbound_source = enabled;
+    let config = digitalocean(enabled);
     let observed = ObservedState {
         routes: observed_routes,
         ..ObservedState::default()
@@ -383,8 +386,7 @@ fn outbound_source_needs_the_option_an_original_and_a_reserved_address() {
         outbound(vec![], true).is_empty(),
         "no default route: nothing to copy"
     );
-    let mut config = config("");
-    config.provider.outbound_source = true;
+    let config = digitalocean(true);
     let observed = ObservedState {
         routes: vec![default_route("fe80::1", 100, 9)],
         ..ObservedState::default()

@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, de};
 
 use super::http::{HttpClient, HttpResponse};
 use super::{Provider, ProviderError, Release};
-use crate::config::{BaseUrl, HostupSource, ProviderConfig, Secret};
+use crate::config::{BaseUrl, HostupSettings, HostupSource, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 use crate::rules::{self, Fields, Leniency};
 
@@ -36,16 +36,16 @@ pub struct HostUp {
 impl HostUp {
     /// Build the client. Makes no network call: without `provider.vps_id` the VPS is
     /// found later by `identify`.
-    pub fn new(config: &ProviderConfig) -> Result<Self, ProviderError> {
-        Ok(Self::with_http(HttpClient::new()?, config))
+    pub fn new(config: &HostupSettings, token: Secret) -> Result<Self, ProviderError> {
+        Ok(Self::with_http(HttpClient::new()?, config, token))
     }
 
     /// `new` with a given HTTP client (tests use short timeouts).
-    pub fn with_http(http: HttpClient, config: &ProviderConfig) -> Self {
+    pub fn with_http(http: HttpClient, config: &HostupSettings, token: Secret) -> Self {
         HostUp {
             http,
-            base: config.base_url.clone(),
-            token: config.token.clone(),
+            base: config.api.base_url.clone(),
+            token,
             vps_id: config.vps_id.clone(),
             source: config.source,
         }
@@ -54,10 +54,11 @@ impl HostUp {
     /// `with_http`, then `identify` when the config names no VPS.
     pub async fn connect_with(
         http: HttpClient,
-        config: &ProviderConfig,
+        config: &HostupSettings,
+        token: Secret,
         uplink_ips: &[IpAddr],
     ) -> Result<Self, ProviderError> {
-        let mut hostup = Self::with_http(http, config);
+        let mut hostup = Self::with_http(http, config, token);
         if hostup.vps_id.is_none() {
             hostup.identify(uplink_ips).await?;
         }

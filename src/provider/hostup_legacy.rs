@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::hostup::{lenient_string, lenient_u64, object_or_null, parse_json};
 use super::http::{Auth, HttpClient};
 use super::{Provider, ProviderError, Release};
-use crate::config::{BaseUrl, ProviderConfig, Secret};
+use crate::config::{BaseUrl, LegacySettings, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 use crate::rules::{self, Fields, Leniency};
 
@@ -45,18 +45,17 @@ pub struct Parsed<T> {
 }
 
 impl HostUpLegacy {
-    pub fn new(config: &ProviderConfig) -> Result<Self, ProviderError> {
-        Ok(Self::with_http(HttpClient::new()?, config))
+    pub fn new(config: &LegacySettings, token: Secret) -> Result<Self, ProviderError> {
+        Ok(Self::with_http(HttpClient::new()?, config, token))
     }
 
     /// `new` with a given HTTP client (tests use short timeouts).
-    pub fn with_http(http: HttpClient, config: &ProviderConfig) -> Self {
+    pub fn with_http(http: HttpClient, config: &LegacySettings, token: Secret) -> Self {
         HostUpLegacy {
             http,
-            base: config.base_url.clone(),
-            token: config.token.clone(),
-            // The config refuses kind = "hostup-legacy" without vmid.
-            vmid: config.vmid.unwrap_or(0),
+            base: config.api.base_url.clone(),
+            token,
+            vmid: config.vmid,
             warned: BTreeSet::new(),
         }
     }

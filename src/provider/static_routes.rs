@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use super::{Provider, ProviderError, Release};
-use crate::config::{ProviderConfig, StaticRoute};
+use crate::config::StaticRoute;
 use crate::model::{Assignment, RoutedPrefix};
 
 /// The routes from the config.
@@ -16,9 +16,9 @@ pub struct StaticRoutes {
 }
 
 impl StaticRoutes {
-    pub fn new(config: &ProviderConfig) -> Self {
+    pub fn new(routes: &[StaticRoute]) -> Self {
         StaticRoutes {
-            routes: config.static_routes.clone(),
+            routes: routes.to_vec(),
         }
     }
 
