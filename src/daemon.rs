@@ -29,31 +29,22 @@ use surroundings::{Clock, Control, Controls, Events, Signals, Surroundings};
 
 /// How long to wait after a kernel event for more of the same burst before repairing.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
-/// First retry delay after a failed poll; doubles per failure up to the poll interval.
-pub const BACKOFF_START: Duration = Duration::from_secs(1);
 /// A provider's Retry-After is honoured up to this long.
 pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
-/// Delay before the next poll after `failures` consecutive failures (0: a good poll).
-/// `unit` is a random number in [0, 1): polls are spread by ±10 % so a fleet does not
-/// call the API in lockstep, and retries use "equal jitter" (half fixed, half random).
-pub fn next_delay(
-    interval: Duration,
-    failures: u32,
-    retry_after: Option<Duration>,
-    unit: f64,
-) -> Duration {
-    if failures == 0 {
-        return interval.mul_f64(0.9 + 0.2 * unit);
-    }
-    let exponent = failures.saturating_sub(1).min(20);
-    let backoff = BACKOFF_START
-        .saturating_mul(1u32 << exponent)
-        .min(interval.max(BACKOFF_START));
-    let jittered = backoff / 2 + (backoff / 2).mul_f64(unit);
+/// Delay before the next poll. `unit` is a random number in [0, 1): polls are spread by
+/// ±10 % so a fleet does not call the API in lockstep.
+///
+/// A failed poll is retried at the same pace as a good one, never faster: a quicker
+/// retry multiplies the load on an API that is already failing, by every host at once
+/// (the instance-metadata storm; see issue 16), and the next poll already finds a
+/// recovered API within one interval. Only the provider's own `Retry-After` (or
+/// rate-limit reset) makes the wait longer.
+pub fn next_delay(interval: Duration, retry_after: Option<Duration>, unit: f64) -> Duration {
+    let delay = interval.mul_f64(0.9 + 0.2 * unit);
     match retry_after {
-        Some(wait) => jittered.max(wait.min(RETRY_AFTER_MAX)),
-        None => jittered,
+        Some(wait) => delay.max(wait.min(RETRY_AFTER_MAX)),
+        None => delay,
     }
 }
 
@@ -310,7 +301,7 @@ impl<K: Kernel> Agent<K> {
                     } else {
                         "changing nothing until a good answer"
                     };
-                    warn!("provider poll failed, {kept}; retrying with backoff: {e}");
+                    warn!("provider poll failed, {kept}; retrying at the poll interval: {e}");
                 } else {
                     debug!(FAILURES = self.failures, "provider poll failed again: {e}");
                 }
@@ -321,7 +312,6 @@ impl<K: Kernel> Agent<K> {
         };
         next_delay(
             self.config.provider.poll_interval,
-            self.failures,
             retry_after,
             rand::random::<f64>(),
         )

@@ -147,7 +147,7 @@ fn peaks(interval: Duration, per_poll: f64, rounds: &[usize]) -> Vec<(usize, f64
             out.push((round, peak / bucket));
         }
         for t in &mut at {
-            *t += next_delay(interval, 0, None, rand::random::<f64>()).as_secs_f64();
+            *t += next_delay(interval, None, rand::random::<f64>()).as_secs_f64();
         }
     }
     out

@@ -188,11 +188,15 @@ async fn every_kind_of_api_failure_keeps_the_last_good_state() {
         assert!(a.last_error.is_some());
     }
     assert_eq!(a.failures, 7);
-    // Exponential: 1 s, 2 s, 4 s … (half of each fixed, half jitter).
-    assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
-    assert!(delays[1] >= Duration::from_secs(1) && delays[1] <= Duration::from_secs(2));
-    assert!(delays[2] >= Duration::from_secs(2) && delays[2] <= Duration::from_secs(4));
-    // The 429's Retry-After wins over a shorter backoff.
+    // Every retry at the poll's pace (the default minute, ±10 %), never sooner.
+    let interval = a.config.provider.poll_interval;
+    for delay in [0, 1, 2, 3, 4, 6].map(|i| delays[i]) {
+        assert!(
+            delay >= interval.mul_f64(0.9) && delay <= interval.mul_f64(1.1),
+            "{delay:?}"
+        );
+    }
+    // The 429's Retry-After wins over the poll's pace.
     assert!(delays[5] >= Duration::from_secs(120), "{:?}", delays[5]);
     a.poll().await;
     assert_eq!(a.failures, 0);
@@ -499,24 +503,21 @@ async fn the_status_file_tells_the_last_poll_and_error() {
 }
 
 #[test]
-fn poll_delays_are_jittered_and_backoff_is_capped() {
+fn a_failed_poll_is_retried_at_the_poll_pace_never_faster() {
     let minute = Duration::from_secs(60);
-    assert_eq!(next_delay(minute, 0, None, 0.0), Duration::from_secs(54));
-    assert_eq!(next_delay(minute, 0, None, 1.0), Duration::from_secs(66));
-    assert_eq!(next_delay(minute, 1, None, 1.0), Duration::from_secs(1));
-    assert_eq!(next_delay(minute, 3, None, 1.0), Duration::from_secs(4));
+    assert_eq!(next_delay(minute, None, 0.0), Duration::from_secs(54));
+    assert_eq!(next_delay(minute, None, 1.0), Duration::from_secs(66));
     assert_eq!(
-        next_delay(minute, 30, None, 1.0),
-        minute,
-        "capped at the poll interval"
-    );
-    assert_eq!(next_delay(minute, 30, None, 0.0), minute / 2);
-    assert_eq!(
-        next_delay(minute, 1, Some(Duration::from_secs(90)), 0.0),
+        next_delay(minute, Some(Duration::from_secs(90)), 0.0),
         Duration::from_secs(90)
     );
     assert_eq!(
-        next_delay(minute, 1, Some(Duration::from_secs(86400)), 0.0),
+        next_delay(minute, Some(Duration::from_secs(5)), 0.0),
+        Duration::from_secs(54),
+        "a short Retry-After never makes a poll come sooner"
+    );
+    assert_eq!(
+        next_delay(minute, Some(Duration::from_secs(86400)), 0.0),
         RETRY_AFTER_MAX
     );
 }
