@@ -19,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
 use crate::kernel::{Kernel, KernelEvent};
-use crate::model::{Assignment, DesiredState, ObservedState, RoutedPrefix};
+use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, RouteKind, RoutedPrefix};
 use crate::next_hop::{Change, NextHopBook};
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
@@ -72,6 +72,52 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
         KernelEvent::Route {
             dst, protocol: p, ..
         } => *p == protocol || desired.routes.iter().any(|r| r.dst == *dst),
+    }
+}
+
+/// How many of routed6d's objects a burst of kernel events may put back one by one
+/// before the debounced full pass; past it, the pass alone repairs (one dump, not
+/// thousands of single writes racing a flush).
+pub const FAST_RESTORES_PER_BURST: u32 = 32;
+
+/// The object to put back at once when `event` says one of routed6d's own objects went
+/// (`desired` is what the last pass wanted): keepalived's way, one write and no dump
+/// (issue 16). Not the next hop on the uplink, whose place the OS may be about to take
+/// back (`next_hop`), and not a route copied from someone else's (outbound_source),
+/// which only a full look can judge: those wait for the full pass, which follows every
+/// fast restore anyway and checks everything.
+pub fn restore_for(event: &KernelEvent, desired: &DesiredState, config: &Config) -> Option<Op> {
+    let protocol = config.daemon.protocol;
+    match *event {
+        KernelEvent::Address {
+            ifindex,
+            addr,
+            protocol: p,
+            removed: true,
+        } if p == protocol => desired
+            .addresses
+            .iter()
+            .find(|a| a.ifindex == ifindex && a.addr == addr)
+            .filter(|a| a.ifname != config.uplink.interface)
+            .map(|a| Op::AddAddress(a.clone())),
+        KernelEvent::Route {
+            dst,
+            table,
+            protocol: p,
+            removed: true,
+        } if p == protocol => {
+            let mut same = desired
+                .routes
+                .iter()
+                .filter(|r| r.table == table && r.dst == dst);
+            match (same.next(), same.next()) {
+                (Some(route), None) if !matches!(route.kind, RouteKind::Via { .. }) => {
+                    Some(Op::AddRoute(route.clone()))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -202,6 +248,8 @@ pub struct Agent<K> {
     next_hop_wake: Option<Instant>,
     /// The last pass left the routed prefixes' objects in the kernel.
     online: bool,
+    /// Objects put back one by one since the last full pass.
+    fast_restores: u32,
 }
 
 impl<K: Kernel> Agent<K> {
@@ -224,7 +272,28 @@ impl<K: Kernel> Agent<K> {
             next_hops: NextHopBook::default(),
             next_hop_wake: None,
             online: false,
+            fast_restores: 0,
         }
+    }
+
+    /// Put back at once the object of routed6d's that `event` says went, if it is one
+    /// of those `restore_for` allows and the burst has not used up its share. The
+    /// debounced full pass follows as for any relevant event.
+    pub async fn restore_at_once(&mut self, event: &KernelEvent) {
+        if self.fast_restores >= FAST_RESTORES_PER_BURST {
+            return;
+        }
+        let Some(op) = restore_for(event, &self.desired, &self.config) else {
+            return;
+        };
+        self.fast_restores += 1;
+        self.expected = None;
+        let plan = Plan {
+            ops: vec![op],
+            conflicts: Vec::new(),
+        };
+        let context: Vec<&Assignment> = self.last_good.iter().collect();
+        reconcile::apply(&mut self.kernel, plan, &context).await;
     }
 
     /// When a pass is due without any event: a next hop held back for the OS has
@@ -369,6 +438,7 @@ impl<K: Kernel> Agent<K> {
         let assignment = self.last_good.clone()?;
         let previous = self.applied.as_ref();
         self.expected = None;
+        self.fast_restores = 0;
         let now = Instant::now();
         let moment = Moment {
             book: &self.next_hops,
@@ -747,7 +817,10 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
             }
             event = events.next() => {
                 match event {
-                    Some(event) => heed(&event, agent, &mut repair_at),
+                    Some(event) => {
+                        agent.restore_at_once(&event).await;
+                        heed(&event, agent, &mut repair_at);
+                    }
                     None => {
                         warn!("kernel event stream ended; restarting it and resyncing");
                         agent.forget_expected();

@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 use serde::Serialize;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use crate::config::{Config, NextHopPolicy};
 use crate::desired;
@@ -299,6 +299,12 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment
                     outcome.found_present += 1;
                 }
                 outcome.applied += 1;
+                if applied == Applied::AlreadyThere {
+                    // No change to the kernel, so no change line (a race with another
+                    // writer, or a fast restore that a pass had already made).
+                    debug!(OP = op.verb(), "{op}: already so");
+                    continue;
+                }
                 info!(
                     OP = op.verb(),
                     PREFIX = %prefix,

@@ -1138,3 +1138,162 @@ async fn the_loop_repairs_after_the_event_stream_ended_and_stops_on_request() {
         "the OS's next hop stays"
     );
 }
+
+#[test]
+fn only_routed6d_own_objects_away_from_the_uplink_are_put_back_at_once() {
+    let config = crate::desired::tests::config("");
+    let hop = "2001:db8:42::1";
+    let lo = Address {
+        ifindex: 1,
+        addr: "2001:db8:42:100::1".parse().expect("addr"),
+        prefix_len: 128,
+        ifname: "lo".into(),
+        no_prefix_route: false,
+    };
+    let next_hop = Address {
+        ifindex: 2,
+        addr: hop.parse().expect("hop"),
+        prefix_len: 128,
+        ifname: "eth0".into(),
+        no_prefix_route: false,
+    };
+    let unreachable = Route {
+        table: TABLE_MAIN,
+        dst: "2001:db8:42:100::/64".parse().expect("net"),
+        metric: crate::desired::UNREACHABLE_METRIC,
+        kind: RouteKind::Unreachable,
+        ifindex: None,
+        ifname: None,
+    };
+    let copy = Route {
+        table: TABLE_MAIN,
+        dst: "::/0".parse().expect("net"),
+        metric: 1023,
+        kind: RouteKind::Via {
+            gateway: "fe80::1".parse().expect("gw"),
+            src: Some(lo.addr),
+        },
+        ifindex: Some(2),
+        ifname: Some("eth0".into()),
+    };
+    let desired = DesiredState {
+        addresses: vec![lo.clone(), next_hop.clone()],
+        routes: vec![unreachable.clone(), copy.clone()],
+        ..DesiredState::default()
+    };
+    let gone = |a: &Address, protocol: u8| KernelEvent::Address {
+        ifindex: a.ifindex,
+        addr: a.addr,
+        protocol,
+        removed: true,
+    };
+    let route_gone = |r: &Route, protocol: u8| KernelEvent::Route {
+        dst: r.dst,
+        table: r.table,
+        protocol,
+        removed: true,
+    };
+    let restore = |e: KernelEvent| restore_for(&e, &desired, &config);
+    assert_eq!(restore(gone(&lo, OURS)), Some(Op::AddAddress(lo.clone())));
+    assert_eq!(
+        restore(route_gone(&unreachable, OURS)),
+        Some(Op::AddRoute(unreachable.clone()))
+    );
+    assert_eq!(restore(gone(&lo, 0)), None, "someone else's");
+    assert_eq!(restore(gone(&next_hop, OURS)), None, "the uplink's place");
+    assert_eq!(
+        restore(route_gone(&copy, OURS)),
+        None,
+        "derived from others'"
+    );
+    assert_eq!(
+        restore(KernelEvent::Address {
+            ifindex: 1,
+            addr: lo.addr,
+            protocol: OURS,
+            removed: false
+        }),
+        None,
+        "an addition"
+    );
+    assert_eq!(restore(KernelEvent::Resync), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owned_address_is_back_before_the_debounce_and_a_burst_is_bounded() {
+    // Forty host parts: forty owned addresses on lo.
+    let parts: Vec<String> = (1..=40).map(|n| format!("\"::{n:x}\"")).collect();
+    let Looping {
+        mut agent,
+        provider,
+        surroundings,
+        outside,
+    } = looping(
+        &format!("[prefix]\naddresses = [{}]\n", parts.join(", ")),
+        "2001:db8:42::10",
+    );
+    let on_lo = |outside: &Outside| {
+        outside
+            .kernel
+            .0
+            .borrow()
+            .state
+            .addresses
+            .iter()
+            .filter(|o| o.protocol == OURS && o.address.ifname == "lo")
+            .count()
+    };
+    let delete_on_lo = |outside: &Outside, how_many: usize| {
+        let gone: Vec<Ipv6Addr> = {
+            let mut kernel = outside.kernel.0.borrow_mut();
+            let lo: Vec<Ipv6Addr> = kernel
+                .state
+                .addresses
+                .iter()
+                .filter(|o| o.address.ifname == "lo")
+                .map(|o| o.address.addr)
+                .take(how_many)
+                .collect();
+            kernel
+                .state
+                .addresses
+                .retain(|o| !lo.contains(&o.address.addr));
+            lo
+        };
+        for addr in gone {
+            let _ = outside.events.send(KernelEvent::Address {
+                ifindex: 1,
+                addr,
+                protocol: OURS,
+                removed: true,
+            });
+        }
+    };
+    let script = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(on_lo(&outside), 40);
+        let writes = outside.kernel.0.borrow().writes.len();
+        delete_on_lo(&outside, 1);
+        // Well inside the 20 ms debounce: already back, with one write.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(on_lo(&outside), 40);
+        assert_eq!(outside.kernel.0.borrow().writes.len(), writes + 1);
+        // The debounced full pass that follows finds nothing left to do.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(outside.kernel.0.borrow().writes.len(), writes + 1);
+
+        // All forty at once: a burst's share one by one, the rest by the full pass.
+        delete_on_lo(&outside, 40);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(on_lo(&outside), FAST_RESTORES_PER_BURST as usize);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(on_lo(&outside), 40);
+        assert_eq!(outside.kernel.0.borrow().writes.len(), writes + 41);
+        outside
+            .controls
+            .send(surroundings::Control::Stop)
+            .expect("stop");
+    };
+    let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
+    served.expect("served");
+}
