@@ -49,6 +49,13 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Wait until the daemon has programmed the routed prefix (what
+    /// routed6d-online.target waits for at boot); exit 69 after the timeout.
+    WaitOnline {
+        /// How long to wait ("30s", "2m").
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Show routed6d at work on a simulated provider in throwaway network namespaces (root).
     Demo,
 }

@@ -12,7 +12,7 @@ use crate::kernel::Kernel;
 use crate::kernel::netlink::NetlinkKernel;
 use crate::model::{Assignment, ObservedAddress, ObservedRoute};
 use crate::provider::{AnyProvider, Provider, ProviderError};
-use crate::reconcile;
+use crate::reconcile::{self, Moment};
 
 /// sysexits.h codes routed6d exits with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,8 @@ impl From<ProviderError> for Failure {
         let exit = match e {
             // Asked of a provider that has no such thing (release with static routes).
             ProviderError::Unsupported(_) => Exit::Usage,
+            // The token file: bad configuration.
+            ProviderError::Config(_) => Exit::Config,
             _ => Exit::Unavailable,
         };
         Failure::new(exit, e.to_string())
@@ -64,9 +66,9 @@ impl From<ProviderError> for Failure {
 
 /// Where the provider's answers come from, for humans.
 fn api_of(config: &Config) -> String {
-    match config.provider.kind {
-        crate::config::ProviderKind::Static => "no API (routes in the config)".to_string(),
-        _ => config.provider.base_url.to_string(),
+    match config.provider.api() {
+        Some(api) => api.base_url.to_string(),
+        None => "no API (routes in the config)".to_string(),
     }
 }
 
@@ -143,7 +145,8 @@ pub async fn plan(path: &Path) -> CommandResult {
     let mut provider = provider_for(&config)?;
     let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
     let assignment = fetch(&mut kernel, &mut provider, &config).await?;
-    let (desired, _observed, plan) = reconcile::plan(&mut kernel, &config, &assignment).await?;
+    let reconcile::Look { desired, plan, .. } =
+        reconcile::plan(&mut kernel, &config, &assignment, Moment::first()).await?;
     print!("{}", crate::plan::annotated(&plan, &desired));
     if plan.is_empty() && plan.conflicts.is_empty() {
         println!("# nothing to change");
@@ -199,7 +202,8 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
     let mut origins = std::collections::BTreeMap::new();
     let (pending, conflicts) = match &answer {
         Ok(assignment) => {
-            let (desired, _, plan) = reconcile::plan(&mut kernel, &config, assignment).await?;
+            let reconcile::Look { desired, plan, .. } =
+                reconcile::plan(&mut kernel, &config, assignment, Moment::first()).await?;
             for line in &owned {
                 let object = line.split_once(' ').map(|(_, o)| o).unwrap_or(line);
                 if let Some(origin) = desired.origins.get(object) {
@@ -225,7 +229,7 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
     let report = StatusReport {
         config: config.path.display().to_string(),
         provider: ProviderStatus {
-            kind: config.provider.kind.name().to_string(),
+            kind: config.provider.kind().name().to_string(),
             base_url: api_of(&config),
             host_id: provider.host_id(),
             error: answer.as_ref().err().map(|e| e.to_string()),
@@ -329,6 +333,8 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
 
 pub fn check_config(path: &Path) -> CommandResult {
     let config = load(path)?;
+    // The key is read when a provider is built; checking the file checks it too.
+    config.read_token()?;
     // Not an error: the daemon waits for a missing interface and programs it when it
     // appears (a veth or VLAN created after boot). But an operator checking the file
     // wants to know about a typo now.
@@ -345,7 +351,7 @@ pub fn check_config(path: &Path) -> CommandResult {
     println!(
         "{}: OK (provider {} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
         path.display(),
-        config.provider.kind.name(),
+        config.provider.kind().name(),
         api_of(&config),
         config.uplink.interface,
         config.prefix.mode,
@@ -353,6 +359,42 @@ pub fn check_config(path: &Path) -> CommandResult {
         config.daemon.protocol
     );
     Ok(())
+}
+
+/// `routed6d wait-online`: until the daemon's status says the routed prefixes are
+/// programmed, or `timeout`. At boot, routed6d-wait-online.service runs it after
+/// routed6d.service is up, so that routed6d-online.target is reached only then.
+pub async fn wait_online(path: &Path, timeout: std::time::Duration) -> CommandResult {
+    let config = load(path)?;
+    let file = &config.daemon.status_file;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = daemon::read_status(file);
+        if let Some(status) = status.as_ref().filter(|s| s.online) {
+            println!("online: {}", status.prefixes.join(", "));
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let why = match status {
+                None => format!("the daemon is not running (no {})", file.display()),
+                Some(s) => s
+                    .last_error
+                    .or(s.unavailable.map(|u| format!("not available: {u}")))
+                    .or((!s.missing_interfaces.is_empty()).then(|| {
+                        format!("waiting for interface {}", s.missing_interfaces.join(", "))
+                    }))
+                    .unwrap_or_else(|| "nothing is routed here yet".into()),
+            };
+            return Err(Failure::new(
+                Exit::Unavailable,
+                format!(
+                    "no routed prefix programmed within {}: {why}",
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Does a network interface of this name exist in this network namespace?
@@ -394,7 +436,8 @@ pub async fn refresh_next_hop(path: &Path) -> CommandResult {
     };
     println!("next hop: {} -> {}", hops(&before), hops(&after));
     // Reconcile at once: the provider now routes to the new next hop.
-    let outcome = reconcile::reconcile(&mut kernel, &config, &after, Some(&before)).await?;
+    let pass = reconcile::reconcile(&mut kernel, &config, &after, Some(&before), Moment::first());
+    let outcome = pass.await?;
     print!("{}", outcome.plan);
     finish(outcome)
 }

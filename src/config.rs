@@ -3,7 +3,7 @@
 //! already read. Every error is one line naming the file, the line and the key.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +18,10 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/routed6d/routed6d.toml";
 pub const DEFAULT_TOKEN_FILE: &str = "/etc/routed6d/token";
 /// Where the daemon leaves its status for `routed6d status`.
 pub const DEFAULT_STATUS_FILE: &str = "/run/routed6d/status.json";
+/// How long the OS has to put its next hop address back (a flap, a reconfigure)
+/// before routed6d stands in: longer than systemd-networkd, ifupdown or a DHCPv6/SLAAC
+/// client take after a link comes back.
+pub const DEFAULT_NEXT_HOP_GRACE: Duration = Duration::from_secs(10);
 /// HostUp's API (v2 and legacy share the host).
 pub const HOSTUP_BASE_URL: &str = "https://cloud.hostup.se";
 /// DigitalOcean's API.
@@ -291,6 +295,32 @@ impl<'de> Deserialize<'de> for PollInterval {
     }
 }
 
+/// How long routed6d leaves the OS's next hop address to the OS after it went
+/// (`uplink.next_hop_grace`): a humane duration from 0s to 10 minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grace(pub Duration);
+
+/// Longer than any network manager takes to put its address back; beyond it a host
+/// would stay without its routed prefix for nothing.
+const GRACE_MAX: Duration = Duration::from_secs(600);
+
+impl<'de> Deserialize<'de> for Grace {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let duration = humantime::parse_duration(&text).map_err(|e| {
+            de::Error::custom(format!(
+                "{text:?} is not a duration ({e}); write e.g. \"10s\""
+            ))
+        })?;
+        if duration > GRACE_MAX {
+            return Err(de::Error::custom(format!(
+                "{text:?} is longer than the maximum of 10m"
+            )));
+        }
+        Ok(Grace(duration))
+    }
+}
+
 /// The host part of an address placed in every routed prefix (`::1`, `::53`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostPart(pub Ipv6Addr);
@@ -403,6 +433,8 @@ struct RawStaticRoute {
 struct RawUplink {
     interface: IfName,
     next_hop: Option<NextHopPolicy>,
+    next_hop_grace: Option<Grace>,
+    keep_accept_ra: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -453,36 +485,112 @@ pub struct Config {
     pub daemon: DaemonConfig,
 }
 
+/// The resolved `[provider]` section: how often to ask, and what each kind needs (and
+/// nothing it does not).
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
-    pub kind: ProviderKind,
-    /// The API (default per kind; unused by `static`).
-    pub base_url: BaseUrl,
-    /// Empty for `static`, which reads no token.
-    pub token_file: PathBuf,
-    /// Empty for `static`.
-    pub token: Secret,
-    pub vps_id: Option<String>,
     pub poll_interval: Duration,
-    /// Ask the provider for what is missing: HostUp `allocate`, DigitalOcean `claim`.
+    pub settings: ProviderSettings,
+}
+
+/// One variant per kind of provider, holding that kind's keys with its defaults.
+#[derive(Clone, Debug)]
+pub enum ProviderSettings {
+    Hostup(HostupSettings),
+    HostupLegacy(LegacySettings),
+    DigitalOcean(DigitalOceanSettings),
+    /// The routes, in the order written. No API, no token.
+    Static(Vec<StaticRoute>),
+}
+
+/// Where a provider's API is and where its key lies. The key itself is read when the
+/// provider is built (`Config::read_token`), not while the file is parsed.
+#[derive(Clone, Debug)]
+pub struct Api {
+    pub base_url: BaseUrl,
+    pub token_file: PathBuf,
+}
+
+/// `kind = "hostup"`.
+#[derive(Clone, Debug)]
+pub struct HostupSettings {
+    pub api: Api,
+    /// None: looked up by the uplink's primary IP on the first poll.
+    pub vps_id: Option<String>,
+    pub source: HostupSource,
+    /// Ask for a prefix when none is allocated.
     pub allocate: bool,
     pub refresh_next_hop: RefreshNextHop,
-    /// HostUp v2: what a poll reads.
-    pub source: HostupSource,
-    /// HostUp legacy: the VM's integer id.
-    pub vmid: Option<u64>,
-    /// DigitalOcean: the droplet (None: asked of the metadata service).
+}
+
+/// `kind = "hostup-legacy"`.
+#[derive(Clone, Debug)]
+pub struct LegacySettings {
+    pub api: Api,
+    /// The VM's integer id in HostUp's panel.
+    pub vmid: u64,
+    pub allocate: bool,
+}
+
+/// `kind = "digitalocean"`.
+#[derive(Clone, Debug)]
+pub struct DigitalOceanSettings {
+    pub api: Api,
+    /// None: asked of the metadata service.
     pub droplet_id: Option<u64>,
-    /// DigitalOcean: the metadata service.
     pub metadata_url: BaseUrl,
-    /// DigitalOcean: the reserved IPv6 addresses to use (empty: every one in the
-    /// account assigned to this droplet).
+    /// The reserved IPv6 addresses to use (empty: every one in the account assigned to
+    /// this droplet).
     pub reserved_ipv6: Vec<Ipv6Addr>,
-    /// Static: the routes, in the order written.
-    pub static_routes: Vec<StaticRoute>,
-    /// DigitalOcean: make the (first) reserved IPv6 the source of outgoing traffic, by
-    /// an owned copy of the default route with `src` that takes precedence over it.
+    /// Assign the listed addresses that are unassigned to this droplet.
+    pub claim: bool,
+    /// Make the (first) reserved IPv6 the source of outgoing traffic, by an owned copy
+    /// of the default route with `src` that takes precedence over it.
     pub outbound_source: bool,
+}
+
+impl ProviderConfig {
+    pub fn kind(&self) -> ProviderKind {
+        match self.settings {
+            ProviderSettings::Hostup(_) => ProviderKind::Hostup,
+            ProviderSettings::HostupLegacy(_) => ProviderKind::HostupLegacy,
+            ProviderSettings::DigitalOcean(_) => ProviderKind::DigitalOcean,
+            ProviderSettings::Static(_) => ProviderKind::Static,
+        }
+    }
+
+    /// The API and its key; None for `static`.
+    pub fn api(&self) -> Option<&Api> {
+        match &self.settings {
+            ProviderSettings::Hostup(h) => Some(&h.api),
+            ProviderSettings::HostupLegacy(l) => Some(&l.api),
+            ProviderSettings::DigitalOcean(d) => Some(&d.api),
+            ProviderSettings::Static(_) => None,
+        }
+    }
+
+    /// Ask the provider for what is missing: HostUp's `allocate`, DigitalOcean's `claim`.
+    pub fn allocate(&self) -> bool {
+        match &self.settings {
+            ProviderSettings::Hostup(h) => h.allocate,
+            ProviderSettings::HostupLegacy(l) => l.allocate,
+            ProviderSettings::DigitalOcean(d) => d.claim,
+            ProviderSettings::Static(_) => false,
+        }
+    }
+
+    /// Only HostUp v2 has a next hop to refresh: the legacy poll is itself a refresh,
+    /// DigitalOcean and static routes have none at the provider.
+    pub fn refresh_next_hop(&self) -> RefreshNextHop {
+        match &self.settings {
+            ProviderSettings::Hostup(h) => h.refresh_next_hop,
+            _ => RefreshNextHop::Never,
+        }
+    }
+
+    pub fn outbound_source(&self) -> bool {
+        matches!(&self.settings, ProviderSettings::DigitalOcean(d) if d.outbound_source)
+    }
 }
 
 /// A route written in the config (`kind = "static"`).
@@ -496,6 +604,12 @@ pub struct StaticRoute {
 pub struct UplinkConfig {
     pub interface: String,
     pub next_hop: NextHopPolicy,
+    /// After the OS's next hop address went (or the uplink came back), how long the
+    /// OS has to put it back before routed6d stands in (`next_hop`).
+    pub next_hop_grace: Duration,
+    /// With forwarding on for the uplink, set its accept_ra 1 → 2, so router
+    /// advertisements (and the default route they give) keep coming.
+    pub keep_accept_ra: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -514,7 +628,7 @@ pub struct DaemonConfig {
 }
 
 impl Config {
-    /// Read, parse, validate and resolve secrets: the one way to get a `Config`.
+    /// Read, parse and validate: the one way to get a `Config` from a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -524,7 +638,9 @@ impl Config {
         Config::from_text(path, &text, credentials_dir.as_deref())
     }
 
-    /// Like `load`, from text already read (tests, `check-config` on stdin).
+    /// Like `load`, from text already read. No I/O: `credentials_dir` (systemd's
+    /// `$CREDENTIALS_DIRECTORY`) only says where the token lies when `token_file` does
+    /// not.
     pub fn from_text(
         path: &Path,
         text: &str,
@@ -634,6 +750,11 @@ impl Config {
             uplink: UplinkConfig {
                 interface: raw.uplink.interface.0,
                 next_hop: raw.uplink.next_hop.unwrap_or(NextHopPolicy::Ensure),
+                next_hop_grace: raw
+                    .uplink
+                    .next_hop_grace
+                    .map_or(DEFAULT_NEXT_HOP_GRACE, |g| g.0),
+                keep_accept_ra: raw.uplink.keep_accept_ra.unwrap_or(true),
             },
             prefix: PrefixConfig {
                 mode: raw.prefix.mode,
@@ -652,6 +773,23 @@ impl Config {
         })
     }
 
+    /// The provider's API key (None for `static`, which has no API): it must exist, be
+    /// non-empty and be readable by its owner only.
+    pub fn read_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let Some(api) = self.provider.api() else {
+            return Ok(None);
+        };
+        read_token(&api.token_file)
+            .map(Some)
+            .map_err(|message| ConfigError::Token {
+                path: self.path.clone(),
+                message: format!(
+                    "provider.token_file {}: {message}",
+                    api.token_file.display()
+                ),
+            })
+    }
+
     /// The interfaces the config names, uplink first.
     pub fn interfaces(&self) -> Vec<&str> {
         let mut names = vec![self.uplink.interface.as_str()];
@@ -662,8 +800,9 @@ impl Config {
     }
 }
 
-/// Check the `[provider]` keys against the kind, apply the kind's defaults, read the
-/// token. Errors name the key and its line.
+/// Check the `[provider]` keys against the kind and apply the kind's defaults. Errors
+/// name the key and its line. Reads nothing: the token is read when the provider is
+/// built.
 fn resolve_provider(
     raw: RawProvider,
     credentials_dir: Option<&Path>,
@@ -689,7 +828,7 @@ fn resolve_provider(
         }
     }
     if let Some(id) = &raw.vps_id
-        && !crate::provider::is_path_id(id)
+        && !crate::rules::is_path_id(id)
     {
         return Err(invalid(
             "vps_id",
@@ -703,13 +842,6 @@ fn resolve_provider(
             return Err(invalid(key, format!("provider.{key} must be 1 or more")));
         }
     }
-    if kind == ProviderKind::HostupLegacy && raw.vmid.is_none() {
-        return Err(invalid(
-            "kind",
-            "kind = \"hostup-legacy\" needs provider.vmid (the VM's integer id in HostUp's panel)"
-                .into(),
-        ));
-    }
     let mut reserved_ipv6 = Vec::new();
     for (index, text_ip) in raw.reserved_ipv6.iter().flatten().enumerate() {
         let field = format!("provider.reserved_ipv6[{index}]");
@@ -719,8 +851,7 @@ fn resolve_provider(
                 format!("{field} {text_ip:?} is not an IPv6 address"),
             )
         })?;
-        crate::provider::digitalocean::check_reserved(&field, addr)
-            .map_err(|m| invalid("reserved_ipv6", m))?;
+        crate::rules::check_reserved(&field, addr).map_err(|m| invalid("reserved_ipv6", m))?;
         if reserved_ipv6.contains(&addr) {
             return Err(invalid(
                 "reserved_ipv6",
@@ -745,9 +876,8 @@ fn resolve_provider(
         };
         for (index, route) in routes.iter().enumerate() {
             let field = format!("provider.routes[{index}]");
-            let prefix =
-                crate::provider::static_routes::parse_route(&field, &route.prefix, &route.next_hop)
-                    .map_err(|m| invalid("routes", m))?;
+            let prefix = static_route(&field, &route.prefix, &route.next_hop)
+                .map_err(|m| invalid("routes", m))?;
             if let Some(other) = static_routes.iter().position(|r| r.prefix == prefix.prefix) {
                 return Err(invalid(
                     "routes",
@@ -761,55 +891,56 @@ fn resolve_provider(
         }
     }
 
-    let (token_file, token) = if kind == ProviderKind::Static {
-        // No API, so no key: nothing is read.
-        (PathBuf::new(), Secret::new(String::new()))
-    } else {
-        let token_file = match (&raw.token_file, credentials_dir) {
-            (Some(file), _) => file.clone(),
-            (None, Some(dir)) => dir.join("token"),
-            (None, None) => PathBuf::from(DEFAULT_TOKEN_FILE),
-        };
-        let token = read_token(&token_file).map_err(|message| ConfigError::Token {
-            path: path.to_path_buf(),
-            message: format!("provider.token_file {}: {message}", token_file.display()),
-        })?;
-        (token_file, token)
+    let token_file = match (&raw.token_file, credentials_dir) {
+        (Some(file), _) => file.clone(),
+        (None, Some(dir)) => dir.join("token"),
+        (None, None) => PathBuf::from(DEFAULT_TOKEN_FILE),
     };
-    let default_base = match kind {
-        ProviderKind::DigitalOcean => DIGITALOCEAN_BASE_URL,
-        _ => HOSTUP_BASE_URL,
+    let api = |default_base: &str| Api {
+        base_url: raw
+            .base_url
+            .clone()
+            .unwrap_or_else(|| BaseUrl::parse(default_base).expect("built-in URL is valid")),
+        token_file: token_file.clone(),
     };
     let default_interval = match kind {
         ProviderKind::HostupLegacy => LEGACY_POLL_INTERVAL,
         _ => Duration::from_secs(60),
     };
-    let refresh_next_hop = match kind {
-        ProviderKind::Hostup => raw.refresh_next_hop.unwrap_or(RefreshNextHop::Auto),
-        // The legacy poll is itself a refresh; DigitalOcean and static have no next
-        // hop at the provider to refresh.
-        _ => RefreshNextHop::Never,
+    let settings = match kind {
+        ProviderKind::Hostup => ProviderSettings::Hostup(HostupSettings {
+            api: api(HOSTUP_BASE_URL),
+            vps_id: raw.vps_id,
+            source: raw.source.unwrap_or(HostupSource::Vps),
+            allocate: raw.allocate.unwrap_or(false),
+            refresh_next_hop: raw.refresh_next_hop.unwrap_or(RefreshNextHop::Auto),
+        }),
+        ProviderKind::HostupLegacy => ProviderSettings::HostupLegacy(LegacySettings {
+            api: api(HOSTUP_BASE_URL),
+            vmid: raw.vmid.ok_or_else(|| {
+                invalid(
+                    "kind",
+                    "kind = \"hostup-legacy\" needs provider.vmid (the VM's integer id in HostUp's panel)"
+                        .into(),
+                )
+            })?,
+            allocate: raw.allocate.unwrap_or(false),
+        }),
+        ProviderKind::DigitalOcean => ProviderSettings::DigitalOcean(DigitalOceanSettings {
+            api: api(DIGITALOCEAN_BASE_URL),
+            droplet_id: raw.droplet_id,
+            metadata_url: raw.metadata_url.map(|m| m.0).unwrap_or_else(|| {
+                BaseUrl::parse_metadata(DIGITALOCEAN_METADATA_URL).expect("built-in URL is valid")
+            }),
+            reserved_ipv6,
+            claim: raw.claim.unwrap_or(false),
+            outbound_source: raw.outbound_source.unwrap_or(false),
+        }),
+        ProviderKind::Static => ProviderSettings::Static(static_routes),
     };
     Ok(ProviderConfig {
-        kind,
-        base_url: raw
-            .base_url
-            .unwrap_or_else(|| BaseUrl::parse(default_base).expect("built-in URL is valid")),
-        token_file,
-        token,
-        vps_id: raw.vps_id,
         poll_interval: raw.poll_interval.map(|p| p.0).unwrap_or(default_interval),
-        allocate: raw.allocate.or(raw.claim).unwrap_or(false),
-        outbound_source: raw.outbound_source.unwrap_or(false),
-        refresh_next_hop,
-        source: raw.source.unwrap_or(HostupSource::Vps),
-        vmid: raw.vmid,
-        droplet_id: raw.droplet_id,
-        metadata_url: raw.metadata_url.map(|m| m.0).unwrap_or_else(|| {
-            BaseUrl::parse_metadata(DIGITALOCEAN_METADATA_URL).expect("built-in URL is valid")
-        }),
-        reserved_ipv6,
-        static_routes,
+        settings,
     })
 }
 
@@ -899,19 +1030,20 @@ fn find_key_line(text: &str, section: &str, key: &str) -> usize {
     section_line
 }
 
-/// Is `addr` usable as a host address to be reached from the Internet?
-pub fn is_global_unicast(addr: &IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(a) => {
-            !(a.is_loopback() || a.is_link_local() || a.is_unspecified() || a.is_multicast())
-        }
-        IpAddr::V6(a) => {
-            !(a.is_loopback()
-                || a.is_unspecified()
-                || a.is_multicast()
-                || a.is_unicast_link_local())
-        }
-    }
+/// One `[provider] routes` entry, checked by the same rules as a provider's answer.
+/// `field` names the entry in messages (`provider.routes[0]`).
+fn static_route(field: &str, prefix: &str, next_hop: &str) -> Result<StaticRoute, String> {
+    let (prefix_field, hop_field) = (format!("{field}.prefix"), format!("{field}.next_hop"));
+    let fields = crate::rules::Fields {
+        prefix: &prefix_field,
+        length: "",
+        next_hop: &hop_field,
+    };
+    let checked = crate::rules::check_routed(fields, prefix, None, next_hop, Default::default())?;
+    Ok(StaticRoute {
+        prefix: checked.prefix,
+        next_hop: checked.next_hop,
+    })
 }
 
 #[cfg(test)]

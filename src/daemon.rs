@@ -20,8 +20,12 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
 use crate::kernel::{Kernel, KernelEvent};
 use crate::model::{Assignment, DesiredState, ObservedState, RoutedPrefix};
+use crate::next_hop::{Change, NextHopBook};
 use crate::provider::{Provider, ProviderError};
-use crate::reconcile::{self, Outcome};
+use crate::reconcile::{self, Moment, Outcome};
+
+pub mod surroundings;
+use surroundings::{Clock, Control, Controls, Events, Signals, Surroundings};
 
 /// How long to wait after a kernel event for more of the same burst before repairing.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -58,6 +62,7 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
     let protocol = config.daemon.protocol;
     match event {
         KernelEvent::Resync => true,
+        KernelEvent::Netconf => config.uplink.keep_accept_ra,
         KernelEvent::Link { name, index, .. } => {
             config.interfaces().contains(&name.as_str())
                 || desired.addresses.iter().any(|a| a.ifindex == *index)
@@ -65,7 +70,14 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
         }
         KernelEvent::Address {
             addr, protocol: p, ..
-        } => *p == protocol || desired.addresses.iter().any(|a| a.addr == *addr),
+        } => {
+            *p == protocol
+                || desired
+                    .addresses
+                    .iter()
+                    .chain(&desired.waiting)
+                    .any(|a| a.addr == *addr)
+        }
         KernelEvent::Route {
             dst, protocol: p, ..
         } => *p == protocol || desired.routes.iter().any(|r| r.dst == *dst),
@@ -74,7 +86,11 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
 
 /// What `routed6d status` reads: the daemon's view, written after every poll and repair.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StatusFile {
+    /// The last pass left every address and route of the routed prefixes in the
+    /// kernel (`routed6d wait-online`, routed6d-online.target).
+    pub online: bool,
     pub pid: u32,
     pub host_id: String,
     pub last_poll: Option<String>,
@@ -118,7 +134,7 @@ impl<P: Provider> Poller<P> {
         }
         let mut assignment = self.provider.fetch().await?;
 
-        if settings.refresh_next_hop == RefreshNextHop::Auto
+        if settings.refresh_next_hop() == RefreshNextHop::Auto
             && assignment.next_hop_is_stale()
             && let Some(suggested) = assignment.suggested_next_hop
         {
@@ -142,7 +158,7 @@ impl<P: Provider> Poller<P> {
             }
         }
 
-        if settings.allocate && self.provider.wants_allocation(&assignment) {
+        if settings.allocate() && self.provider.wants_allocation(&assignment) {
             if !self.allocate_tried {
                 self.allocate_tried = true;
                 info!(
@@ -188,6 +204,13 @@ pub struct Agent<K> {
     /// routed6d's objects since: a changed provider answer is applied from it without
     /// a dump. Any relevant event, resync or reload forgets it.
     expected: Option<ObservedState>,
+    /// Whose the next hops' places on the uplink were: routed6d waits for the OS to
+    /// put its own address back instead of racing it (`next_hop`).
+    next_hops: NextHopBook,
+    /// When a next hop held back for the OS is due another look.
+    next_hop_wake: Option<Instant>,
+    /// The last pass left the routed prefixes' objects in the kernel.
+    online: bool,
 }
 
 impl<K: Kernel> Agent<K> {
@@ -207,7 +230,16 @@ impl<K: Kernel> Agent<K> {
             last_conflicts: Vec::new(),
             missing_next_hops: Vec::new(),
             expected: None,
+            next_hops: NextHopBook::default(),
+            next_hop_wake: None,
+            online: false,
         }
+    }
+
+    /// When a pass is due without any event: a next hop held back for the OS has
+    /// waited long enough.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.next_hop_wake
     }
 
     /// Something may have changed routed6d's objects in the kernel (an event about
@@ -312,19 +344,25 @@ impl<K: Kernel> Agent<K> {
         let assignment = self.last_good.clone()?;
         let changed = self.applied.as_ref() != Some(&assignment);
         if changed
-            && !self.config.provider.outbound_source
+            && !self.config.provider.outbound_source()
             && let Some(expected) = self.expected.take()
         {
+            let now = Instant::now();
+            let moment = Moment {
+                book: &self.next_hops,
+                now,
+            };
             let outcome = reconcile::reconcile_from(
                 &mut self.kernel,
                 &self.config,
                 &assignment,
                 self.applied.as_ref(),
                 expected,
+                moment,
             )
             .await;
             if outcome.found_present == 0 {
-                return Some(self.absorb(outcome, assignment));
+                return Some(self.absorb(outcome, assignment, now));
             }
             debug!(
                 "{} add(s) found the kernel already holding them: checking with a full dump",
@@ -341,8 +379,20 @@ impl<K: Kernel> Agent<K> {
         let assignment = self.last_good.clone()?;
         let previous = self.applied.as_ref();
         self.expected = None;
-        match reconcile::reconcile(&mut self.kernel, &self.config, &assignment, previous).await {
-            Ok(outcome) => Some(self.absorb(outcome, assignment)),
+        let now = Instant::now();
+        let moment = Moment {
+            book: &self.next_hops,
+            now,
+        };
+        let pass = reconcile::reconcile(
+            &mut self.kernel,
+            &self.config,
+            &assignment,
+            previous,
+            moment,
+        );
+        match pass.await {
+            Ok(outcome) => Some(self.absorb(outcome, assignment, now)),
             Err(e) => {
                 error!("cannot read the kernel's state, changing nothing: {e}");
                 self.last_error = Some(e.to_string());
@@ -352,9 +402,18 @@ impl<K: Kernel> Agent<K> {
         }
     }
 
-    /// Take in what a pass did: log what is news, remember the state it left.
-    fn absorb(&mut self, mut outcome: Outcome, assignment: Assignment) -> Outcome {
+    /// Take in what a pass judged at `now` and did: log what is news, remember the
+    /// state it left.
+    fn absorb(&mut self, mut outcome: Outcome, assignment: Assignment, now: Instant) -> Outcome {
         self.expected = outcome.expected.take();
+        let grace = self.config.uplink.next_hop_grace;
+        for change in self
+            .next_hops
+            .note(&outcome.next_hops.sightings, now, grace)
+        {
+            self.log_next_hop(change);
+        }
+        self.next_hop_wake = outcome.next_hops.wake_at;
         if outcome.desired.missing_interfaces != self.desired.missing_interfaces {
             for name in &outcome.desired.missing_interfaces {
                 warn!(IFACE = %name, "interface {name} does not exist: waiting for it");
@@ -378,10 +437,36 @@ impl<K: Kernel> Agent<K> {
         }
         self.last_conflicts = conflicts;
         self.note_next_hops(&outcome.missing_next_hops);
+        self.online = !assignment.prefixes.is_empty()
+            && outcome.failed.is_empty()
+            && outcome.desired.missing_interfaces.is_empty();
         self.desired = outcome.desired.clone();
         self.applied = Some(assignment);
         self.write_status();
         outcome
+    }
+
+    fn log_next_hop(&self, change: Change) {
+        let uplink = &self.config.uplink.interface;
+        let grace = humantime::format_duration(self.config.uplink.next_hop_grace);
+        match change {
+            Change::OsGone { hop } => info!(
+                NEXT_HOP = %hop,
+                IFACE = %uplink,
+                "next hop {hop} is gone from {uplink}, where the OS had it: leaving its place to the OS for {grace} before routed6d stands in"
+            ),
+            Change::StandIn { hop, form } => warn!(
+                NEXT_HOP = %hop,
+                IFACE = %uplink,
+                "the OS did not put next hop {hop} back on {uplink} within {grace}: routed6d adds {hop}/{} as the OS had it, until the OS takes it back",
+                form.prefix_len
+            ),
+            Change::OsBack { hop, form } => info!(
+                NEXT_HOP = %hop,
+                IFACE = %uplink,
+                "next hop {hop}/{} is the OS's on {uplink} again", form.prefix_len
+            ),
+        }
     }
 
     /// Report next hops that went missing from the uplink, or came back, once each.
@@ -454,6 +539,7 @@ impl<K: Kernel> Agent<K> {
     pub fn status(&self) -> StatusFile {
         let good = self.last_good.clone().unwrap_or_default();
         StatusFile {
+            online: self.online,
             pid: std::process::id(),
             host_id: self.host_id.clone().unwrap_or_default(),
             last_poll: self.last_poll.map(rfc3339),
@@ -552,6 +638,13 @@ fn heed<K: Kernel>(event: &KernelEvent, agent: &mut Agent<K>, repair_at: &mut Op
     }
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A poll in flight: it owns the poller and gives it back with the answer.
 type InFlight<P> = Pin<Box<dyn Future<Output = (Poller<P>, Result<Assignment, ProviderError>)>>>;
 
@@ -567,25 +660,49 @@ fn start_poll<P: Provider + 'static>(
     })
 }
 
-/// The daemon's main loop. `reload` reads the configuration again on SIGHUP.
+/// The daemon: the real kernel, its events, a timerfd and Unix signals around `serve`.
+/// `reload` reads the configuration again on SIGHUP.
 pub async fn run<P: Provider + 'static>(
     config: Config,
     provider: P,
     reload: impl Fn(&Config) -> Result<(Config, P), String>,
 ) -> Result<(), DaemonError> {
-    use tokio::signal::unix::{SignalKind, signal};
-
     let kernel = crate::kernel::netlink::NetlinkKernel::new(config.daemon.protocol)?;
-    let mut watch = crate::kernel::watch::Watch::start()?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-    let watchdog = sd_notify::watchdog_enabled().map(|period| period / 2);
-
+    let surroundings = Surroundings {
+        events: crate::kernel::watch::Watch::start()?,
+        controls: Signals::install()?,
+        // The poll timer is a timerfd, not a tokio sleep: see `timer` for the wakeups
+        // that saves at rest.
+        clock: crate::timer::PollTimer::new()?,
+        watchdog: sd_notify::watchdog_enabled().map(|period| period / 2),
+    };
     let mut agent = Agent::new(config, kernel);
-    // The poller is here between polls and inside `in_flight` during one.
-    let mut poller = Some(Poller::new(provider));
-    let mut in_flight: Option<InFlight<P>> = None;
+    serve(&mut agent, provider, surroundings, reload).await
+}
+
+/// Where the provider half of the poll is: waiting for the timer with the poller, or
+/// asking (the poller inside the request, given back with the answer).
+enum Polling<P> {
+    Idle(Poller<P>),
+    Asking(InFlight<P>),
+}
+
+/// The daemon's loop: polls on the clock, repairs after kernel events and when a next
+/// hop held back for the OS falls due, reloads and stops on the operator's word, and
+/// pings the watchdog. Returns after `Control::Stop`, with the agent stopped.
+pub async fn serve<K: Kernel, P: Provider + 'static>(
+    agent: &mut Agent<K>,
+    provider: P,
+    surroundings: Surroundings<impl Events, impl Clock, impl Controls>,
+    reload: impl Fn(&Config) -> Result<(Config, P), String>,
+) -> Result<(), DaemonError> {
+    let Surroundings {
+        mut events,
+        mut clock,
+        mut controls,
+        watchdog,
+    } = surroundings;
+    let mut polling = Polling::Idle(Poller::new(provider));
     info!(
         "routed6d {} started: interface {}, prefix mode {:?}, poll every {}",
         env!("CARGO_PKG_VERSION"),
@@ -594,82 +711,88 @@ pub async fn run<P: Provider + 'static>(
         humantime::format_duration(agent.config.provider.poll_interval)
     );
     let mut ready = false;
-    // The poll timer is a timerfd, not a tokio sleep: see `timer` for the wakeups
-    // that saves at rest.
-    let mut poll_timer = crate::timer::PollTimer::new()?;
-    poll_timer.set(Instant::now())?;
+    clock.set(Instant::now())?;
     let mut repair_at: Option<Instant> = None;
     let far = Duration::from_secs(86400 * 365);
     let mut next_watchdog = Instant::now() + watchdog.unwrap_or(far);
 
     loop {
+        let idle = matches!(polling, Polling::Idle(_));
+        let due = earliest(repair_at, agent.wake_at());
         tokio::select! {
-            fired = poll_timer.wait(), if poller.is_some() => {
+            fired = clock.wait(), if idle => {
                 fired?;
-                let Some(idle) = poller.take() else { continue };
-                match agent.poll_input(&idle).await {
-                    Ok(ips) => in_flight = Some(start_poll(idle, agent.config.provider.clone(), ips)),
-                    Err(e) => {
-                        let host_id = idle.provider.host_id();
-                        poller = Some(idle);
-                        poll_timer.set(Instant::now() + agent.finish_poll(Err(e), host_id).await)?;
-                        announce(&agent, &mut ready);
-                    }
-                }
+                polling = match polling {
+                    Polling::Idle(poller) => match agent.poll_input(&poller).await {
+                        Ok(ips) => Polling::Asking(start_poll(poller, agent.config.provider.clone(), ips)),
+                        Err(e) => {
+                            let host_id = poller.provider.host_id();
+                            clock.set(Instant::now() + agent.finish_poll(Err(e), host_id).await)?;
+                            announce(agent, &mut ready);
+                            Polling::Idle(poller)
+                        }
+                    },
+                    asking => asking,
+                };
             }
-            (done, result) = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
-                in_flight = None;
+            (done, result) = async {
+                match &mut polling {
+                    Polling::Asking(request) => request.await,
+                    Polling::Idle(_) => std::future::pending().await,
+                }
+            }, if !idle => {
                 // Events already queued are older than the answer: let them count
                 // before it is applied from the expected state.
-                while let Some(event) = watch.try_next() {
-                    heed(&event, &mut agent, &mut repair_at);
+                while let Some(event) = events.try_next() {
+                    heed(&event, agent, &mut repair_at);
                 }
                 let host_id = done.provider.host_id();
-                poller = Some(done);
-                poll_timer.set(Instant::now() + agent.finish_poll(result, host_id).await)?;
+                polling = Polling::Idle(done);
+                clock.set(Instant::now() + agent.finish_poll(result, host_id).await)?;
                 if agent.failures == 0 {
                     // The good answer was just reconciled: a pending repair is done.
                     repair_at = None;
                 }
-                announce(&agent, &mut ready);
+                announce(agent, &mut ready);
             }
-            event = watch.next() => {
+            event = events.next() => {
                 match event {
-                    Some(event) => heed(&event, &mut agent, &mut repair_at),
+                    Some(event) => heed(&event, agent, &mut repair_at),
                     None => {
                         warn!("kernel event stream ended; restarting it and resyncing");
                         agent.forget_expected();
-                        watch = crate::kernel::watch::Watch::start()?;
+                        events.restart()?;
                         repair_at.get_or_insert(Instant::now());
                     }
                 }
             }
-            _ = tokio::time::sleep_until(repair_at.unwrap_or(Instant::now() + far)), if repair_at.is_some() => {
+            // A repair after an event, or a next hop held back for the OS falling due.
+            _ = tokio::time::sleep_until(due.unwrap_or(Instant::now() + far)), if due.is_some() => {
                 repair_at = None;
                 agent.repair().await;
             }
-            _ = hangup.recv() => {
-                notify(&[sd_notify::NotifyState::Reloading]);
-                match reload(&agent.config) {
-                    Ok((config, provider)) => {
-                        info!("configuration reloaded from {}", config.path.display());
-                        agent.config = config;
-                        agent.forget_expected();
-                        // A poll in flight asked under the old configuration: drop it.
-                        in_flight = None;
-                        poller = Some(Poller::new(provider));
-                        poll_timer.set(Instant::now())?;
+            control = controls.next() => match control {
+                Control::Reload => {
+                    notify(&[sd_notify::NotifyState::Reloading]);
+                    match reload(&agent.config) {
+                        Ok((config, provider)) => {
+                            info!("configuration reloaded from {}", config.path.display());
+                            agent.config = config;
+                            agent.forget_expected();
+                            // A poll in flight asked under the old configuration: drop it.
+                            polling = Polling::Idle(Poller::new(provider));
+                            clock.set(Instant::now())?;
+                        }
+                        Err(e) => error!("refusing the new configuration, keeping the running one: {e}"),
                     }
-                    Err(e) => error!("refusing the new configuration, keeping the running one: {e}"),
+                    notify(&[sd_notify::NotifyState::Ready]);
                 }
-                notify(&[sd_notify::NotifyState::Ready]);
-            }
+                Control::Stop => break,
+            },
             _ = tokio::time::sleep_until(next_watchdog), if watchdog.is_some() => {
                 notify(&[sd_notify::NotifyState::Watchdog]);
                 next_watchdog = Instant::now() + watchdog.unwrap_or(far);
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
         }
     }
     notify(&[sd_notify::NotifyState::Stopping]);

@@ -11,6 +11,7 @@ use crate::model::{
     Address, Assignment, DesiredState, Link, ObservedState, Route, RouteKind, SysctlWant,
     TABLE_LOCAL, TABLE_MAIN,
 };
+use crate::next_hop::Place;
 
 /// The metric the kernel gives an IPv6 route when none is asked for (`ip -6 route`
 /// prints it as 1024).
@@ -22,22 +23,29 @@ pub const DEFAULT_METRIC: u32 = 1024;
 /// interface goes away, instead of letting packets loop back to the provider.
 pub const UNREACHABLE_METRIC: u32 = 2_147_483_647;
 
-/// The sysctls routed6d may touch for `config`, so one dump can read them all.
+/// The sysctls routed6d may touch or follow for `config`, so one look reads them all.
 pub fn sysctl_keys(config: &Config) -> Vec<String> {
-    match config.prefix.mode {
-        PrefixMode::Delegate => vec![
-            accept_ra_key(&config.uplink.interface),
-            FORWARDING_KEY.to_string(),
-        ],
-        PrefixMode::Addresses | PrefixMode::Anyip => Vec::new(),
+    let uplink = &config.uplink.interface;
+    let mut keys = Vec::new();
+    if config.uplink.keep_accept_ra {
+        keys.push(accept_ra_key(uplink));
+        keys.push(conf_key(uplink, "forwarding"));
     }
+    if config.prefix.mode == PrefixMode::Delegate {
+        keys.push(FORWARDING_KEY.to_string());
+    }
+    keys
 }
 
 const FORWARDING_KEY: &str = "net/ipv6/conf/all/forwarding";
 
-fn accept_ra_key(interface: &str) -> String {
+fn conf_key(interface: &str, name: &str) -> String {
     // Interface names may contain dots (eth0.100); /proc/sys uses them as they are.
-    format!("net/ipv6/conf/{interface}/accept_ra")
+    format!("net/ipv6/conf/{interface}/{name}")
+}
+
+fn accept_ra_key(interface: &str) -> String {
+    conf_key(interface, "accept_ra")
 }
 
 /// `outbound_source`: make the first address routed to this host's own address (a
@@ -56,7 +64,7 @@ pub fn add_outbound_source(
     observed: &ObservedState,
     protocol: u8,
 ) {
-    if !config.provider.outbound_source {
+    if !config.provider.outbound_source() {
         return;
     }
     let Some(source) = assignment.prefixes.iter().find(|p| p.next_hop.is_none()) else {
@@ -102,8 +110,15 @@ pub fn place_host(prefix: Ipv6Net, host: Ipv6Addr) -> Ipv6Addr {
     Ipv6Addr::from(network | (u128::from(host) & hostmask))
 }
 
-/// Compute the desired kernel state.
-pub fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> DesiredState {
+/// Compute the desired kernel state. `next_hops` says, per next hop, what the uplink's
+/// place for it calls for in this pass (`next_hop::NextHopBook::judge`); a next hop
+/// missing there is not added.
+pub fn compute(
+    config: &Config,
+    assignment: &Assignment,
+    links: &[Link],
+    next_hops: &BTreeMap<Ipv6Addr, Place>,
+) -> DesiredState {
     let mut state = DesiredState::default();
     let find = |name: &str| links.iter().find(|l| l.name == name);
     let uplink = find(&config.uplink.interface);
@@ -144,20 +159,23 @@ pub fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> Desi
         };
 
         if let (NextHopPolicy::Ensure, Some(up)) = (config.uplink.next_hop, uplink) {
-            let next_hop = Address {
-                ifindex: up.index,
-                addr: hop,
-                prefix_len: 128,
-                ifname: up.name.clone(),
-                no_prefix_route: false,
+            let (form, wanted) = match next_hops.get(&hop) {
+                Some(Place::Keep(form) | Place::Add(form)) => (*form, true),
+                Some(Place::Wait { form, .. }) => (*form, false),
+                None => (crate::next_hop::Form::HOST, false),
             };
-            if !state
-                .addresses
-                .iter()
-                .any(|a| a.ifindex == next_hop.ifindex && a.addr == next_hop.addr)
-            {
+            let next_hop = form.address(hop, up);
+            let listed = |list: &[Address]| {
+                list.iter()
+                    .any(|a| a.ifindex == next_hop.ifindex && a.addr == next_hop.addr)
+            };
+            if !listed(&state.addresses) && !listed(&state.waiting) {
                 origins.insert(next_hop.to_string(), routed.origin.clone());
-                state.addresses.push(next_hop);
+                if wanted {
+                    state.addresses.push(next_hop);
+                } else if next_hops.contains_key(&hop) {
+                    state.waiting.push(next_hop);
+                }
             }
         }
 
@@ -228,22 +246,29 @@ pub fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> Desi
         }
     }
 
-    if config.prefix.mode == PrefixMode::Delegate && !assignment.prefixes.is_empty() {
-        // accept_ra first: with forwarding on, accept_ra=1 stops accepting router
-        // advertisements and the RA-learned default route expires.
+    let delegating = config.prefix.mode == PrefixMode::Delegate && !assignment.prefixes.is_empty();
+    if config.uplink.keep_accept_ra {
+        // With forwarding on, the kernel takes router advertisements only with
+        // accept_ra=2: at 1 they stop, and the default route they gave expires. Whoever
+        // turns forwarding on (routed6d's delegate mode below, Docker, a VPN, an
+        // operator), the uplink keeps its default route. An operator's 0 stays 0.
+        let uplink = &config.uplink.interface;
         state.sysctls.push(SysctlWant {
-            key: accept_ra_key(&config.uplink.interface),
+            key: accept_ra_key(uplink),
             value: "2".into(),
             only_from: vec!["1".into()],
+            only_while: (!delegating).then(|| (conf_key(uplink, "forwarding"), "1".into())),
             why: format!(
-                "forwarding is turned on; {} keeps accepting router advertisements only with accept_ra=2",
-                config.uplink.interface
+                "forwarding is on for {uplink}, which keeps accepting router advertisements (and the default route they give) only with accept_ra=2"
             ),
         });
+    }
+    if delegating {
         state.sysctls.push(SysctlWant {
             key: FORWARDING_KEY.into(),
             value: "1".into(),
             only_from: Vec::new(),
+            only_while: None,
             why: "delegate mode forwards the routed prefix".into(),
         });
     }

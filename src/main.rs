@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             Command::CheckConfig => cli::check_config(&path),
             Command::RefreshNextHop => cli::refresh_next_hop(&path).await,
             Command::Release { yes } => cli::release(&path, yes).await,
+            Command::WaitOnline { timeout } => cli::wait_online(&path, timeout).await,
             Command::Demo => routed6d::demo::run().await,
         }
     });

@@ -146,6 +146,9 @@ pub struct SysctlWant {
     /// Only change it when the current value is one of these (accept_ra: only 1 → 2,
     /// never override an operator's 0). Empty: change any other value.
     pub only_from: Vec<String>,
+    /// Only change it while this other sysctl (key, value) holds: accept_ra follows
+    /// forwarding, whoever turned that on.
+    pub only_while: Option<(String, String)>,
     /// Why, for the log line.
     pub why: String,
 }
@@ -158,6 +161,10 @@ pub struct DesiredState {
     pub sysctls: Vec<SysctlWant>,
     /// Interfaces the config names that do not exist (yet): nothing is planned on them.
     pub missing_interfaces: Vec<String>,
+    /// Next hops routed6d would add to the uplink but holds back for now: the uplink
+    /// carries no traffic, or the OS's own address there went and the OS may put it
+    /// back (`next_hop`). Not planned; kernel events about them still count.
+    pub waiting: Vec<Address>,
     /// Which provider object each desired object comes from (address or route text →
     /// origin), for status and plan output.
     pub origins: BTreeMap<String, String>,
@@ -168,7 +175,18 @@ pub struct DesiredState {
 pub struct Link {
     pub index: u32,
     pub name: String,
+    /// IFF_UP: administratively up.
     pub up: bool,
+    /// IFF_LOWER_UP: the carrier is there (a veth whose peer is up, a NIC with link).
+    pub lower_up: bool,
+}
+
+impl Link {
+    /// Up with a carrier: an address added now is the one the link keeps. One added
+    /// to a link that is down is flushed or raced by the OS as it comes back.
+    pub fn carries_traffic(&self) -> bool {
+        self.up && self.lower_up
+    }
 }
 
 /// An IPv6 address as the kernel reports it.
@@ -347,21 +365,5 @@ impl fmt::Display for Plan {
             writeln!(f, "# not touched: want {} but found {}", c.wanted, c.found)?;
         }
         Ok(())
-    }
-}
-
-/// What makes `addr` unusable as a next hop or a routed address, if anything: the
-/// kinds of address that never leave a link or a host.
-pub fn non_global_kind(addr: Ipv6Addr) -> Option<&'static str> {
-    if addr.is_unicast_link_local() {
-        Some("link-local")
-    } else if addr.is_multicast() {
-        Some("multicast")
-    } else if addr.is_unspecified() {
-        Some("the unspecified address")
-    } else if addr.is_loopback() {
-        Some("loopback")
-    } else {
-        None
     }
 }

@@ -54,7 +54,11 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, protocol: u8) -> P
         let Some(current) = observed.sysctls.get(&want.key) else {
             continue;
         };
-        let may_change = want.only_from.is_empty() || want.only_from.contains(current);
+        let may_change = (want.only_from.is_empty() || want.only_from.contains(current))
+            && want
+                .only_while
+                .as_ref()
+                .is_none_or(|(key, value)| observed.sysctls.get(key) == Some(value));
         if *current != want.value && may_change {
             plan.ops.push(Op::SetSysctl {
                 key: want.key.clone(),

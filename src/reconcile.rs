@@ -12,6 +12,7 @@ use crate::config::{Config, NextHopPolicy};
 use crate::desired;
 use crate::kernel::{Applied, Kernel, KernelError};
 use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, RoutedPrefix};
+use crate::next_hop::{self, Judged, NextHopBook};
 use crate::plan;
 
 /// What a pass did.
@@ -34,6 +35,61 @@ pub struct Outcome {
     /// where the next pass may start from if no kernel event says otherwise.
     #[serde(skip)]
     pub expected: Option<ObservedState>,
+    /// Who held each next hop's place on the uplink, and what the pass made of it.
+    #[serde(skip)]
+    pub next_hops: Judged,
+}
+
+/// What a pass knows besides the configuration and the answer: whose the next hops'
+/// places were in earlier passes, and the time the pass judges them at.
+#[derive(Clone, Copy, Debug)]
+pub struct Moment<'a> {
+    pub book: &'a NextHopBook,
+    pub now: tokio::time::Instant,
+}
+
+impl Moment<'static> {
+    /// A one-off command's pass (`plan`, `once`, `refresh-next-hop`): nothing seen
+    /// before, judged now.
+    pub fn first() -> Self {
+        static NOTHING_SEEN: NextHopBook = NextHopBook::new();
+        Moment {
+            book: &NOTHING_SEEN,
+            now: tokio::time::Instant::now(),
+        }
+    }
+}
+
+/// One look at the kernel and what it calls for.
+#[derive(Debug)]
+pub struct Look {
+    pub desired: DesiredState,
+    pub observed: ObservedState,
+    pub plan: Plan,
+    pub next_hops: Judged,
+}
+
+/// Judge the next hops' places in `observed` (`next_hop = "ensure"` only: "check"
+/// never adds one) and compute the desired state with them.
+pub fn desired_for(
+    config: &Config,
+    assignment: &Assignment,
+    observed: &ObservedState,
+    moment: Moment<'_>,
+) -> (DesiredState, Judged) {
+    let uplink = observed.link_by_name(&config.uplink.interface);
+    let judged = match (config.uplink.next_hop, uplink) {
+        (NextHopPolicy::Ensure, Some(uplink)) => {
+            let hops = assignment.prefixes.iter().filter_map(|p| p.next_hop);
+            let sightings = next_hop::sight(hops, uplink, observed, config.daemon.protocol);
+            moment
+                .book
+                .judge(sightings, moment.now, config.uplink.next_hop_grace)
+        }
+        _ => Judged::default(),
+    };
+    let desired = desired::compute(config, assignment, &observed.links, &judged.places);
+    (desired, judged)
 }
 
 impl Outcome {
@@ -47,9 +103,12 @@ pub async fn plan<K: Kernel>(
     kernel: &mut K,
     config: &Config,
     assignment: &Assignment,
-) -> Result<(DesiredState, ObservedState, Plan), KernelError> {
+    moment: Moment<'_>,
+) -> Result<Look, KernelError> {
+    let mut next_hops = Judged::default();
     let compute = |observed: &ObservedState| {
-        let mut desired = desired::compute(config, assignment, &observed.links);
+        let (mut desired, judged) = desired_for(config, assignment, observed, moment);
+        next_hops = judged;
         desired::add_outbound_source(
             &mut desired,
             config,
@@ -59,14 +118,20 @@ pub async fn plan<K: Kernel>(
         );
         desired
     };
-    observe_for(
+    let (desired, observed, plan) = observe_for(
         kernel,
         &desired::sysctl_keys(config),
         config.daemon.protocol,
-        config.provider.outbound_source,
+        config.provider.outbound_source(),
         compute,
     )
-    .await
+    .await?;
+    Ok(Look {
+        desired,
+        observed,
+        plan,
+        next_hops,
+    })
 }
 
 /// Observe as much of the kernel as the plan needs, compute the desired state from it
@@ -84,7 +149,7 @@ pub async fn observe_for<K: Kernel>(
     sysctl_keys: &[String],
     protocol: u8,
     needs_foreign: bool,
-    compute: impl Fn(&ObservedState) -> DesiredState,
+    mut compute: impl FnMut(&ObservedState) -> DesiredState,
 ) -> Result<(DesiredState, ObservedState, Plan), KernelError> {
     if !needs_foreign {
         let owned = kernel.observe_owned(sysctl_keys, protocol).await?;
@@ -107,13 +172,15 @@ pub async fn reconcile<K: Kernel>(
     config: &Config,
     assignment: &Assignment,
     previous: Option<&Assignment>,
+    moment: Moment<'_>,
 ) -> Result<Outcome, KernelError> {
-    let (desired, observed, plan) = plan(kernel, config, assignment).await?;
+    let look = plan(kernel, config, assignment, moment).await?;
     let context: Vec<&Assignment> = std::iter::once(assignment).chain(previous).collect();
-    let mut outcome = apply(kernel, plan, &context).await;
-    outcome.missing_next_hops = missing_next_hops(config, assignment, &observed);
-    outcome.expected = expect(observed, &outcome, config.daemon.protocol);
-    outcome.desired = desired;
+    let mut outcome = apply(kernel, look.plan, &context).await;
+    outcome.missing_next_hops = missing_next_hops(config, assignment, &look.observed);
+    outcome.expected = expect(look.observed, &outcome, config.daemon.protocol);
+    outcome.desired = look.desired;
+    outcome.next_hops = look.next_hops;
     Ok(outcome)
 }
 
@@ -129,8 +196,9 @@ pub async fn reconcile_from<K: Kernel>(
     assignment: &Assignment,
     previous: Option<&Assignment>,
     expected: ObservedState,
+    moment: Moment<'_>,
 ) -> Outcome {
-    let desired = desired::compute(config, assignment, &expected.links);
+    let (desired, next_hops) = desired_for(config, assignment, &expected, moment);
     // With `next_hop = "check"` routed6d adds no next hop, so what is missing is
     // known before the ops (whatever becomes of them).
     let missing = missing_next_hops(config, assignment, &expected);
@@ -139,6 +207,7 @@ pub async fn reconcile_from<K: Kernel>(
         apply_from(kernel, &desired, expected, config.daemon.protocol, &context).await;
     outcome.missing_next_hops = missing;
     outcome.desired = desired;
+    outcome.next_hops = next_hops;
     outcome
 }
 

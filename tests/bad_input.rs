@@ -54,6 +54,8 @@ impl Files {
              [uplink]\n\
              interface = \"lo\"\n\
              next_hop = \"ensure\"\n\
+             next_hop_grace = \"10s\"\n\
+             keep_accept_ra = true\n\
              [prefix]\n\
              mode = \"addresses\"\n\
              addresses = [\"::1\"]\n\
@@ -224,6 +226,24 @@ fn every_key_with_a_wrong_type_is_named() {
             "invalid type: integer `5`, expected a string",
         ),
         ("uplink", "next_hop", "5", "invalid type: expected a string"),
+        (
+            "uplink",
+            "next_hop_grace",
+            "5",
+            "invalid type: integer `5`, expected a string",
+        ),
+        (
+            "uplink",
+            "next_hop_grace",
+            "\"1h\"",
+            "\"1h\" is longer than the maximum of 10m",
+        ),
+        (
+            "uplink",
+            "keep_accept_ra",
+            "\"yes\"",
+            "invalid type: string \"yes\", expected a boolean",
+        ),
         ("prefix", "mode", "5", "invalid type: expected a string"),
         (
             "prefix",
@@ -299,7 +319,7 @@ fn unknown_keys_and_sections_are_named() {
     assert_eq!(
         got,
         format!(
-            "routed6d: {}:22: unknown field `extras`, expected one of `provider`, `uplink`, `prefix`, `daemon`",
+            "routed6d: {}:24: unknown field `extras`, expected one of `provider`, `uplink`, `prefix`, `daemon`",
             config.display()
         )
     );
@@ -320,7 +340,7 @@ fn conflicting_keys_are_refused_naming_both() {
             "prefix",
             "mode",
             "\"anyip\"",
-            15,
+            17,
             "prefix.addresses applies only to prefix.mode = \"addresses\"",
         ),
     ];
@@ -346,7 +366,7 @@ fn conflicting_keys_are_refused_naming_both() {
     assert_eq!(
         got,
         format!(
-            "routed6d: {}:15: prefix.interface must not be the uplink in delegate mode: the prefix would be sent back to the provider",
+            "routed6d: {}:17: prefix.interface must not be the uplink in delegate mode: the prefix would be sent back to the provider",
             config.display()
         )
     );

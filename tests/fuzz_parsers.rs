@@ -24,8 +24,9 @@ use std::time::SystemTime;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestRunner};
 use routed6d::config::Config;
-use routed6d::model::{Assignment, non_global_kind};
-use routed6d::provider::{digitalocean, hostup, hostup_legacy, http, static_routes};
+use routed6d::model::Assignment;
+use routed6d::provider::{digitalocean, hostup, hostup_legacy, http};
+use routed6d::rules::{self, Fields, Leniency, non_global_kind};
 use serde_json::Value;
 
 const VPS: &str = "vps_01hxa3b4c5d6e7f8g9h0j1k2m3";
@@ -177,16 +178,34 @@ fn parse_text(text: &str) {
     let _ = http::parse_retry_after(text, now);
     let _ = http::parse_rate_limit_reset(text, now);
     let _ = hostup_legacy::normalise_timestamp(text);
-    if let Ok(net) = hostup::parse_prefix(text, None) {
-        assert_eq!(net.trunc(), net);
-    }
-    if let Ok(hop) = hostup::parse_next_hop("f", text) {
+    if let Ok(hop) = rules::parse_next_hop("f", text) {
         assert_eq!(non_global_kind(hop), None);
     }
-    let _ = hostup::parse_net("f", text);
-    let _ = static_routes::parse_route("routes[0]", text, text);
-    let _ = static_routes::parse_route("routes[0]", text, "2001:db8::10");
-    let _ = static_routes::parse_route("routes[0]", "2001:db8:42:100::/64", text);
+    let _ = rules::parse_net("f", text);
+    let fields = Fields {
+        prefix: "p",
+        length: "l",
+        next_hop: "h",
+    };
+    let lenient = Leniency {
+        host_bits: true,
+        next_hop_inside: true,
+    };
+    for (prefix, hop) in [
+        (text, text),
+        (text, "2001:db8::10"),
+        ("2001:db8:42:100::/64", text),
+    ] {
+        for leniency in [Leniency::default(), lenient] {
+            if let Ok(checked) = rules::check_routed(fields, prefix, None, hop, leniency) {
+                let net = checked.prefix;
+                assert_eq!(net.trunc(), net);
+                assert!(net.prefix_len() >= rules::MIN_PREFIX_LEN);
+                assert_eq!(non_global_kind(checked.next_hop), None);
+                assert!(leniency.next_hop_inside || !net.contains(&checked.next_hop));
+            }
+        }
+    }
 }
 
 /// Byte-level mutations of a seed.

@@ -326,6 +326,141 @@ fn a_next_hop_configured_by_the_os_is_used_and_never_removed() {
     );
 }
 
+/// The race of issue 13 on a real kernel: a link flap flushes the OS's next hop, and a
+/// network manager re-adds it the way systemd-networkd does (RTM_NEWADDR with
+/// NLM_F_REPLACE, `ip addr replace`) a moment after the link is back. Had routed6d put
+/// its /128 there first, the kernel would have kept that prefix length and the host
+/// its on-link route no more.
+#[test]
+fn a_link_flap_leaves_the_os_next_hop_to_the_os() {
+    if skip_unless_root("link_flap") {
+        return;
+    }
+    let mut h = harness("flap", "");
+    let os_address = format!("{HOP1}/64");
+    h.testbed
+        .vps
+        .ip(&["-6", "addr", "add", &os_address, "dev", "eth0", "nodad"])
+        .expect("os next hop");
+    h.start();
+    h.wait("programmed", |s| has_owned(s, host(1)));
+    let vps = &h.testbed.vps;
+
+    vps.ip(&["link", "set", "eth0", "down"]).expect("down");
+    std::thread::sleep(Duration::from_millis(300));
+    vps.ip(&["link", "set", "eth0", "up"]).expect("up");
+    std::thread::sleep(Duration::from_millis(300));
+    vps.ip(&["-6", "addr", "replace", &os_address, "dev", "eth0", "nodad"])
+        .expect("the manager re-adds its address");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let state = h.kernel();
+    let next_hop: Vec<_> = state
+        .addresses
+        .iter()
+        .filter(|a| a.address.addr == HOP1)
+        .collect();
+    assert_eq!(next_hop.len(), 1, "{next_hop:?}");
+    assert_eq!(next_hop[0].address.prefix_len, 64, "{next_hop:?}");
+    assert_ne!(next_hop[0].protocol, DEFAULT_PROTOCOL, "{next_hop:?}");
+    let on_link = vps
+        .ip(&["-6", "route", "show", "2001:db8:1::/64"])
+        .expect("route");
+    assert!(
+        on_link.contains("dev eth0"),
+        "no on-link route: {on_link:?}"
+    );
+    assert!(h.ping5(host(1)));
+}
+
+/// A sysctl of the VPS namespace, as the kernel holds it now.
+fn sysctl(h: &Harness, key: &str) -> String {
+    let output = h
+        .testbed
+        .vps
+        .command("sysctl")
+        .args(["-n", key])
+        .output()
+        .expect("sysctl");
+    text(&output.stdout).trim().to_string()
+}
+
+fn set_sysctl(h: &Harness, setting: &str) {
+    let output = h
+        .testbed
+        .vps
+        .command("sysctl")
+        .args(["-qw", setting])
+        .output()
+        .expect("sysctl");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+/// Docker, a VPN or an operator turns forwarding on while routed6d runs: the uplink
+/// keeps taking router advertisements (accept_ra 1 → 2) at once, from the kernel's
+/// netconf event (the poll here is a minute away); with `keep_accept_ra = false` it is
+/// left alone.
+#[test]
+fn forwarding_turned_on_from_outside_keeps_router_advertisements() {
+    if skip_unless_root("keep_accept_ra") {
+        return;
+    }
+    for keep in [true, false] {
+        let mut h = harness(if keep { "kra" } else { "kra0" }, "");
+        h.edit_config("poll_interval = \"1s\"", "poll_interval = \"60s\"");
+        if !keep {
+            h.add_key("uplink", "keep_accept_ra = false");
+        }
+        set_sysctl(&h, "net.ipv6.conf.eth0.accept_ra=1");
+        h.start();
+        h.wait("programmed", |s| has_owned(s, host(1)));
+        assert_eq!(sysctl(&h, "net.ipv6.conf.eth0.accept_ra"), "1");
+        set_sysctl(&h, "net.ipv6.conf.all.forwarding=1");
+        let kept = netns::wait_until(Duration::from_secs(2), || {
+            sysctl(&h, "net.ipv6.conf.eth0.accept_ra") == "2"
+        });
+        if keep {
+            assert!(kept.is_some(), "accept_ra stayed 1:\n{}", h.log());
+            assert_eq!(h.log_count("set net.ipv6.conf.eth0.accept_ra=2 (was 1)"), 1);
+        } else {
+            assert!(
+                kept.is_none(),
+                "accept_ra changed with keep_accept_ra = false"
+            );
+            assert_eq!(h.log_count("accept_ra"), 0, "{}", h.log());
+        }
+    }
+}
+
+/// What routed6d-online.target waits for at boot: `wait-online` returns once the daemon
+/// has programmed the prefix (a server can bind its address then), and says why not
+/// (exit 69) when it has not within the timeout.
+#[test]
+fn wait_online_returns_once_the_prefix_is_programmed() {
+    if skip_unless_root("wait_online") {
+        return;
+    }
+    let mut h = harness("wol", "");
+    let early = h.cli(&["wait-online", "--timeout", "300ms"]);
+    assert_eq!(early.status.code(), Some(69), "{early:?}");
+    assert!(
+        text(&early.stderr).contains("the daemon is not running"),
+        "{}",
+        text(&early.stderr)
+    );
+    h.start();
+    let online = h.cli(&["wait-online", "--timeout", "10s"]);
+    assert!(online.status.success(), "{online:?}");
+    // It returned only once the address was there: binding it works at once.
+    let bound = h
+        .testbed
+        .vps
+        .enter(|| std::net::TcpListener::bind((host(1), 8080)).map(drop))
+        .expect("enter");
+    assert!(bound.is_ok(), "{bound:?}");
+    assert!(text(&online.stdout).starts_with("online: "), "{online:?}");
+}
+
 #[test]
 fn a_restart_adopts_without_duplicates_and_keep_leaves_state() {
     if skip_unless_root("restart_adopts") {

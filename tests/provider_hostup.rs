@@ -2,12 +2,12 @@
 //! every injected fault mapped to the right `ProviderError`.
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
-use routed6d::config::{Config, ProviderConfig};
+use routed6d::config::{Config, HostupSettings, ProviderSettings, Secret};
 use routed6d::provider::ProviderError;
 use routed6d::provider::hostup::HostUp;
 use routed6d::provider::http::HttpClient;
@@ -38,26 +38,25 @@ async fn start_sim() -> SimHandle {
         .unwrap()
 }
 
-/// A config as the daemon would load it, pointing at the sim.
-fn config(
-    sim: &SimHandle,
-    vps_id: Option<&str>,
-    token: &str,
-) -> (tempfile::TempDir, ProviderConfig) {
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+/// HostUp settings as the daemon would load them, pointing at the sim, and the key.
+/// (Parsing reads no file: the key is what building the provider would read.)
+fn config(sim: &SimHandle, vps_id: Option<&str>, token: &str) -> (HostupSettings, Secret) {
     let vps_line = vps_id
         .map(|id| format!("vps_id = \"{id}\"\n"))
         .unwrap_or_default();
     let text = format!(
-        "[provider]\nkind = \"hostup\"\nbase_url = \"{}\"\ntoken_file = \"{}\"\n{vps_line}\n[uplink]\ninterface = \"eth0\"\n",
-        sim.base_url(),
-        token_file.display()
+        "[provider]\nkind = \"hostup\"\nbase_url = \"{}\"\n{vps_line}\n[uplink]\ninterface = \"eth0\"\n",
+        sim.base_url()
     );
-    let config = Config::from_text(&dir.path().join("routed6d.toml"), &text, None).unwrap();
-    (dir, config.provider)
+    let config = Config::from_text(Path::new("routed6d.toml"), &text, None).unwrap();
+    (hostup_settings(config), Secret::new(token.into()))
+}
+
+fn hostup_settings(config: Config) -> HostupSettings {
+    match config.provider.settings {
+        ProviderSettings::Hostup(settings) => settings,
+        other => panic!("not hostup: {other:?}"),
+    }
 }
 
 /// Short timeouts so the hang test takes a second, not fifteen.
@@ -65,12 +64,11 @@ fn fast_http() -> HttpClient {
     HttpClient::with_timeouts(Duration::from_millis(500), Duration::from_millis(800)).unwrap()
 }
 
-async fn client(sim: &SimHandle) -> (tempfile::TempDir, HostUp) {
-    let (dir, provider) = config(sim, Some(VPS), TOKEN);
-    let hostup = HostUp::connect_with(fast_http(), &provider, &[])
+async fn client(sim: &SimHandle) -> HostUp {
+    let (provider, key) = config(sim, Some(VPS), TOKEN);
+    HostUp::connect_with(fast_http(), &provider, key, &[])
         .await
-        .unwrap();
-    (dir, hostup)
+        .unwrap()
 }
 
 fn status_of(error: &ProviderError) -> (u16, Option<&str>, Option<&str>, Option<Duration>) {
@@ -102,7 +100,7 @@ fn assert_no_token(error: &ProviderError) {
 #[tokio::test]
 async fn fetch_returns_the_allocation() {
     let sim = start_sim().await;
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
     assert_eq!(hostup.vps_id(), Some(VPS));
 
     let empty = hostup.fetch().await.unwrap();
@@ -145,12 +143,12 @@ async fn discovery_by_primary_ip() {
         "db-01",
         "198.51.100.7".parse().unwrap(),
     ));
-    let (_dir, provider) = config(&sim, None, TOKEN);
+    let (provider, key) = config(&sim, None, TOKEN);
     let ips: Vec<IpAddr> = vec![
         "2001:db8:ffff::10".parse().unwrap(),
         PRIMARY.parse().unwrap(),
     ];
-    let hostup = HostUp::connect_with(fast_http(), &provider, &ips)
+    let hostup = HostUp::connect_with(fast_http(), &provider, key.clone(), &ips)
         .await
         .unwrap();
     assert_eq!(hostup.vps_id(), Some(VPS));
@@ -167,7 +165,7 @@ async fn discovery_by_primary_ip() {
         "203.0.113.1".parse().unwrap(),
         "2001:db8::dead".parse().unwrap(),
     ];
-    match HostUp::connect_with(fast_http(), &provider, &none).await {
+    match HostUp::connect_with(fast_http(), &provider, key.clone(), &none).await {
         Err(ProviderError::NotFound(message)) => {
             assert!(message.contains("203.0.113.1"), "{message}");
             assert!(message.contains("2001:db8::dead"), "{message}");
@@ -180,13 +178,13 @@ async fn discovery_by_primary_ip() {
     sim.add_vps(SimVps::new("vps_twin", "web-02", PRIMARY.parse().unwrap()));
     let ips: Vec<IpAddr> = vec![PRIMARY.parse().unwrap()];
     assert!(matches!(
-        HostUp::connect_with(fast_http(), &provider, &ips).await,
+        HostUp::connect_with(fast_http(), &provider, key.clone(), &ips).await,
         Err(ProviderError::NotFound(_))
     ));
 
     // An unauthorized lookup is an auth error, not "not found".
-    let (_dir2, bad) = config(&sim, None, "wrong-token");
-    match HostUp::connect_with(fast_http(), &bad, &ips).await {
+    let (bad, bad_key) = config(&sim, None, "wrong-token");
+    match HostUp::connect_with(fast_http(), &bad, bad_key, &ips).await {
         Err(e) => assert_eq!(status_of(&e).1, Some("unauthorized")),
         Ok(_) => panic!("connected with a wrong token"),
     }
@@ -198,7 +196,7 @@ async fn allocate_refresh_release() {
     let changes: Arc<Mutex<Vec<Route>>> = Arc::default();
     let seen = changes.clone();
     sim.on_route_change(Box::new(move |route| seen.lock().unwrap().push(route)));
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
 
     // 201 on creation.
     let a = hostup.allocate().await.unwrap();
@@ -256,7 +254,7 @@ async fn allocate_refresh_release() {
 #[tokio::test]
 async fn status_faults_carry_code_and_request_id() {
     let sim = start_sim().await;
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
     for (status, code) in [
         (500, "internal_error"),
         (502, "bad_gateway"),
@@ -275,15 +273,15 @@ async fn status_faults_carry_code_and_request_id() {
     assert!(hostup.fetch().await.is_ok());
 
     // Real 401 (wrong token) and 404 (unknown VPS).
-    let (_d2, provider) = config(&sim, Some(VPS), "not-the-token");
-    let mut wrong = HostUp::connect_with(fast_http(), &provider, &[])
+    let (provider, key) = config(&sim, Some(VPS), "not-the-token");
+    let mut wrong = HostUp::connect_with(fast_http(), &provider, key.clone(), &[])
         .await
         .unwrap();
     let error = wrong.fetch().await.unwrap_err();
     assert_eq!(status_of(&error).0, 401);
     assert_eq!(status_of(&error).1, Some("unauthorized"));
-    let (_d3, provider) = config(&sim, Some("vps_nope"), TOKEN);
-    let mut missing = HostUp::connect_with(fast_http(), &provider, &[])
+    let (provider, key) = config(&sim, Some("vps_nope"), TOKEN);
+    let mut missing = HostUp::connect_with(fast_http(), &provider, key.clone(), &[])
         .await
         .unwrap();
     let error = missing.fetch().await.unwrap_err();
@@ -300,7 +298,7 @@ async fn status_faults_carry_code_and_request_id() {
 #[tokio::test]
 async fn sticky_faults_last_until_cleared() {
     let sim = start_sim().await;
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
     sim.set_sticky_fault(Fault::status(503, "service_unavailable"));
     for _ in 0..3 {
         assert_eq!(status_of(&hostup.fetch().await.unwrap_err()).0, 503);
@@ -312,7 +310,7 @@ async fn sticky_faults_last_until_cleared() {
 #[tokio::test]
 async fn rate_limits_and_retry_after() {
     let sim = start_sim().await;
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
 
     sim.push_fault(Fault::rate_limited_seconds(7), 1);
     let error = hostup.fetch().await.unwrap_err();
@@ -351,7 +349,7 @@ async fn rate_limits_and_retry_after() {
 #[tokio::test]
 async fn broken_bodies_are_invalid() {
     let sim = start_sim().await;
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
     for fault in [
         Fault::truncated_json(),
         Fault::wrong_shape(),
@@ -381,7 +379,7 @@ async fn broken_bodies_are_invalid() {
 #[tokio::test]
 async fn huge_body_is_refused_without_reading_it_all() {
     let sim = start_sim().await;
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
     sim.push_fault(Fault::huge_body(), 1);
     let started = Instant::now();
     match hostup.fetch().await {
@@ -399,7 +397,7 @@ async fn huge_body_is_refused_without_reading_it_all() {
 #[tokio::test]
 async fn hang_times_out_and_close_is_a_transport_error() {
     let sim = start_sim().await;
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
 
     sim.push_fault(Fault::Hang, 1);
     let started = Instant::now();
@@ -431,18 +429,12 @@ async fn hang_times_out_and_close_is_a_transport_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let text = format!(
-        "[provider]\nkind = \"hostup\"\nbase_url = \"http://127.0.0.1:{port}\"\ntoken_file = \"{}\"\nvps_id = \"{VPS}\"\n[uplink]\ninterface = \"eth0\"\n",
-        token_file.display()
+        "[provider]\nkind = \"hostup\"\nbase_url = \"http://127.0.0.1:{port}\"\nvps_id = \"{VPS}\"\n[uplink]\ninterface = \"eth0\"\n"
     );
-    let provider = Config::from_text(&dir.path().join("c.toml"), &text, None)
-        .unwrap()
-        .provider;
-    let mut nobody = HostUp::connect_with(fast_http(), &provider, &[])
+    let provider = hostup_settings(Config::from_text(Path::new("c.toml"), &text, None).unwrap());
+    let key = Secret::new(TOKEN.into());
+    let mut nobody = HostUp::connect_with(fast_http(), &provider, key, &[])
         .await
         .unwrap();
     match nobody.fetch().await.unwrap_err() {
@@ -454,7 +446,7 @@ async fn hang_times_out_and_close_is_a_transport_error() {
 #[tokio::test]
 async fn the_token_never_shows() {
     let sim = start_sim().await;
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
     assert!(!format!("{hostup:?}").contains(TOKEN));
     let faults = [
         Fault::status(401, "unauthorized"),
@@ -512,7 +504,7 @@ async fn control_api_over_http() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (_dir, mut hostup) = client(&sim).await;
+    let mut hostup = client(&sim).await;
     assert_eq!(status_of(&hostup.fetch().await.unwrap_err()).0, 502);
     assert_eq!(status_of(&hostup.fetch().await.unwrap_err()).0, 502);
     assert!(hostup.fetch().await.is_ok());

@@ -3,11 +3,13 @@
 //! asked), and injected faults mapped to the right `ProviderError`.
 
 use std::net::Ipv6Addr;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use ipnet::Ipv6Net;
-use routed6d::config::{Config, ProviderConfig};
+use routed6d::config::{
+    Config, DigitalOceanSettings, HostupSettings, LegacySettings, ProviderConfig, ProviderSettings,
+    Secret,
+};
 use routed6d::provider::digitalocean::DigitalOcean;
 use routed6d::provider::hostup::HostUp;
 use routed6d::provider::hostup_legacy::HostUpLegacy;
@@ -34,26 +36,41 @@ async fn start(state: SimState) -> SimHandle {
         .unwrap()
 }
 
-/// `[provider]` lines (without token_file) → a loaded `Config`.
-fn load(provider: &str) -> (tempfile::TempDir, Config) {
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let token_line = if provider.contains("kind = \"static\"") {
-        String::new()
-    } else {
-        format!("token_file = \"{}\"\n", token_file.display())
-    };
-    let text = format!("[provider]\n{provider}\n{token_line}[uplink]\ninterface = \"eth0\"\n");
-    let config = Config::from_text(&dir.path().join("routed6d.toml"), &text, None)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
-    (dir, config)
+/// `[provider]` lines → a parsed `Config` (parsing reads no token file).
+fn load(provider: &str) -> Config {
+    let text = format!("[provider]\n{provider}\n[uplink]\ninterface = \"eth0\"\n");
+    Config::from_text(std::path::Path::new("routed6d.toml"), &text, None)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-fn provider_config(provider: &str) -> (tempfile::TempDir, ProviderConfig) {
-    let (dir, config) = load(provider);
-    (dir, config.provider)
+fn provider_config(provider: &str) -> ProviderConfig {
+    load(provider).provider
+}
+
+/// The key the sim accepts, as building the provider would read it.
+fn key() -> Secret {
+    Secret::new(TOKEN.into())
+}
+
+fn hostup(config: &ProviderConfig) -> &HostupSettings {
+    match &config.settings {
+        ProviderSettings::Hostup(settings) => settings,
+        other => panic!("not hostup: {other:?}"),
+    }
+}
+
+fn legacy_settings(config: &ProviderConfig) -> &LegacySettings {
+    match &config.settings {
+        ProviderSettings::HostupLegacy(settings) => settings,
+        other => panic!("not hostup-legacy: {other:?}"),
+    }
+}
+
+fn digitalocean(config: &ProviderConfig) -> &DigitalOceanSettings {
+    match &config.settings {
+        ProviderSettings::DigitalOcean(settings) => settings,
+        other => panic!("not digitalocean: {other:?}"),
+    }
 }
 
 fn fast_http() -> HttpClient {
@@ -129,11 +146,11 @@ async fn account_routes_are_all_routed_here_each_with_its_next_hop() {
     let sim = start(account_state()).await;
     sim.set_allocation(VPS, net("2001:db8:42:100::/64"), v6("2001:db8:1::12"))
         .unwrap();
-    let (_dir, config) = provider_config(&format!(
+    let config = provider_config(&format!(
         "kind = \"hostup\"\nsource = \"account\"\nvps_id = \"{VPS}\"\nbase_url = \"{}\"",
         sim.base_url()
     ));
-    let mut hostup = HostUp::with_http(fast_http(), &config);
+    let mut hostup = HostUp::with_http(fast_http(), hostup(&config), key());
     let a = hostup.fetch().await.unwrap();
     let mut got: Vec<(String, Option<Ipv6Addr>, String)> = a
         .prefixes
@@ -199,12 +216,12 @@ fn legacy_state() -> SimState {
 #[tokio::test]
 async fn legacy_polls_with_refresh_and_never_allocates_by_itself() {
     let sim = start(legacy_state()).await;
-    let (_dir, config) = provider_config(&format!(
+    let config = provider_config(&format!(
         "kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"",
         sim.base_url()
     ));
     assert_eq!(config.poll_interval, Duration::from_secs(3600));
-    let mut legacy = HostUpLegacy::with_http(fast_http(), &config);
+    let mut legacy = HostUpLegacy::with_http(fast_http(), legacy_settings(&config), key());
     let empty = legacy.fetch().await.unwrap();
     assert!(empty.prefixes.is_empty());
     assert!(
@@ -244,19 +261,19 @@ async fn legacy_polls_with_refresh_and_never_allocates_by_itself() {
 #[tokio::test]
 async fn legacy_errors_and_rate_limits() {
     let sim = start(legacy_state()).await;
-    let (_dir, config) = provider_config(&format!(
+    let config = provider_config(&format!(
         "kind = \"hostup-legacy\"\nvmid = 999\nbase_url = \"{}\"",
         sim.base_url()
     ));
-    let mut unknown = HostUpLegacy::with_http(fast_http(), &config);
+    let mut unknown = HostUpLegacy::with_http(fast_http(), legacy_settings(&config), key());
     let e = unknown.fetch().await.unwrap_err();
     assert_eq!(status_of(&e), (404, Some("vm_not_found".into()), None));
 
-    let (_dir2, config) = provider_config(&format!(
+    let config = provider_config(&format!(
         "kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"",
         sim.base_url()
     ));
-    let mut legacy = HostUpLegacy::with_http(fast_http(), &config);
+    let mut legacy = HostUpLegacy::with_http(fast_http(), legacy_settings(&config), key());
     sim.push_fault(Fault::rate_limited_seconds(42), 1);
     let e = legacy.fetch().await.unwrap_err();
     assert_eq!(status_of(&e).0, 429);
@@ -278,17 +295,11 @@ async fn legacy_errors_and_rate_limits() {
     ));
 
     // A wrong key is refused with the legacy error shape.
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "wrong-key").unwrap();
-    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = format!(
-        "[provider]\nkind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"\ntoken_file = \"{}\"\n[uplink]\ninterface = \"eth0\"\n",
-        sim.base_url(),
-        token_file.display()
+    let mut wrong = HostUpLegacy::with_http(
+        fast_http(),
+        legacy_settings(&config),
+        Secret::new("wrong-key".into()),
     );
-    let config = Config::from_text(&dir.path().join("r.toml"), &text, None).unwrap();
-    let mut wrong = HostUpLegacy::with_http(fast_http(), &config.provider);
     let e = wrong.fetch().await.unwrap_err();
     assert_eq!(status_of(&e).1.as_deref(), Some("unauthorized"));
 }
@@ -314,7 +325,7 @@ fn do_state() -> SimState {
     state
 }
 
-fn do_config(sim: &SimHandle, extra: &str) -> (tempfile::TempDir, ProviderConfig) {
+fn do_config(sim: &SimHandle, extra: &str) -> ProviderConfig {
     provider_config(&format!(
         "kind = \"digitalocean\"\nbase_url = \"{0}\"\nmetadata_url = \"{0}\"\n{extra}",
         sim.base_url()
@@ -331,8 +342,8 @@ fn addresses(a: &routed6d::model::Assignment) -> Vec<String> {
 async fn digitalocean_finds_the_droplet_and_follows_pagination() {
     let sim = start(do_state()).await;
     sim.update(|s| s.digitalocean.page_size = 1);
-    let (_dir, config) = do_config(&sim, "");
-    let mut provider = DigitalOcean::with_http(fast_http(), &config);
+    let config = do_config(&sim, "");
+    let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
     assert!(provider.needs_identity());
     provider.identify(&[]).await.unwrap();
     assert_eq!(provider.droplet_id(), Some(DROPLET));
@@ -354,8 +365,8 @@ async fn digitalocean_finds_the_droplet_and_follows_pagination() {
     assert!(!provider.wants_allocation(&a));
 
     // The metadata's id endpoint failing: the JSON document is used instead.
-    let (_dir, config) = do_config(&sim, "");
-    let mut again = DigitalOcean::with_http(fast_http(), &config);
+    let config = do_config(&sim, "");
+    let mut again = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
     sim.push_fault(Fault::status(404, "not_found"), 1);
     again.identify(&[]).await.unwrap();
     assert_eq!(again.droplet_id(), Some(DROPLET));
@@ -379,12 +390,12 @@ async fn digitalocean_finds_the_droplet_and_follows_pagination() {
 async fn digitalocean_configured_addresses_and_claims() {
     let sim = start(do_state()).await;
     sim.update(|s| s.digitalocean.action_polls = 2);
-    let (_dir, config) = do_config(
+    let config = do_config(
         &sim,
         &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\", \"{FREE}\", \"{THEIRS}\"]"),
     );
-    assert!(!config.allocate);
-    let mut readonly = DigitalOcean::with_http(fast_http(), &config);
+    assert!(!config.allocate());
+    let mut readonly = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
     let a = readonly.fetch().await.unwrap();
     assert_eq!(addresses(&a), vec![format!("{MINE}/128")]);
     assert!(
@@ -398,14 +409,14 @@ async fn digitalocean_configured_addresses_and_claims() {
     assert_eq!(sim.count("POST", "/v2/"), 0);
     assert_eq!(sim.count("GET", "/metadata/"), 0, "droplet_id was given");
 
-    let (_dir2, config) = do_config(
+    let config = do_config(
         &sim,
         &format!(
             "droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\", \"{FREE}\", \"{THEIRS}\"]\nclaim = true"
         ),
     );
-    assert!(config.allocate);
-    let mut claiming = DigitalOcean::with_http(fast_http(), &config);
+    assert!(config.allocate());
+    let mut claiming = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
     claiming.action_poll = Duration::from_millis(10);
     let a = claiming.fetch().await.unwrap();
     assert!(claiming.wants_allocation(&a));
@@ -451,18 +462,18 @@ async fn digitalocean_configured_addresses_and_claims() {
 #[tokio::test]
 async fn digitalocean_errors_and_rate_limits() {
     let sim = start(do_state()).await;
-    let (_dir, config) = do_config(
+    let config = do_config(
         &sim,
         &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"2604:a880:800:14::dead\"]"),
     );
-    let mut provider = DigitalOcean::with_http(fast_http(), &config);
+    let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
     let e = provider.fetch().await.unwrap_err();
     assert_eq!(status_of(&e).0, 404);
     assert_eq!(status_of(&e).1.as_deref(), Some("not_found"));
     assert!(e.to_string().contains("could not be found"), "{e}");
 
-    let (_dir, config) = do_config(&sim, &format!("droplet_id = {DROPLET}"));
-    let mut provider = DigitalOcean::with_http(fast_http(), &config);
+    let config = do_config(&sim, &format!("droplet_id = {DROPLET}"));
+    let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
     sim.push_fault(Fault::rate_limited_seconds(9), 1);
     let e = provider.fetch().await.unwrap_err();
     assert_eq!(
@@ -494,8 +505,8 @@ async fn digitalocean_errors_and_rate_limits() {
     no_token(&e);
     // The metadata service down and no droplet_id: the droplet cannot be found.
     sim.update(|s| s.digitalocean.metadata_droplet = None);
-    let (_dir, config) = do_config(&sim, "");
-    let mut provider = DigitalOcean::with_http(fast_http(), &config);
+    let config = do_config(&sim, "");
+    let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
     assert!(provider.identify(&[]).await.is_err());
     assert!(provider.fetch().await.is_err(), "no droplet, no answer");
 }
@@ -505,10 +516,10 @@ async fn digitalocean_errors_and_rate_limits() {
 
 #[tokio::test]
 async fn static_routes_come_from_the_config_alone() {
-    let (_dir, config) = load(
+    let config = load(
         "kind = \"static\"\nroutes = [ { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::10\" } ]",
     );
-    assert_eq!(config.provider.token_file.as_os_str(), "");
+    assert!(config.provider.api().is_none(), "no API, no token file");
     let mut provider = AnyProvider::new(&config).unwrap();
     assert!(matches!(provider, AnyProvider::Static(_)), "no HTTP client");
     assert!(!provider.needs_identity());

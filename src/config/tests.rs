@@ -27,6 +27,28 @@ impl Dir {
     }
 }
 
+/// The settings of each kind, from a config known to be of that kind.
+fn hostup(c: &Config) -> &HostupSettings {
+    match &c.provider.settings {
+        ProviderSettings::Hostup(h) => h,
+        other => panic!("not hostup: {other:?}"),
+    }
+}
+
+fn digitalocean(c: &Config) -> &DigitalOceanSettings {
+    match &c.provider.settings {
+        ProviderSettings::DigitalOcean(d) => d,
+        other => panic!("not digitalocean: {other:?}"),
+    }
+}
+
+/// Parse, then read the token as building the provider does.
+fn with_token(result: Result<Config, ConfigError>) -> Result<(Config, Secret), ConfigError> {
+    let config = result?;
+    let token = config.read_token()?.expect("an API kind");
+    Ok((config, token))
+}
+
 fn err(result: Result<Config, ConfigError>) -> String {
     match result {
         Ok(_) => panic!("expected an error"),
@@ -41,13 +63,13 @@ fn minimal_config_gets_every_default() {
         .parse("[uplink]\ninterface = \"eth0\"\n")
         .expect("valid");
     assert_eq!(
-        config.provider.base_url.to_string(),
+        hostup(&config).api.base_url.to_string(),
         "https://cloud.hostup.se"
     );
     assert_eq!(config.provider.poll_interval, Duration::from_secs(60));
-    assert_eq!(config.provider.refresh_next_hop, RefreshNextHop::Auto);
-    assert!(!config.provider.allocate);
-    assert_eq!(config.provider.vps_id, None);
+    assert_eq!(config.provider.refresh_next_hop(), RefreshNextHop::Auto);
+    assert!(!config.provider.allocate());
+    assert_eq!(hostup(&config).vps_id, None);
     assert_eq!(config.uplink.next_hop, NextHopPolicy::Ensure);
     assert_eq!(config.prefix.mode, PrefixMode::Addresses);
     assert_eq!(config.prefix.addresses, vec![Ipv6Addr::LOCALHOST]);
@@ -55,7 +77,8 @@ fn minimal_config_gets_every_default() {
     assert!(config.prefix.unreachable);
     assert_eq!(config.daemon.on_stop, OnStop::Keep);
     assert_eq!(config.daemon.protocol, DEFAULT_PROTOCOL);
-    assert_eq!(config.provider.token.expose(), TOKEN);
+    let token = config.read_token().expect("token").expect("hostup has one");
+    assert_eq!(token.expose(), TOKEN);
 }
 
 #[test]
@@ -165,8 +188,8 @@ fn plain_http_only_to_loopback() {
             ))
             .unwrap_or_else(|e| panic!("{ok}: {e}"));
         assert!(
-            config
-                .provider
+            hostup(&config)
+                .api
                 .base_url
                 .to_string()
                 .starts_with(ok.trim_end_matches('/'))
@@ -192,6 +215,10 @@ fn poll_interval_is_humane_and_at_least_a_second() {
 #[test]
 fn token_file_must_exist_be_private_and_non_empty() {
     let dir = Dir::new();
+    let err = |result| match with_token(result) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    };
     std::fs::set_permissions(dir.token(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let e = err(dir.parse("[uplink]\ninterface = \"eth0\"\n"));
     assert!(
@@ -206,30 +233,39 @@ fn token_file_must_exist_be_private_and_non_empty() {
     assert!(e.contains("is empty"), "{e}");
 
     std::fs::remove_file(dir.token()).expect("rm");
-    let e = err(dir.parse("[uplink]\ninterface = \"eth0\"\n"));
+    // Parsing reads no file: the missing key is found when the provider is built.
+    let parsed = dir.parse("[uplink]\ninterface = \"eth0\"\n");
+    assert!(parsed.is_ok(), "{parsed:?}");
+    let e = err(parsed);
     assert!(e.contains("does not exist"), "{e}");
+    assert!(
+        e.starts_with("/etc/routed6d/routed6d.toml: provider.token_file "),
+        "{e}"
+    );
 }
 
 #[test]
 fn token_defaults_to_systemd_credentials() {
     let dir = Dir::new();
     let text = "[provider]\nkind = \"hostup\"\n[uplink]\ninterface = \"eth0\"\n";
-    let config =
-        Config::from_text(Path::new("x.toml"), text, Some(dir.dir.path())).expect("credentials");
-    assert_eq!(config.provider.token_file, dir.token());
-    assert_eq!(config.provider.token.expose(), TOKEN);
+    let (config, token) = with_token(Config::from_text(
+        Path::new("x.toml"),
+        text,
+        Some(dir.dir.path()),
+    ))
+    .expect("credentials");
+    assert_eq!(hostup(&config).api.token_file, dir.token());
+    assert_eq!(token.expose(), TOKEN);
 }
 
 #[test]
 fn token_never_shows_in_debug_output() {
     let dir = Dir::new();
-    let config = dir
-        .parse("[uplink]\ninterface = \"eth0\"\n")
-        .expect("valid");
-    let debug = format!("{config:?}");
+    let (config, token) = with_token(dir.parse("[uplink]\ninterface = \"eth0\"\n")).expect("valid");
+    let debug = format!("{config:?} {token:?}");
     assert!(!debug.contains(TOKEN), "{debug}");
     assert!(debug.contains("<redacted>"));
-    assert_eq!(config.provider.token.to_string(), "<redacted>");
+    assert_eq!(token.to_string(), "<redacted>");
 }
 
 #[test]
@@ -290,20 +326,21 @@ fn kind_config(dir: &Dir, provider: &str, rest: &str) -> Result<Config, ConfigEr
 fn every_kind_gets_its_defaults() {
     let dir = Dir::new();
     let c = kind_config(&dir, "kind = \"hostup\"\nsource = \"account\"", "").expect("account");
-    assert_eq!(c.provider.source, HostupSource::Account);
+    assert_eq!(hostup(&c).source, HostupSource::Account);
     let c = kind_config(&dir, "kind = \"hostup-legacy\"\nvmid = 10048", "").expect("legacy");
-    assert_eq!(c.provider.vmid, Some(10048));
+    let ProviderSettings::HostupLegacy(legacy) = &c.provider.settings else {
+        panic!("{c:?}")
+    };
+    assert_eq!(legacy.vmid, 10048);
     assert_eq!(c.provider.poll_interval, LEGACY_POLL_INTERVAL);
-    assert_eq!(c.provider.base_url.to_string(), HOSTUP_BASE_URL);
-    assert_eq!(c.provider.refresh_next_hop, RefreshNextHop::Never);
+    assert_eq!(legacy.api.base_url.to_string(), HOSTUP_BASE_URL);
+    assert_eq!(c.provider.refresh_next_hop(), RefreshNextHop::Never);
     let c = kind_config(&dir, "kind = \"digitalocean\"", "").expect("digitalocean");
-    assert_eq!(c.provider.base_url.to_string(), DIGITALOCEAN_BASE_URL);
-    assert_eq!(
-        c.provider.metadata_url.to_string(),
-        "http://169.254.169.254"
-    );
-    assert_eq!(c.provider.droplet_id, None);
-    assert!(c.provider.reserved_ipv6.is_empty() && !c.provider.allocate);
+    let d = digitalocean(&c);
+    assert_eq!(d.api.base_url.to_string(), DIGITALOCEAN_BASE_URL);
+    assert_eq!(d.metadata_url.to_string(), "http://169.254.169.254");
+    assert_eq!(d.droplet_id, None);
+    assert!(d.reserved_ipv6.is_empty() && !c.provider.allocate());
     let c = kind_config(
         &dir,
         "kind = \"digitalocean\"\ndroplet_id = 7\nreserved_ipv6 = [\"2604:A880:0800:0014:0000:0000:42C3:D000\"]\nclaim = true",
@@ -311,18 +348,24 @@ fn every_kind_gets_its_defaults() {
     )
     .expect("claim");
     assert_eq!(
-        c.provider.reserved_ipv6,
+        digitalocean(&c).reserved_ipv6,
         vec!["2604:a880:800:14::42c3:d000".parse::<Ipv6Addr>().unwrap()]
     );
-    assert!(c.provider.allocate, "claim is the provider's allocate");
+    assert!(c.provider.allocate(), "claim is the provider's allocate");
     let c = kind_config(
         &dir,
         "kind = \"static\"\nroutes = [ { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::10\" } ]",
         "",
     )
     .expect("static");
-    assert_eq!(c.provider.static_routes.len(), 1);
-    assert_eq!(c.provider.token.expose(), "", "static reads no token");
+    let ProviderSettings::Static(routes) = &c.provider.settings else {
+        panic!("{c:?}")
+    };
+    assert_eq!(routes.len(), 1);
+    assert!(
+        c.read_token().expect("no token").is_none(),
+        "static reads no token"
+    );
 }
 
 #[test]
@@ -489,8 +532,11 @@ fn shipped_examples_are_valid() {
             Config::from_text(&path, &text, Some(dir.dir.path())).unwrap_or_else(|e| panic!("{e}"));
         seen.push((
             path.file_name().unwrap().to_string_lossy().to_string(),
-            config.provider.kind,
-            config.provider.source,
+            config.provider.kind(),
+            match &config.provider.settings {
+                ProviderSettings::Hostup(h) => h.source,
+                _ => HostupSource::Vps,
+            },
         ));
         assert!(
             text.lines()

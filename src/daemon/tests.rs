@@ -311,7 +311,9 @@ async fn a_stale_next_hop_is_refreshed_once_when_auto() {
             ..Scripted::default()
         },
     );
-    never.config.provider.refresh_next_hop = RefreshNextHop::Never;
+    if let crate::config::ProviderSettings::Hostup(h) = &mut never.config.provider.settings {
+        h.refresh_next_hop = RefreshNextHop::Never;
+    }
     never.poll().await;
     assert_eq!(never.poller.provider.refreshes, 0);
 }
@@ -325,7 +327,9 @@ async fn allocate_is_asked_once_when_configured() {
             ..Scripted::default()
         },
     );
-    a.config.provider.allocate = true;
+    if let crate::config::ProviderSettings::Hostup(h) = &mut a.config.provider.settings {
+        h.allocate = true;
+    }
     a.poll().await;
     assert_eq!(a.poller.provider.allocations, 1);
     assert_eq!(a.kernel.owned(), FIRST);
@@ -520,21 +524,31 @@ fn poll_delays_are_jittered_and_backoff_is_capped() {
 #[test]
 fn only_events_touching_owned_state_are_relevant() {
     let config = crate::desired::tests::config("");
+    let links = [
+        crate::model::Link {
+            index: 1,
+            name: "lo".into(),
+            up: true,
+            lower_up: true,
+        },
+        crate::model::Link {
+            index: 2,
+            name: "eth0".into(),
+            up: true,
+            lower_up: true,
+        },
+    ];
+    let hop: Ipv6Addr = "2001:db8:42::1".parse().expect("hop");
+    let places = [(
+        hop,
+        crate::next_hop::Place::Add(crate::next_hop::Form::HOST),
+    )]
+    .into();
     let desired = crate::desired::compute(
         &config,
         &routed("2001:db8:42:100::/64", "2001:db8:42::1"),
-        &[
-            crate::model::Link {
-                index: 1,
-                name: "lo".into(),
-                up: true,
-            },
-            crate::model::Link {
-                index: 2,
-                name: "eth0".into(),
-                up: true,
-            },
-        ],
+        &links,
+        &places,
     );
     let ip = |s: &str| s.parse().expect("ip");
     let relevant = |e: KernelEvent| is_relevant(&e, &desired, &config);
@@ -738,4 +752,388 @@ fn sorted_text(state: &ObservedState) -> Vec<String> {
         .collect();
     lines.sort();
     lines
+}
+
+/// The OS's own address at the next hop (networkd's `Address=…/64`), protocol 0.
+fn os_next_hop(hop: &str) -> ObservedAddress {
+    ObservedAddress {
+        address: Address {
+            ifindex: 2,
+            addr: hop.parse().expect("hop"),
+            prefix_len: 64,
+            ifname: "eth0".into(),
+            no_prefix_route: false,
+        },
+        protocol: 0,
+    }
+}
+
+fn set_uplink(a: &mut Rig, up: bool) {
+    let eth0 = a.kernel.state.links.iter_mut().find(|l| l.name == "eth0");
+    let eth0 = eth0.expect("eth0");
+    eth0.up = up;
+    eth0.lower_up = up;
+    if !up {
+        // The kernel flushes a link's IPv6 addresses when it goes down.
+        a.kernel.state.addresses.retain(|o| o.address.ifindex != 2);
+    }
+}
+
+fn owns_on_eth0(a: &Rig) -> Vec<String> {
+    a.kernel
+        .owned()
+        .into_iter()
+        .filter(|l| l.ends_with("dev eth0"))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_os_next_hop_is_left_to_the_os_through_a_flap_and_stood_in_for_after_the_grace() {
+    let hop = "2001:db8:42::10";
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", hop)),
+            ..Scripted::default()
+        },
+    );
+    a.kernel.state.addresses.push(os_next_hop(hop));
+    a.poll().await;
+    assert!(owns_on_eth0(&a).is_empty(), "{:?}", a.kernel.owned());
+    assert_eq!(a.wake_at(), None);
+
+    // Down: the OS's address is flushed; nothing is added to a link that is down.
+    set_uplink(&mut a, false);
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty(), "{:?}", a.kernel.owned());
+    assert_eq!(a.wake_at(), None, "a down link is waited for, not timed");
+
+    // Up: the OS has the grace to put its address back.
+    set_uplink(&mut a, true);
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty(), "{:?}", a.kernel.owned());
+    let grace = a.config.uplink.next_hop_grace;
+    assert_eq!(a.wake_at(), Some(Instant::now() + grace));
+
+    // Back after 5 s (a slow manager): the OS's address, untouched.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    a.kernel.state.addresses.push(os_next_hop(hop));
+    let writes = a.kernel.writes.len();
+    a.repair().await;
+    assert_eq!(a.kernel.writes.len(), writes, "{:?}", a.kernel.writes);
+    assert_eq!(a.wake_at(), None);
+
+    // Gone for good (an operator's `ip addr del`): routed6d stands in once the grace
+    // has passed, with the OS's prefix length so the on-link route comes back.
+    a.kernel.state.addresses.retain(|o| o.address.ifindex != 2);
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty());
+    tokio::time::advance(grace - Duration::from_millis(1)).await;
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty(), "added before the grace");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    a.repair().await;
+    assert_eq!(owns_on_eth0(&a), [format!("addr {hop}/64 dev eth0")]);
+    assert_eq!(a.wake_at(), None);
+
+    // The OS re-adds its address: the kernel merges it into routed6d's (same form),
+    // and its protocol becomes the OS's. routed6d uses it and writes nothing.
+    for o in &mut a.kernel.state.addresses {
+        if o.address.ifindex == 2 {
+            o.protocol = 0;
+        }
+    }
+    let writes = a.kernel.writes.len();
+    a.repair().await;
+    assert_eq!(a.kernel.writes.len(), writes, "{:?}", a.kernel.writes);
+    assert!(owns_on_eth0(&a).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn routed6d_own_next_hop_is_repaired_at_once_but_never_on_a_down_link() {
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
+    a.poll().await;
+    assert_eq!(a.kernel.owned(), FIRST);
+    a.kernel.state.addresses.retain(|o| o.address.ifindex != 2);
+    a.repair().await;
+    assert_eq!(a.kernel.owned(), FIRST, "repaired without a grace");
+    set_uplink(&mut a, false);
+    a.repair().await;
+    assert!(owns_on_eth0(&a).is_empty(), "{:?}", a.kernel.owned());
+    set_uplink(&mut a, true);
+    a.repair().await;
+    assert_eq!(a.kernel.owned(), FIRST, "back as soon as the link is");
+}
+
+// The loop itself (`serve`), driven as the daemon runs but without root: a fake
+// kernel shared with the test (which plays the OS and the operator), kernel events
+// and controls through channels, and tokio's paused clock.
+
+/// The fake kernel, shared between the agent inside the loop and the test.
+#[derive(Clone, Default)]
+struct SharedKernel(std::rc::Rc<std::cell::RefCell<FakeKernel>>);
+
+impl SharedKernel {
+    /// Run `op` on the fake kernel without holding the RefCell across an await.
+    async fn with<T>(&self, op: impl AsyncFnOnce(&mut FakeKernel) -> T) -> T {
+        let mut kernel = std::mem::take(&mut *self.0.borrow_mut());
+        let result = op(&mut kernel).await;
+        *self.0.borrow_mut() = kernel;
+        result
+    }
+}
+
+impl Kernel for SharedKernel {
+    async fn observe(
+        &mut self,
+        keys: &[String],
+    ) -> Result<ObservedState, crate::kernel::KernelError> {
+        self.with(async |k| k.observe(keys).await).await
+    }
+    async fn apply_op(
+        &mut self,
+        op: &crate::model::Op,
+    ) -> Result<crate::kernel::Applied, crate::kernel::KernelError> {
+        self.with(async |k| k.apply_op(op).await).await
+    }
+    async fn interface_addresses(
+        &mut self,
+        name: &str,
+    ) -> Result<Vec<IpAddr>, crate::kernel::KernelError> {
+        self.with(async |k| k.interface_addresses(name).await).await
+    }
+}
+
+/// Kernel events from the test; a restart takes the next channel, if the test left one.
+struct ChannelEvents {
+    events: tokio::sync::mpsc::UnboundedReceiver<KernelEvent>,
+    after_restart: Option<tokio::sync::mpsc::UnboundedReceiver<KernelEvent>>,
+    restarts: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl surroundings::Events for ChannelEvents {
+    async fn next(&mut self) -> Option<KernelEvent> {
+        self.events.recv().await
+    }
+    fn try_next(&mut self) -> Option<KernelEvent> {
+        self.events.try_recv().ok()
+    }
+    fn restart(&mut self) -> Result<(), DaemonError> {
+        self.restarts.set(self.restarts.get() + 1);
+        let next = self.after_restart.take().expect("no second event stream");
+        self.events = next;
+        Ok(())
+    }
+}
+
+/// The poll timer on tokio's (paused) clock, one-shot like the timerfd.
+struct SleepClock(std::cell::Cell<Instant>);
+
+impl surroundings::Clock for SleepClock {
+    fn set(&mut self, deadline: Instant) -> Result<(), DaemonError> {
+        self.0.set(deadline);
+        Ok(())
+    }
+    async fn wait(&self) -> Result<(), DaemonError> {
+        tokio::time::sleep_until(self.0.get()).await;
+        self.0
+            .set(Instant::now() + Duration::from_secs(86400 * 365));
+        Ok(())
+    }
+}
+
+struct ChannelControls(tokio::sync::mpsc::UnboundedReceiver<surroundings::Control>);
+
+impl surroundings::Controls for ChannelControls {
+    async fn next(&mut self) -> surroundings::Control {
+        match self.0.recv().await {
+            Some(control) => control,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// The test's side of a running loop.
+struct Outside {
+    kernel: SharedKernel,
+    events: tokio::sync::mpsc::UnboundedSender<KernelEvent>,
+    /// The event stream after a restart.
+    events_after_restart: tokio::sync::mpsc::UnboundedSender<KernelEvent>,
+    controls: tokio::sync::mpsc::UnboundedSender<surroundings::Control>,
+    restarts: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl Outside {
+    fn owned(&self) -> Vec<String> {
+        self.kernel.0.borrow().owned()
+    }
+
+    /// Change the kernel as the OS would, and say so as the kernel does.
+    fn os_changes(&self, change: impl FnOnce(&mut FakeKernel), event: KernelEvent) {
+        change(&mut self.kernel.0.borrow_mut());
+        let _ = self.events.send(event);
+    }
+}
+
+/// A loop ready to serve, and the test's side of it.
+struct Looping {
+    agent: Agent<SharedKernel>,
+    provider: Scripted,
+    surroundings: Surroundings<ChannelEvents, SleepClock, ChannelControls>,
+    outside: Outside,
+}
+
+/// A loop whose kernel holds the OS's next hop `hop`, the provider routing the prefix
+/// to it.
+fn looping(extra: &str, hop: &str) -> Looping {
+    let mut config = crate::desired::tests::config(extra);
+    config.daemon.status_file =
+        std::env::temp_dir().join(format!("routed6d-test-{}.json", rand::random::<u64>()));
+    let kernel = SharedKernel::default();
+    *kernel.0.borrow_mut() = FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)]);
+    kernel.0.borrow_mut().state.addresses.push(os_next_hop(hop));
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let (after_tx, after) = tokio::sync::mpsc::unbounded_channel();
+    let (controls_tx, controls) = tokio::sync::mpsc::unbounded_channel();
+    let restarts = std::rc::Rc::new(std::cell::Cell::new(0));
+    Looping {
+        agent: Agent::new(config, kernel.clone()),
+        provider: Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", hop)),
+            ..Scripted::default()
+        },
+        surroundings: Surroundings {
+            events: ChannelEvents {
+                events,
+                after_restart: Some(after),
+                restarts: restarts.clone(),
+            },
+            clock: SleepClock(std::cell::Cell::new(Instant::now())),
+            controls: ChannelControls(controls),
+            watchdog: None,
+        },
+        outside: Outside {
+            kernel,
+            events: events_tx,
+            events_after_restart: after_tx,
+            controls: controls_tx,
+            restarts,
+        },
+    }
+}
+
+fn no_reload(_: &Config) -> Result<(Config, Scripted), String> {
+    Err("not in this test".into())
+}
+
+fn address_event(hop: &str, removed: bool) -> KernelEvent {
+    KernelEvent::Address {
+        ifindex: 2,
+        addr: hop.parse().expect("hop"),
+        protocol: 0,
+        removed,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_wakes_for_the_grace_deadline_without_any_event() {
+    let hop = "2001:db8:42::10";
+    let Looping {
+        mut agent,
+        provider,
+        surroundings,
+        outside,
+    } = looping("next_hop_grace = \"3s\"\n", hop);
+    let script = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            outside.owned().iter().any(|l| l.contains("dev lo")),
+            "{:?}",
+            outside.owned()
+        );
+        // An operator deletes the OS's address; the OS does not put it back.
+        outside.os_changes(
+            |k| k.state.addresses.retain(|o| o.address.ifindex != 2),
+            address_event(hop, true),
+        );
+        tokio::time::sleep(Duration::from_millis(2900)).await;
+        assert!(
+            !outside.owned().iter().any(|l| l.ends_with("dev eth0")),
+            "stood in before the grace: {:?}",
+            outside.owned()
+        );
+        // No event from here on: only the loop's own wake-up can stand in.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            outside.owned().contains(&format!("addr {hop}/64 dev eth0")),
+            "no stand-in after the grace: {:?}",
+            outside.owned()
+        );
+        outside
+            .controls
+            .send(surroundings::Control::Stop)
+            .expect("stop");
+    };
+    let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
+    served.expect("served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_repairs_after_the_event_stream_ended_and_stops_on_request() {
+    let hop = "2001:db8:42::10";
+    let Looping {
+        mut agent,
+        provider,
+        surroundings,
+        outside,
+    } = looping("[daemon]\non_stop = \"withdraw\"\n", hop);
+    let Outside {
+        kernel,
+        events,
+        events_after_restart,
+        controls,
+        restarts,
+    } = outside;
+    let script = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!kernel.0.borrow().owned().is_empty());
+        // routed6d's objects go while the event stream ends (its only sender is
+        // dropped): the loop starts a new stream and a resync repairs them, long
+        // before the next poll (a minute away).
+        {
+            let mut k = kernel.0.borrow_mut();
+            k.state.routes.clear();
+            k.state.addresses.retain(|o| o.address.ifname != "lo");
+        }
+        drop(events);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(restarts.get(), 1);
+        let repaired = kernel.0.borrow().owned();
+        assert!(
+            repaired.iter().any(|l| l.contains("dev lo"))
+                && repaired.iter().any(|l| l.contains("unreachable")),
+            "{repaired:?}"
+        );
+        controls.send(surroundings::Control::Stop).expect("stop");
+    };
+    let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
+    served.expect("served");
+    drop(events_after_restart);
+    assert!(kernel.0.borrow().owned().is_empty(), "on_stop = withdraw");
+    assert!(
+        kernel
+            .0
+            .borrow()
+            .state
+            .addresses
+            .iter()
+            .any(|o| o.protocol == 0),
+        "the OS's next hop stays"
+    );
 }

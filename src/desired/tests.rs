@@ -3,18 +3,38 @@ use crate::config::Config;
 use crate::model::RoutedPrefix;
 use std::path::Path;
 
+/// A HostUp config with `extra` after `[uplink] interface = "eth0"`. Parsing reads no
+/// file, so no token file is needed.
 pub(crate) fn config(extra: &str) -> Config {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = dir.path().join("token");
-    std::fs::write(&token, "t").expect("token");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let text = format!(
-        "[provider]\nkind = \"hostup\"\nvps_id = \"vps_1\"\ntoken_file = \"{}\"\n[uplink]\ninterface = \"eth0\"\n{extra}",
-        token.display()
+        "[provider]\nkind = \"hostup\"\nvps_id = \"vps_1\"\n[uplink]\ninterface = \"eth0\"\n{extra}"
     );
     Config::from_text(Path::new("t.toml"), &text, None).expect("config")
 }
+
+/// A DigitalOcean config, with or without `outbound_source`.
+fn digitalocean(outbound_source: bool) -> Config {
+    let text = format!(
+        "[provider]\nkind = \"digitalocean\"\noutbound_source = {outbound_source}\n[uplink]\ninterface = \"eth0\"\n"
+    );
+    Config::from_text(Path::new("t.toml"), &text, None).expect("config")
+}
+
+/// `super::compute` as a first pass judges next hops on an uplink carrying traffic
+/// with nothing there yet: every one is added as a /128.
+fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> DesiredState {
+    let places = assignment
+        .prefixes
+        .iter()
+        .filter_map(|p| p.next_hop)
+        .map(|hop| (hop, Place::Add(crate::next_hop::Form::HOST)))
+        .collect();
+    super::compute(config, assignment, links, &places)
+}
+
+/// The accept_ra want every uplink has by default (`keep_accept_ra`), as `lines` shows it.
+const KEEP_ACCEPT_RA: &str =
+    "sysctl net/ipv6/conf/eth0/accept_ra=2 if [\"1\"] while net/ipv6/conf/eth0/forwarding=1";
 
 fn links() -> Vec<Link> {
     [("lo", 1), ("eth0", 2), ("br0", 3)]
@@ -23,6 +43,7 @@ fn links() -> Vec<Link> {
             index: *i,
             name: n.to_string(),
             up: true,
+            lower_up: true,
         })
         .collect()
 }
@@ -44,12 +65,13 @@ fn lines(state: &DesiredState) -> Vec<String> {
         .iter()
         .map(|a| format!("addr {a}"))
         .chain(state.routes.iter().map(|r| format!("route {r}")))
-        .chain(
-            state
-                .sysctls
-                .iter()
-                .map(|s| format!("sysctl {}={} if {:?}", s.key, s.value, s.only_from)),
-        )
+        .chain(state.sysctls.iter().map(|s| match &s.only_while {
+            Some((key, value)) => format!(
+                "sysctl {}={} if {:?} while {key}={value}",
+                s.key, s.value, s.only_from
+            ),
+            None => format!("sysctl {}={} if {:?}", s.key, s.value, s.only_from),
+        }))
         .collect()
 }
 
@@ -67,6 +89,7 @@ fn addresses_mode() {
             "addr 2001:db8:42:100::1/128 dev lo",
             "addr 2001:db8:42:100::53/128 dev lo",
             "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+            KEEP_ACCEPT_RA,
         ]
     );
     assert_eq!(
@@ -91,6 +114,7 @@ fn anyip_mode_without_unreachable() {
         [
             "addr 2001:db8:42::1/128 dev eth0",
             "route local 2001:db8:42:100::/56 dev lo table local metric 1024",
+            KEEP_ACCEPT_RA,
         ]
     );
 }
@@ -119,8 +143,40 @@ fn delegate_mode_routes_on_and_sets_sysctls_accept_ra_first() {
         )),
         [
             "net/ipv6/conf/eth0/accept_ra",
+            "net/ipv6/conf/eth0/forwarding",
             "net/ipv6/conf/all/forwarding"
         ]
+    );
+}
+
+#[test]
+fn accept_ra_follows_forwarding_unless_turned_off() {
+    let keep = compute(&config(""), &Assignment::default(), &links());
+    assert_eq!(
+        lines(&keep),
+        [KEEP_ACCEPT_RA],
+        "kept whatever is routed, whoever turns forwarding on"
+    );
+    let off = "keep_accept_ra = false\n";
+    assert_eq!(
+        compute(&config(off), &Assignment::default(), &links()),
+        DesiredState::default()
+    );
+    assert!(sysctl_keys(&config(off)).is_empty());
+    let delegate = compute(
+        &config(&format!(
+            "{off}[prefix]\nmode = \"delegate\"\ninterface = \"br0\"\n"
+        )),
+        &assignment("2001:db8:42:100::/64", "2001:db8:42::1"),
+        &links(),
+    );
+    assert!(
+        delegate
+            .sysctls
+            .iter()
+            .all(|s| !s.key.ends_with("accept_ra")),
+        "{:?}",
+        lines(&delegate)
     );
 }
 
@@ -141,15 +197,16 @@ fn check_policy_never_adds_the_next_hop() {
 #[test]
 fn nothing_routed_means_nothing_desired() {
     let state = compute(&config(""), &Assignment::default(), &links());
-    assert_eq!(state, DesiredState::default());
+    assert!(state.addresses.is_empty() && state.routes.is_empty());
     let state = compute(
         &config("[prefix]\nmode = \"delegate\"\ninterface = \"br0\"\n"),
         &Assignment::default(),
         &links(),
     );
-    assert!(
-        state.sysctls.is_empty(),
-        "no sysctl change without a prefix"
+    assert_eq!(
+        lines(&state),
+        [KEEP_ACCEPT_RA],
+        "no forwarding without a prefix"
     );
 }
 
@@ -159,6 +216,7 @@ fn missing_interfaces_are_reported_and_skipped() {
         index: 1,
         name: "lo".into(),
         up: true,
+        lower_up: true,
     }];
     let state = compute(
         &config(""),
@@ -171,6 +229,7 @@ fn missing_interfaces_are_reported_and_skipped() {
         [
             "addr 2001:db8:42:100::1/128 dev lo",
             "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+            KEEP_ACCEPT_RA,
         ]
     );
 }
@@ -233,7 +292,10 @@ fn a_reserved_address_is_a_slash_128_on_the_prefix_interface() {
     let state = compute(&config(""), &a, &links());
     assert_eq!(
         lines(&state),
-        ["addr 2604:a880:800:14::42c3:d000/128 dev lo"]
+        [
+            "addr 2604:a880:800:14::42c3:d000/128 dev lo",
+            KEEP_ACCEPT_RA
+        ]
     );
     assert_eq!(
         state
@@ -254,6 +316,7 @@ fn a_reserved_address_is_a_slash_128_on_the_prefix_interface() {
             "addr 2001:db8:42:100::1/128 dev br0",
             "addr 2604:a880:800:14::42c3:d001/128 dev br0",
             "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+            KEEP_ACCEPT_RA,
         ]
     );
     assert!(!mixed.next_hop_is_stale());
@@ -288,8 +351,7 @@ fn default_route(gateway: &str, metric: u32, protocol: u8) -> crate::model::Obse
 }
 
 fn outbound(observed_routes: Vec<crate::model::ObservedRoute>, enabled: bool) -> Vec<String> {
-    let mut config = config("");
-    config.provider.outbound_source = enabled;
+    let config = digitalocean(enabled);
     let observed = ObservedState {
         routes: observed_routes,
         ..ObservedState::default()
@@ -324,8 +386,7 @@ fn outbound_source_needs_the_option_an_original_and_a_reserved_address() {
         outbound(vec![], true).is_empty(),
         "no default route: nothing to copy"
     );
-    let mut config = config("");
-    config.provider.outbound_source = true;
+    let config = digitalocean(true);
     let observed = ObservedState {
         routes: vec![default_route("fe80::1", 100, 9)],
         ..ObservedState::default()

@@ -36,6 +36,7 @@ impl FakeKernel {
                         index: *index,
                         name: name.to_string(),
                         up: true,
+                        lower_up: true,
                     })
                     .collect(),
                 ..ObservedState::default()

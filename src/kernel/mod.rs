@@ -100,6 +100,9 @@ pub enum KernelEvent {
         protocol: u8,
         removed: bool,
     },
+    /// An IPv6 interface setting the kernel announces changed (RTM_NEWNETCONF:
+    /// forwarding, turned on by routed6d or anyone else).
+    Netconf,
     /// Events may have been lost (socket receive buffer overrun): dump everything.
     Resync,
 }

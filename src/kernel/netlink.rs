@@ -626,6 +626,7 @@ fn link_of(message: &LinkMessage) -> Link {
         index: message.header.index,
         name,
         up: message.header.flags.contains(LinkFlags::Up),
+        lower_up: message.header.flags.contains(LinkFlags::LowerUp),
     }
 }
 

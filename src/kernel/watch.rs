@@ -37,6 +37,10 @@ pub const EVENT_QUEUE: usize = 4096;
 const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
+const RTNLGRP_IPV6_NETCONF: u32 = 25;
+/// RTM_NEWNETCONF (linux/rtnetlink.h): netlink-packet-route does not parse it, and
+/// its type alone says enough (a setting such as forwarding changed).
+const RTM_NEWNETCONF: u16 = 80;
 
 /// Largest datagram read at once; kernel notifications are single messages of at
 /// most a page or two.
@@ -92,12 +96,17 @@ impl Drop for Watch {
     }
 }
 
-/// A netlink socket bound to the three groups, with the receive buffer enlarged.
+/// A netlink socket bound to the four groups, with the receive buffer enlarged.
 fn open_socket(recv_buffer: usize) -> io::Result<TokioSocket> {
     let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
     let inner = socket.socket_mut();
     inner.bind_auto()?;
-    for group in [RTNLGRP_LINK, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV6_ROUTE] {
+    for group in [
+        RTNLGRP_LINK,
+        RTNLGRP_IPV6_IFADDR,
+        RTNLGRP_IPV6_ROUTE,
+        RTNLGRP_IPV6_NETCONF,
+    ] {
         inner.add_membership(group)?;
     }
     set_recv_buffer(inner.as_raw_fd(), recv_buffer)?;
@@ -213,9 +222,15 @@ fn parse_datagram(
     queue: &mut impl FnMut(KernelEvent) -> bool,
 ) -> Result<bool, String> {
     while !data.is_empty() {
-        let length = NetlinkBuffer::new_checked(data)
-            .map_err(|e| e.to_string())?
-            .length() as usize;
+        let header = NetlinkBuffer::new_checked(data).map_err(|e| e.to_string())?;
+        let length = header.length() as usize;
+        if header.message_type() == RTM_NEWNETCONF {
+            if !queue(KernelEvent::Netconf) {
+                return Ok(false);
+            }
+            data = data.get((length + 3) & !3..).unwrap_or_default();
+            continue;
+        }
         let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[..length])
             .map_err(|e| e.to_string())?;
         if let NetlinkPayload::InnerMessage(inner) = message.payload

@@ -68,11 +68,13 @@ fn kernel(addresses: Vec<ObservedAddress>, routes: Vec<ObservedRoute>) -> Observ
                 index: 1,
                 name: "lo".into(),
                 up: true,
+                lower_up: true,
             },
             Link {
                 index: 2,
                 name: "eth0".into(),
                 up: true,
+                lower_up: true,
             },
         ],
         addresses,
@@ -265,6 +267,37 @@ fn withdrawing_removes_only_what_is_owned() {
 }
 
 #[test]
+fn accept_ra_follows_forwarding_whoever_turned_it_on() {
+    let desired = DesiredState {
+        sysctls: vec![SysctlWant {
+            key: "net/ipv6/conf/eth0/accept_ra".into(),
+            value: "2".into(),
+            only_from: vec!["1".into()],
+            only_while: Some(("net/ipv6/conf/eth0/forwarding".into(), "1".into())),
+            why: "w".into(),
+        }],
+        ..DesiredState::default()
+    };
+    let with = |accept_ra: &str, forwarding: &str| {
+        let mut observed = kernel(vec![], vec![]);
+        observed
+            .sysctls
+            .insert("net/ipv6/conf/eth0/accept_ra".into(), accept_ra.into());
+        observed
+            .sysctls
+            .insert("net/ipv6/conf/eth0/forwarding".into(), forwarding.into());
+        text(&diff(&desired, &observed, OURS))
+    };
+    assert!(with("1", "0").is_empty(), "no forwarding: nothing to keep");
+    assert_eq!(
+        with("1", "1"),
+        ["sysctl -w net.ipv6.conf.eth0.accept_ra=2  # was 1"]
+    );
+    assert!(with("0", "1").is_empty(), "an operator's 0 stays");
+    assert!(with("2", "1").is_empty());
+}
+
+#[test]
 fn sysctls_change_only_from_the_allowed_values() {
     let desired = DesiredState {
         sysctls: vec![
@@ -272,12 +305,14 @@ fn sysctls_change_only_from_the_allowed_values() {
                 key: "net/ipv6/conf/eth0/accept_ra".into(),
                 value: "2".into(),
                 only_from: vec!["1".into()],
+                only_while: None,
                 why: "w".into(),
             },
             SysctlWant {
                 key: "net/ipv6/conf/all/forwarding".into(),
                 value: "1".into(),
                 only_from: vec![],
+                only_while: None,
                 why: "w".into(),
             },
         ],

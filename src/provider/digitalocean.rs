@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::hostup::parse_json;
 use super::http::{Auth, HttpClient, HttpResponse};
 use super::{Provider, ProviderError, Release};
-use crate::config::{BaseUrl, ProviderConfig, Secret};
+use crate::config::{BaseUrl, DigitalOceanSettings, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 
 /// DigitalOcean's largest page.
@@ -110,19 +110,19 @@ pub struct DropletMetadata {
 }
 
 impl DigitalOcean {
-    pub fn new(config: &ProviderConfig) -> Result<Self, ProviderError> {
-        Ok(Self::with_http(HttpClient::new()?, config))
+    pub fn new(config: &DigitalOceanSettings, token: Secret) -> Result<Self, ProviderError> {
+        Ok(Self::with_http(HttpClient::new()?, config, token))
     }
 
-    pub fn with_http(http: HttpClient, config: &ProviderConfig) -> Self {
+    pub fn with_http(http: HttpClient, config: &DigitalOceanSettings, token: Secret) -> Self {
         DigitalOcean {
             http,
-            base: config.base_url.clone(),
+            base: config.api.base_url.clone(),
             metadata: config.metadata_url.clone(),
-            token: config.token.clone(),
+            token,
             droplet_id: config.droplet_id,
             configured: config.reserved_ipv6.clone(),
-            claim: config.allocate,
+            claim: config.claim,
             unassigned: Vec::new(),
             action_poll: ACTION_POLL,
             action_timeout: ACTION_TIMEOUT,
@@ -346,14 +346,6 @@ impl Provider for DigitalOcean {
 // ---------------------------------------------------------------------------------------
 // The pure part.
 
-/// A reserved IPv6 routed6d may place on this host: global unicast.
-pub fn check_reserved(field: &str, addr: Ipv6Addr) -> Result<(), String> {
-    match crate::model::non_global_kind(addr) {
-        Some(kind) => Err(format!("{field} {addr} is {kind}, not a reserved IPv6")),
-        None => Ok(()),
-    }
-}
-
 /// An address as DigitalOcean writes it (any case, fully expanded or not).
 fn parse_ip(field: &str, value: Option<&Value>) -> Result<Ipv6Addr, String> {
     let text = value
@@ -363,7 +355,7 @@ fn parse_ip(field: &str, value: Option<&Value>) -> Result<Ipv6Addr, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{field} {text:?} is not an IPv6 address"))?;
-    check_reserved(field, addr)?;
+    crate::rules::check_reserved(field, addr)?;
     Ok(addr)
 }
 

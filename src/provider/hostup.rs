@@ -8,20 +8,16 @@
 //! strict about meaning: an active allocation whose prefix or next hop could misroute
 //! traffic is refused as a whole, and a refused answer is an error, never "no prefixes".
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 
-use ipnet::Ipv6Net;
 use reqwest::{Method, Url};
 use serde::{Deserialize, Deserializer, de};
 
 use super::http::{HttpClient, HttpResponse};
 use super::{Provider, ProviderError, Release};
-use crate::config::{BaseUrl, HostupSource, ProviderConfig, Secret};
+use crate::config::{BaseUrl, HostupSettings, HostupSource, Secret};
 use crate::model::{Assignment, RoutedPrefix};
-
-/// Shorter prefixes than this are not something a provider routes to one VPS; a /0 or
-/// a /3 from a bug would swallow the host's whole IPv6 routing.
-pub const MIN_PREFIX_LEN: u8 = 32;
+use crate::rules::{self, Fields, Leniency};
 
 /// `reason` is null but `available` is false: still say something in the log.
 const NO_REASON: &str = "routed IPv6 is not available (HostUp gave no reason)";
@@ -40,16 +36,16 @@ pub struct HostUp {
 impl HostUp {
     /// Build the client. Makes no network call: without `provider.vps_id` the VPS is
     /// found later by `identify`.
-    pub fn new(config: &ProviderConfig) -> Result<Self, ProviderError> {
-        Ok(Self::with_http(HttpClient::new()?, config))
+    pub fn new(config: &HostupSettings, token: Secret) -> Result<Self, ProviderError> {
+        Ok(Self::with_http(HttpClient::new()?, config, token))
     }
 
     /// `new` with a given HTTP client (tests use short timeouts).
-    pub fn with_http(http: HttpClient, config: &ProviderConfig) -> Self {
+    pub fn with_http(http: HttpClient, config: &HostupSettings, token: Secret) -> Self {
         HostUp {
             http,
-            base: config.base_url.clone(),
-            token: config.token.clone(),
+            base: config.api.base_url.clone(),
+            token,
             vps_id: config.vps_id.clone(),
             source: config.source,
         }
@@ -58,10 +54,11 @@ impl HostUp {
     /// `with_http`, then `identify` when the config names no VPS.
     pub async fn connect_with(
         http: HttpClient,
-        config: &ProviderConfig,
+        config: &HostupSettings,
+        token: Secret,
         uplink_ips: &[IpAddr],
     ) -> Result<Self, ProviderError> {
-        let mut hostup = Self::with_http(http, config);
+        let mut hostup = Self::with_http(http, config, token);
         if hostup.vps_id.is_none() {
             hostup.identify(uplink_ips).await?;
         }
@@ -347,7 +344,7 @@ pub(crate) fn parse_json<T: de::DeserializeOwned>(body: &[u8], what: &str) -> Re
 pub fn assignment_from_state(body: &[u8]) -> Result<Assignment, String> {
     let state: RawState = parse_json(body, "a HostUp routed-IPv6 state object")?;
     let suggested_next_hop = match &state.suggested_next_hop {
-        Some(text) => Some(parse_next_hop("suggestedNextHop", text)?),
+        Some(text) => Some(rules::parse_next_hop("suggestedNextHop", text)?),
         None => None,
     };
     if !state.available {
@@ -380,17 +377,24 @@ fn routed_prefix(allocation: &RawAllocation) -> Result<RoutedPrefix, String> {
         .prefix
         .as_deref()
         .ok_or("allocation.prefix is missing in an active allocation")?;
-    let prefix = parse_prefix(prefix_text, allocation.prefix_length)?;
     let next_hop_text = allocation
         .next_hop
         .as_deref()
         .ok_or("allocation.nextHop is missing in an active allocation")?;
-    let next_hop = parse_next_hop("allocation.nextHop", next_hop_text)?;
-    if prefix.contains(&next_hop) {
-        return Err(format!(
-            "allocation.nextHop {next_hop} lies inside allocation.prefix {prefix}: the provider's router would send the prefix to itself"
-        ));
-    }
+    let fields = Fields {
+        prefix: "allocation.prefix",
+        length: "allocation.prefixLength",
+        next_hop: "allocation.nextHop",
+    };
+    let rules::Checked {
+        prefix, next_hop, ..
+    } = rules::check_routed(
+        fields,
+        prefix_text,
+        allocation.prefix_length,
+        next_hop_text,
+        Leniency::default(),
+    )?;
     Ok(RoutedPrefix {
         prefix,
         next_hop: Some(next_hop),
@@ -478,31 +482,29 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
                 .prefix
                 .as_deref()
                 .ok_or_else(|| format!("{field}.prefix is missing in an active route"))?;
-            let prefix = parse_net(&format!("{field}.prefix"), prefix_text)?;
-            if prefix.trunc() != prefix {
-                return Err(format!(
-                    "{field}.prefix {prefix} has host bits set (the network is {})",
-                    prefix.trunc()
-                ));
-            }
-            if let Some(length) = route.prefix_length
-                && length != u64::from(prefix.prefix_len())
-            {
-                return Err(format!(
-                    "{field}.prefixLength {length} disagrees with {field}.prefix {prefix}"
-                ));
-            }
-            check_routable(&format!("{field}.prefix"), prefix)?;
             let hop_text = route
                 .next_hop
                 .as_deref()
                 .ok_or_else(|| format!("{field}.nextHop is missing in an active route"))?;
-            let next_hop = parse_next_hop(&format!("{field}.nextHop"), hop_text)?;
-            if prefix.contains(&next_hop) {
-                return Err(format!(
-                    "{field}.nextHop {next_hop} lies inside {field}.prefix {prefix}: the provider's router would send the prefix to itself"
-                ));
-            }
+            let (prefix_field, length_field, hop_field) = (
+                format!("{field}.prefix"),
+                format!("{field}.prefixLength"),
+                format!("{field}.nextHop"),
+            );
+            let fields = Fields {
+                prefix: &prefix_field,
+                length: &length_field,
+                next_hop: &hop_field,
+            };
+            let rules::Checked {
+                prefix, next_hop, ..
+            } = rules::check_routed(
+                fields,
+                prefix_text,
+                route.prefix_length,
+                hop_text,
+                Leniency::default(),
+            )?;
             let id = route
                 .id
                 .filter(|id| !id.is_empty())
@@ -534,78 +536,6 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
         unavailable: None,
         suggested_next_hop: None,
     })
-}
-
-/// `allocation.prefix`: an IPv6 network (no host bits), agreeing with `prefixLength`,
-/// at least a /32, and not in a range that can never be routed to a host.
-pub fn parse_prefix(text: &str, prefix_length: Option<u64>) -> Result<Ipv6Net, String> {
-    let trimmed = text.trim();
-    let net = parse_net("allocation.prefix", text)?;
-    if net.trunc() != net {
-        return Err(format!(
-            "allocation.prefix {trimmed} has host bits set (the network is {})",
-            net.trunc()
-        ));
-    }
-    if let Some(length) = prefix_length
-        && length != u64::from(net.prefix_len())
-    {
-        return Err(format!(
-            "allocation.prefixLength {length} disagrees with allocation.prefix {net}"
-        ));
-    }
-    check_routable("allocation.prefix", net)?;
-    Ok(net)
-}
-
-/// `text` as an IPv6 prefix (host bits allowed; the caller decides what they mean).
-pub fn parse_net(field: &str, text: &str) -> Result<Ipv6Net, String> {
-    text.trim()
-        .parse()
-        .map_err(|_| format!("{field} {text:?} is not an IPv6 prefix such as 2001:db8:42:100::/64"))
-}
-
-/// A prefix a provider may route to one host: at least a /32 and not in a range that
-/// can never be routed to a host. Every provider (and the static routes) share this rule.
-pub fn check_routable(field: &str, net: Ipv6Net) -> Result<(), String> {
-    if net.prefix_len() < MIN_PREFIX_LEN {
-        return Err(format!(
-            "{field} {net} is shorter than /{MIN_PREFIX_LEN}: refusing to route that much address space"
-        ));
-    }
-    let network = net.network();
-    let kind = if network.is_unicast_link_local() {
-        Some("link-local")
-    } else if network.is_multicast() {
-        Some("multicast")
-    } else if network.is_unspecified() {
-        Some("unspecified-address")
-    } else if net.contains(&Ipv6Addr::LOCALHOST) {
-        Some("loopback")
-    } else {
-        None
-    };
-    match kind {
-        Some(kind) => Err(format!("{field} {net} is a {kind} prefix")),
-        None => Ok(()),
-    }
-}
-
-/// A next hop: an IPv6 address (`addr/128` accepted) a router can forward to.
-pub fn parse_next_hop(field: &str, text: &str) -> Result<Ipv6Addr, String> {
-    let trimmed = text.trim();
-    let addr = match trimmed.split_once('/') {
-        Some((addr, "128")) => addr.parse::<Ipv6Addr>().ok(),
-        Some(_) => None,
-        None => trimmed.parse::<Ipv6Addr>().ok(),
-    }
-    .ok_or_else(|| format!("{field} {text:?} is not an IPv6 address"))?;
-    match crate::model::non_global_kind(addr) {
-        Some(kind) => Err(format!(
-            "{field} {addr} is {kind}, not usable as a next hop"
-        )),
-        None => Ok(addr),
-    }
 }
 
 /// The DELETE answer.
@@ -647,7 +577,7 @@ pub fn vps_ids_from_list(body: &[u8], ip: IpAddr) -> Result<Vec<String>, String>
             .get("id")
             .and_then(serde_json::Value::as_str)
             .ok_or_else(|| format!("data[{index}].id is missing or not a string"))?;
-        if !super::is_path_id(id) {
+        if !crate::rules::is_path_id(id) {
             return Err(format!("data[{index}].id {id:?} is not a VPS id"));
         }
         let other_ip = item
@@ -666,6 +596,8 @@ pub fn vps_ids_from_list(body: &[u8], ip: IpAddr) -> Result<Vec<String>, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipnet::Ipv6Net;
+    use std::net::Ipv6Addr;
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> Vec<u8> {

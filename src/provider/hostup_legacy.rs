@@ -19,14 +19,12 @@ use std::net::IpAddr;
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::hostup::{
-    check_routable, lenient_string, lenient_u64, object_or_null, parse_json, parse_net,
-    parse_next_hop,
-};
+use super::hostup::{lenient_string, lenient_u64, object_or_null, parse_json};
 use super::http::{Auth, HttpClient};
 use super::{Provider, ProviderError, Release};
-use crate::config::{BaseUrl, ProviderConfig, Secret};
+use crate::config::{BaseUrl, LegacySettings, Secret};
 use crate::model::{Assignment, RoutedPrefix};
+use crate::rules::{self, Fields, Leniency};
 
 /// A HostUp VM on the legacy API.
 #[derive(Debug)]
@@ -47,18 +45,17 @@ pub struct Parsed<T> {
 }
 
 impl HostUpLegacy {
-    pub fn new(config: &ProviderConfig) -> Result<Self, ProviderError> {
-        Ok(Self::with_http(HttpClient::new()?, config))
+    pub fn new(config: &LegacySettings, token: Secret) -> Result<Self, ProviderError> {
+        Ok(Self::with_http(HttpClient::new()?, config, token))
     }
 
     /// `new` with a given HTTP client (tests use short timeouts).
-    pub fn with_http(http: HttpClient, config: &ProviderConfig) -> Self {
+    pub fn with_http(http: HttpClient, config: &LegacySettings, token: Secret) -> Self {
         HostUpLegacy {
             http,
-            base: config.base_url.clone(),
-            token: config.token.clone(),
-            // The config refuses kind = "hostup-legacy" without vmid.
-            vmid: config.vmid.unwrap_or(0),
+            base: config.api.base_url.clone(),
+            token,
+            vmid: config.vmid,
             warned: BTreeSet::new(),
         }
     }
@@ -222,31 +219,25 @@ fn routed_prefix(
         .prefix
         .as_deref()
         .ok_or("allocation.prefix is missing in an active allocation")?;
-    let written = parse_net("allocation.prefix", text)?;
-    let prefix = written.trunc();
-    if prefix != written {
-        warnings.push(format!(
-            "allocation.prefix {written} has host bits set; using the network {prefix}"
-        ));
-    }
-    if let Some(length) = allocation.prefix_length
-        && length != u64::from(prefix.prefix_len())
-    {
-        return Err(format!(
-            "allocation.prefix_length {length} disagrees with allocation.prefix {written}"
-        ));
-    }
-    check_routable("allocation.prefix", prefix)?;
     let hop_text = allocation
         .next_hop
         .as_deref()
         .ok_or("allocation.next_hop is missing in an active allocation")?;
-    let next_hop = parse_next_hop("allocation.next_hop", hop_text)?;
-    if prefix.contains(&next_hop) {
-        warnings.push(format!(
-            "allocation.next_hop {next_hop} lies inside allocation.prefix {prefix}; this works only if HostUp's router has a more specific route to it"
-        ));
-    }
+    let fields = Fields {
+        prefix: "allocation.prefix",
+        length: "allocation.prefix_length",
+        next_hop: "allocation.next_hop",
+    };
+    // The legacy documentation writes its example prefix with host bits, and its router
+    // may hold a more specific route to a next hop inside the prefix: both are
+    // programmed, each with a warning.
+    let leniency = Leniency {
+        host_bits: true,
+        next_hop_inside: true,
+    };
+    let checked = rules::check_routed(fields, text, allocation.prefix_length, hop_text, leniency)?;
+    warnings.extend(checked.warnings);
+    let (prefix, next_hop) = (checked.prefix, checked.next_hop);
     let origin = match allocation.id.as_deref().filter(|id| !id.is_empty()) {
         Some(id) => format!("legacy allocation {id}"),
         None => "legacy allocation".to_string(),

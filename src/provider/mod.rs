@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, ConfigError, ProviderSettings, Secret};
 use crate::model::Assignment;
 
 /// Why a provider call did not produce an answer. None of these ever carries the token.
@@ -58,15 +58,10 @@ pub enum ProviderError {
     /// An action the provider accepted did not complete (DigitalOcean `errored`).
     #[error("{0}")]
     ActionFailed(String),
-}
-
-/// An id that goes into a URL path: letters, digits, `_` and `-`, at most 100 characters.
-pub fn is_path_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 100
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    /// The provider cannot be built: its key file is missing, empty or readable by
+    /// others.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 fn problem_suffix(
@@ -152,19 +147,26 @@ pub enum AnyProvider {
 }
 
 impl AnyProvider {
-    /// Build the configured provider. Makes no network call: a host that must be
-    /// found by its addresses (or the metadata service) is identified on the first poll.
+    /// Build the configured provider, reading its key. Makes no network call: a host
+    /// that must be found by its addresses (or the metadata service) is identified on
+    /// the first poll.
     pub fn new(config: &Config) -> Result<Self, ProviderError> {
-        let p = &config.provider;
-        Ok(match p.kind {
-            ProviderKind::Hostup => AnyProvider::HostUp(hostup::HostUp::new(p)?),
-            ProviderKind::HostupLegacy => {
-                AnyProvider::HostUpLegacy(hostup_legacy::HostUpLegacy::new(p)?)
+        // Every kind but `static` has an API, and so a key.
+        let key = || -> Result<Secret, ProviderError> {
+            let token = config.read_token()?;
+            Ok(token.expect("an API kind has a token file"))
+        };
+        Ok(match &config.provider.settings {
+            ProviderSettings::Hostup(s) => AnyProvider::HostUp(hostup::HostUp::new(s, key()?)?),
+            ProviderSettings::HostupLegacy(s) => {
+                AnyProvider::HostUpLegacy(hostup_legacy::HostUpLegacy::new(s, key()?)?)
             }
-            ProviderKind::DigitalOcean => {
-                AnyProvider::DigitalOcean(digitalocean::DigitalOcean::new(p)?)
+            ProviderSettings::DigitalOcean(s) => {
+                AnyProvider::DigitalOcean(digitalocean::DigitalOcean::new(s, key()?)?)
             }
-            ProviderKind::Static => AnyProvider::Static(static_routes::StaticRoutes::new(p)),
+            ProviderSettings::Static(routes) => {
+                AnyProvider::Static(static_routes::StaticRoutes::new(routes))
+            }
         })
     }
 }

@@ -5,9 +5,8 @@
 
 use std::net::IpAddr;
 
-use super::hostup::{check_routable, parse_net, parse_next_hop};
 use super::{Provider, ProviderError, Release};
-use crate::config::{ProviderConfig, StaticRoute};
+use crate::config::StaticRoute;
 use crate::model::{Assignment, RoutedPrefix};
 
 /// The routes from the config.
@@ -17,9 +16,9 @@ pub struct StaticRoutes {
 }
 
 impl StaticRoutes {
-    pub fn new(config: &ProviderConfig) -> Self {
+    pub fn new(routes: &[StaticRoute]) -> Self {
         StaticRoutes {
-            routes: config.static_routes.clone(),
+            routes: routes.to_vec(),
         }
     }
 
@@ -40,30 +39,6 @@ impl StaticRoutes {
             suggested_next_hop: None,
         }
     }
-}
-
-/// One config entry checked by the same rules as a provider's answer: a network (no
-/// host bits), at least a /32, routable, and a next hop outside it. `field` names the
-/// entry in messages (`provider.routes[0]`).
-pub fn parse_route(field: &str, prefix: &str, next_hop: &str) -> Result<StaticRoute, String> {
-    let net = parse_net(&format!("{field}.prefix"), prefix)?;
-    if net.trunc() != net {
-        return Err(format!(
-            "{field}.prefix {net} has host bits set; write the network, {}",
-            net.trunc()
-        ));
-    }
-    check_routable(&format!("{field}.prefix"), net)?;
-    let hop = parse_next_hop(&format!("{field}.next_hop"), next_hop)?;
-    if net.contains(&hop) {
-        return Err(format!(
-            "{field}.next_hop {hop} lies inside {field}.prefix {net}: the provider's router cannot reach the prefix through it"
-        ));
-    }
-    Ok(StaticRoute {
-        prefix: net,
-        next_hop: hop,
-    })
 }
 
 fn no_api(what: &str) -> ProviderError {
@@ -100,36 +75,18 @@ impl Provider for StaticRoutes {
 mod tests {
     use super::*;
 
-    #[test]
-    fn routes_are_checked_like_provider_answers() {
-        let ok = parse_route("provider.routes[0]", "2001:db8:42:100::/64", "2001:db8::10")
-            .expect("valid");
-        assert_eq!(ok.prefix.to_string(), "2001:db8:42:100::/64");
-        for (prefix, hop, expect) in [
-            ("2001:db8:42:100::1/64", "2001:db8::10", "host bits set"),
-            ("2001::/16", "2001:db8::10", "shorter than /32"),
-            ("fe80::/64", "2001:db8::10", "link-local"),
-            ("banana", "2001:db8::10", "is not an IPv6 prefix"),
-            ("2001:db8:42:100::/64", "fe80::1", "link-local"),
-            ("2001:db8:42:100::/64", "2001:db8:42:100::1", "lies inside"),
-            (
-                "2001:db8:42:100::/64",
-                "192.0.2.1",
-                "is not an IPv6 address",
-            ),
-        ] {
-            let e = parse_route("provider.routes[3]", prefix, hop).unwrap_err();
-            assert!(e.contains(expect), "{prefix} {hop}: {e}");
-            assert!(e.starts_with("provider.routes[3]."), "{e}");
-        }
-    }
-
     #[tokio::test]
     async fn fetch_returns_the_routes_and_writes_are_refused() {
         let mut p = StaticRoutes {
             routes: vec![
-                parse_route("r", "2001:db8:42:100::/64", "2001:db8::10").unwrap(),
-                parse_route("r", "2001:db8:43::/48", "2001:db8::11").unwrap(),
+                StaticRoute {
+                    prefix: "2001:db8:42:100::/64".parse().unwrap(),
+                    next_hop: "2001:db8::10".parse().unwrap(),
+                },
+                StaticRoute {
+                    prefix: "2001:db8:43::/48".parse().unwrap(),
+                    next_hop: "2001:db8::11".parse().unwrap(),
+                },
             ],
         };
         let a = p.fetch().await.unwrap();

@@ -1,0 +1,191 @@
+//! Pure: what routed6d may program. The one home of the safety rules that every
+//! provider's answer, every configured route and every reserved address passes before
+//! it can reach the kernel: a prefix is a network of at least /32 in a range that can
+//! be routed to a host, its next hop a global address outside it. A leaf module: it
+//! depends on nothing of routed6d's, and `config` and every provider use it.
+//!
+//! Messages name the field as the answer or the file writes it
+//! (`allocation.nextHop`, `pools[0].routes[2].prefix`, `provider.routes[0].next_hop`),
+//! so one line tells an operator which value was refused.
+
+use std::net::Ipv6Addr;
+
+use ipnet::Ipv6Net;
+
+/// The shortest prefix routed6d will route to one host: anything shorter is a
+/// provider's error, not an allocation.
+pub const MIN_PREFIX_LEN: u8 = 32;
+
+/// What makes `addr` unusable as a next hop or a routed address, if anything: the
+/// kinds of address that never leave a link or a host.
+pub fn non_global_kind(addr: Ipv6Addr) -> Option<&'static str> {
+    if addr.is_unicast_link_local() {
+        Some("link-local")
+    } else if addr.is_multicast() {
+        Some("multicast")
+    } else if addr.is_unspecified() {
+        Some("the unspecified address")
+    } else if addr.is_loopback() {
+        Some("loopback")
+    } else {
+        None
+    }
+}
+
+/// `text` as an IPv6 prefix (host bits allowed; `check_routed` decides what they mean).
+pub fn parse_net(field: &str, text: &str) -> Result<Ipv6Net, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{field} {text:?} is not an IPv6 prefix such as 2001:db8:42:100::/64"))
+}
+
+/// A prefix a provider may route to one host: at least a /32 and not in a range that
+/// can never be routed to a host.
+pub fn check_routable(field: &str, net: Ipv6Net) -> Result<(), String> {
+    if net.prefix_len() < MIN_PREFIX_LEN {
+        return Err(format!(
+            "{field} {net} is shorter than /{MIN_PREFIX_LEN}: refusing to route that much address space"
+        ));
+    }
+    let network = net.network();
+    let kind = if network.is_unicast_link_local() {
+        Some("link-local")
+    } else if network.is_multicast() {
+        Some("multicast")
+    } else if network.is_unspecified() {
+        Some("unspecified-address")
+    } else if net.contains(&Ipv6Addr::LOCALHOST) {
+        Some("loopback")
+    } else {
+        None
+    };
+    match kind {
+        Some(kind) => Err(format!("{field} {net} is a {kind} prefix")),
+        None => Ok(()),
+    }
+}
+
+/// A next hop: an IPv6 address (`addr/128` accepted) a router can forward to.
+pub fn parse_next_hop(field: &str, text: &str) -> Result<Ipv6Addr, String> {
+    let trimmed = text.trim();
+    let addr = match trimmed.split_once('/') {
+        Some((addr, "128")) => addr.parse::<Ipv6Addr>().ok(),
+        Some(_) => None,
+        None => trimmed.parse::<Ipv6Addr>().ok(),
+    }
+    .ok_or_else(|| format!("{field} {text:?} is not an IPv6 address"))?;
+    match non_global_kind(addr) {
+        Some(kind) => Err(format!(
+            "{field} {addr} is {kind}, not usable as a next hop"
+        )),
+        None => Ok(addr),
+    }
+}
+
+/// A single address routed to this host's own address (a DigitalOcean reserved IPv6):
+/// global unicast.
+pub fn check_reserved(field: &str, addr: Ipv6Addr) -> Result<(), String> {
+    match non_global_kind(addr) {
+        Some(kind) => Err(format!("{field} {addr} is {kind}, not a reserved IPv6")),
+        None => Ok(()),
+    }
+}
+
+/// An id that goes into a URL path (a VPS id from the config or an answer):
+/// letters, digits, `_` and `-`, at most 100 characters, so it can never change the
+/// path or the host the token is sent to.
+pub fn is_path_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The names the fields of one routed prefix have where it was written.
+#[derive(Clone, Copy, Debug)]
+pub struct Fields<'a> {
+    pub prefix: &'a str,
+    /// The separate prefix length, where the answer has one (`prefixLength`).
+    pub length: &'a str,
+    pub next_hop: &'a str,
+}
+
+/// What a source may get wrong and still be programmed, each with a warning.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Leniency {
+    /// A prefix written with host bits is its network (HostUp's legacy documentation
+    /// writes `2001:db8::1/48`).
+    pub host_bits: bool,
+    /// A next hop inside the prefix is kept (the legacy API's router may hold a more
+    /// specific route to it).
+    pub next_hop_inside: bool,
+}
+
+/// A routed prefix that passed every rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    pub prefix: Ipv6Net,
+    pub next_hop: Ipv6Addr,
+    /// What `leniency` let through, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// The rules for one routed prefix as a source wrote it: an IPv6 network (host bits
+/// refused unless `leniency` says otherwise), agreeing with `length` where the source
+/// gives one, routable, and a global next hop outside it (a next hop inside would make
+/// the provider's router send the prefix to itself).
+pub fn check_routed(
+    fields: Fields<'_>,
+    prefix: &str,
+    length: Option<u64>,
+    next_hop: &str,
+    leniency: Leniency,
+) -> Result<Checked, String> {
+    let mut warnings = Vec::new();
+    let written = parse_net(fields.prefix, prefix)?;
+    let network = written.trunc();
+    if network != written {
+        let message = format!(
+            "{} {written} has host bits set (the network is {network})",
+            fields.prefix
+        );
+        if !leniency.host_bits {
+            return Err(message);
+        }
+        warnings.push(format!(
+            "{} {written} has host bits set; using the network {network}",
+            fields.prefix
+        ));
+    }
+    if let Some(length) = length
+        && length != u64::from(network.prefix_len())
+    {
+        return Err(format!(
+            "{} {length} disagrees with {} {written}",
+            fields.length, fields.prefix
+        ));
+    }
+    check_routable(fields.prefix, network)?;
+    let hop = parse_next_hop(fields.next_hop, next_hop)?;
+    if network.contains(&hop) {
+        if !leniency.next_hop_inside {
+            return Err(format!(
+                "{} {hop} lies inside {} {network}: the provider's router would send the prefix to itself",
+                fields.next_hop, fields.prefix
+            ));
+        }
+        warnings.push(format!(
+            "{} {hop} lies inside {} {network}; this works only if the provider's router has a more specific route to it",
+            fields.next_hop, fields.prefix
+        ));
+    }
+    Ok(Checked {
+        prefix: network,
+        next_hop: hop,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests;
