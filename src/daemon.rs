@@ -575,7 +575,7 @@ pub async fn run<P: Provider + 'static>(
 ) -> Result<(), DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    let kernel = crate::kernel::netlink::NetlinkKernel::new(config.daemon.protocol)?;
+    let kernel = crate::kernel::netlink::NetlinkKernel::open(&config.daemon).await?;
     let mut watch = crate::kernel::watch::Watch::start()?;
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
