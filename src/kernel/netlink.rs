@@ -132,7 +132,7 @@ impl NetlinkKernel {
         };
         let (record, contents) =
             AddressRecord::open(&daemon.state_dir).map_err(|source| KernelError::Record {
-                op: "reading the address record".into(),
+                op: "address ownership".into(),
                 consequence: "",
                 source,
             })?;
