@@ -127,7 +127,7 @@ pub async fn run(path: &Path) -> CommandResult {
 pub async fn once(path: &Path) -> CommandResult {
     let config = load(path)?;
     let provider = provider_for(&config)?;
-    let kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let kernel = NetlinkKernel::open(&config.daemon).await?;
     let mut agent = Agent::new(config, kernel);
     agent.poll(&mut Poller::new(provider)).await;
     if let Some(error) = &agent.last_error {
@@ -143,7 +143,7 @@ pub async fn once(path: &Path) -> CommandResult {
 pub async fn plan(path: &Path) -> CommandResult {
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
-    let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
     let assignment = fetch(&mut kernel, &mut provider, &config).await?;
     let reconcile::Look { desired, plan, .. } =
         reconcile::plan(&mut kernel, &config, &assignment, Moment::first()).await?;
@@ -182,7 +182,7 @@ struct ProviderStatus {
 pub async fn status(path: &Path, json: bool) -> CommandResult {
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
-    let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
     let answer = fetch(&mut kernel, &mut provider, &config).await;
     let observed = kernel.observe(&[]).await?;
     let protocol = config.daemon.protocol;
@@ -424,7 +424,7 @@ fn forbid_core_dumps() {
 pub async fn refresh_next_hop(path: &Path) -> CommandResult {
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
-    let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
     let before = fetch(&mut kernel, &mut provider, &config).await?;
     let after = provider.refresh_next_hop().await?;
     let hops = |a: &Assignment| {
@@ -451,7 +451,7 @@ pub async fn release(path: &Path, yes: bool) -> CommandResult {
     }
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
-    let mut kernel = NetlinkKernel::new(config.daemon.protocol)?;
+    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
     let before = fetch(&mut kernel, &mut provider, &config).await?;
     let released = provider.release().await?;
     let cooldown = match (released.cooldown_days, &released.cooldown_until) {

@@ -22,6 +22,9 @@ pub const DEFAULT_STATUS_FILE: &str = "/run/routed6d/status.json";
 /// before routed6d stands in: longer than systemd-networkd, ifupdown or a DHCPv6/SLAAC
 /// client take after a link comes back.
 pub const DEFAULT_NEXT_HOP_GRACE: Duration = Duration::from_secs(10);
+/// Where state that must outlive the process is kept (the address record, on kernels
+/// without address protocols); systemd's StateDirectory=routed6d.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/routed6d";
 /// HostUp's API (v2 and legacy share the host).
 pub const HOSTUP_BASE_URL: &str = "https://cloud.hostup.se";
 /// DigitalOcean's API.
@@ -182,6 +185,17 @@ pub enum PrefixMode {
 pub enum OnStop {
     Keep,
     Withdraw,
+}
+
+/// How routed6d tells its addresses from others (routes always carry its protocol).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddressOwnership {
+    /// Probe at start: the address protocol (IFA_PROTO, Linux 5.18+) when the kernel
+    /// keeps it, else the record in `state_dir`.
+    Auto,
+    /// The record, as on a kernel without address protocols (tests of that path).
+    Record,
 }
 
 /// An https URL, or http to a loopback host (the simulated provider, a local proxy).
@@ -465,6 +479,8 @@ struct RawDaemon {
     on_stop: Option<OnStop>,
     protocol: Option<u8>,
     status_file: Option<PathBuf>,
+    address_ownership: Option<AddressOwnership>,
+    state_dir: Option<PathBuf>,
 }
 
 fn default_mode() -> PrefixMode {
@@ -625,6 +641,8 @@ pub struct DaemonConfig {
     pub on_stop: OnStop,
     pub protocol: u8,
     pub status_file: PathBuf,
+    pub address_ownership: AddressOwnership,
+    pub state_dir: PathBuf,
 }
 
 impl Config {
@@ -742,6 +760,21 @@ impl Config {
             ));
         }
 
+        let state_dir = raw
+            .daemon
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        // Relative, it would follow whatever directory the process started in.
+        if !state_dir.is_absolute() {
+            return Err(invalid(
+                key_line("daemon", "state_dir"),
+                format!(
+                    "daemon.state_dir {} is not an absolute path",
+                    state_dir.display()
+                ),
+            ));
+        }
+
         let provider = resolve_provider(raw.provider, credentials_dir, text, path)?;
 
         Ok(Config {
@@ -769,6 +802,11 @@ impl Config {
                     .daemon
                     .status_file
                     .unwrap_or_else(|| PathBuf::from(DEFAULT_STATUS_FILE)),
+                address_ownership: raw
+                    .daemon
+                    .address_ownership
+                    .unwrap_or(AddressOwnership::Auto),
+                state_dir,
             },
         })
     }

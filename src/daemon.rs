@@ -727,7 +727,7 @@ pub async fn run<P: Provider + 'static>(
     provider: P,
     reload: impl Fn(&Config) -> Result<(Config, P), String>,
 ) -> Result<(), DaemonError> {
-    let kernel = crate::kernel::netlink::NetlinkKernel::new(config.daemon.protocol)?;
+    let kernel = crate::kernel::netlink::NetlinkKernel::open(&config.daemon).await?;
     let surroundings = Surroundings {
         events: crate::kernel::watch::Watch::start()?,
         controls: Signals::install()?,

@@ -941,3 +941,215 @@ fn routes_routed6d_never_installs_are_not_observed() {
         },
     );
 }
+
+/// A `[daemon]` section's kernel settings: `ownership`, the record in `state_dir`.
+fn daemon_config(
+    ownership: routed6d::config::AddressOwnership,
+    state_dir: &std::path::Path,
+) -> routed6d::config::DaemonConfig {
+    routed6d::config::DaemonConfig {
+        on_stop: routed6d::config::OnStop::Keep,
+        protocol: PROTO,
+        status_file: state_dir.join("status.json"),
+        address_ownership: ownership,
+        state_dir: state_dir.to_path_buf(),
+    }
+}
+
+fn protocol_of(state: &ObservedState, addr: Ipv6Addr) -> Option<u8> {
+    state
+        .addresses
+        .iter()
+        .find(|o| o.address.addr == addr)
+        .map(|o| o.protocol)
+}
+
+fn host_address(ifindex: u32, addr: &str) -> Address {
+    Address {
+        ifindex,
+        addr: v6(addr),
+        prefix_len: 128,
+        ifname: "v0".into(),
+        no_prefix_route: false,
+    }
+}
+
+#[test]
+fn auto_finds_address_protocols_on_this_kernel_and_leaves_no_probe_behind() {
+    netns_test(
+        "auto_finds_address_protocols_on_this_kernel_and_leaves_no_probe_behind",
+        || async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = daemon_config(routed6d::config::AddressOwnership::Auto, dir.path());
+            // A probe address left by a probe cut short does not confuse the next one.
+            ip("-6 addr add fd72:6f75:7465:6436::1/128 dev lo nodad");
+            let mut kernel = NetlinkKernel::open(&config).await.expect("open");
+            assert_eq!(kernel.record_path(), None, "this kernel keeps IFA_PROTO");
+            let state = observe(&mut kernel).await;
+            assert_eq!(
+                protocol_of(&state, routed6d::kernel::netlink::PROBE_ADDRESS),
+                None
+            );
+            assert!(
+                std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
+                "no record without need"
+            );
+        },
+    );
+}
+
+#[test]
+fn record_mode_owns_exactly_the_addresses_routed6d_added() {
+    netns_test(
+        "record_mode_owns_exactly_the_addresses_routed6d_added",
+        || async {
+            use routed6d::config::AddressOwnership::Record;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = daemon_config(Record, dir.path());
+            let mut kernel = NetlinkKernel::open(&config).await.expect("open");
+            let record = dir.path().join("addresses.json");
+            assert_eq!(kernel.record_path(), Some(record.as_path()));
+            let v0 = index_of(&observe(&mut kernel).await, "v0");
+            let ours = host_address(v0, "2001:db8:7::1");
+            let foreign = host_address(v0, "2001:db8:7::2");
+            // Added by hand before routed6d: its add finds it (EEXIST) and must not
+            // take it.
+            ip("-6 addr add 2001:db8:7::2/128 dev v0 nodad");
+            for address in [&ours, &foreign] {
+                kernel
+                    .apply_op(&Op::AddAddress(address.clone()))
+                    .await
+                    .expect("add");
+            }
+            let state = observe(&mut kernel).await;
+            assert_eq!(protocol_of(&state, ours.addr), Some(PROTO));
+            assert_eq!(protocol_of(&state, foreign.addr), Some(0));
+            // Nothing was stamped: the kernel-protocol view sees no owner.
+            let mut plain = NetlinkKernel::new(PROTO).expect("netlink");
+            assert_eq!(protocol_of(&observe(&mut plain).await, ours.addr), Some(0));
+            let text = std::fs::read_to_string(&record).expect("record written");
+            assert!(
+                text.contains("2001:db8:7::1") && !text.contains("2001:db8:7::2"),
+                "{text}"
+            );
+
+            // A restart (a new process reading the record) still owns it, so a plan
+            // that wants nothing removes exactly that address.
+            drop(kernel);
+            let mut kernel = NetlinkKernel::open(&config).await.expect("reopen");
+            let state = observe(&mut kernel).await;
+            let plan = routed6d::plan::diff(&Default::default(), &state, PROTO);
+            let deletes: Vec<String> = plan.ops.iter().map(|op| op.to_string()).collect();
+            assert_eq!(deletes, vec![Op::DelAddress(ours.clone()).to_string()]);
+            for op in &plan.ops {
+                kernel.apply_op(op).await.expect("delete");
+            }
+            let state = observe(&mut kernel).await;
+            assert_eq!(protocol_of(&state, ours.addr), None);
+            assert_eq!(protocol_of(&state, foreign.addr), Some(0));
+            let text = std::fs::read_to_string(&record).expect("record");
+            assert!(!text.contains("2001:db8:7::1"), "{text}");
+        },
+    );
+}
+
+#[test]
+fn record_mode_claims_no_address_replaced_re_added_or_of_another_boot() {
+    netns_test(
+        "record_mode_claims_no_address_replaced_re_added_or_of_another_boot",
+        || async {
+            use routed6d::config::AddressOwnership::Record;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = daemon_config(Record, dir.path());
+            let mut kernel = NetlinkKernel::open(&config).await.expect("open");
+            let v0 = index_of(&observe(&mut kernel).await, "v0");
+            let a = host_address(v0, "2001:db8:8::1");
+            let b = host_address(v0, "2001:db8:8::2");
+            let c = host_address(v0, "2001:db8:8::3");
+            for address in [&a, &b, &c] {
+                kernel
+                    .apply_op(&Op::AddAddress(address.clone()))
+                    .await
+                    .expect("add");
+            }
+            let state = observe(&mut kernel).await;
+            for address in [&a, &b, &c] {
+                assert_eq!(protocol_of(&state, address.addr), Some(PROTO));
+            }
+            // Deleted and added again by hand, identical: the kernel stamps a new
+            // creation time (in hundredths of a second, hence the pause).
+            ip("-6 addr del 2001:db8:8::1/128 dev v0");
+            std::thread::sleep(Duration::from_millis(30));
+            ip("-6 addr add 2001:db8:8::1/128 dev v0 nodad");
+            // Taken over in place by a manager (NLM_F_REPLACE, with DAD as managers do).
+            ip("-6 addr replace 2001:db8:8::2/128 dev v0");
+            let state = observe(&mut kernel).await;
+            assert_eq!(protocol_of(&state, a.addr), Some(0), "re-added by hand");
+            assert_eq!(protocol_of(&state, b.addr), Some(0), "replaced by hand");
+            assert_eq!(protocol_of(&state, c.addr), Some(PROTO));
+            // The dump dropped the entries it found gone; c stays recorded.
+            let record =
+                std::fs::read_to_string(dir.path().join("addresses.json")).expect("record");
+            assert!(
+                !record.contains("2001:db8:8::1") && !record.contains("2001:db8:8::2"),
+                "{record}"
+            );
+            assert!(record.contains("2001:db8:8::3"), "{record}");
+
+            // The same record under another boot id claims nothing.
+            let (boot_line, _) = record.split_once(',').expect("boot_id first");
+            let other = record.replacen(boot_line, "{\n  \"boot_id\": \"another-boot\"", 1);
+            std::fs::write(dir.path().join("addresses.json"), other).expect("rewrite");
+            drop(kernel);
+            let mut kernel = NetlinkKernel::open(&config).await.expect("reopen");
+            let state = observe(&mut kernel).await;
+            assert_eq!(
+                protocol_of(&state, c.addr),
+                Some(0),
+                "another boot's record"
+            );
+            let plan = routed6d::plan::diff(&Default::default(), &state, PROTO);
+            assert!(plan.ops.is_empty(), "{plan}");
+        },
+    );
+}
+
+#[test]
+fn record_mode_in_another_namespace_neither_claims_nor_drops_our_entries() {
+    netns_test(
+        "record_mode_in_another_namespace_neither_claims_nor_drops_our_entries",
+        || async {
+            use routed6d::config::AddressOwnership::Record;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = daemon_config(Record, dir.path());
+            let mut kernel = NetlinkKernel::open(&config).await.expect("open");
+            let v0 = index_of(&observe(&mut kernel).await, "v0");
+            let ours = host_address(v0, "2001:db8:9::1");
+            kernel
+                .apply_op(&Op::AddAddress(ours.clone()))
+                .await
+                .expect("add");
+            // A routed6d in another namespace (the demo, a container) with the same
+            // state directory: the same interface index, no such address there.
+            let other = config.clone();
+            std::thread::spawn(move || {
+                // SAFETY: unshare(CLONE_NEWNET) only moves this thread.
+                assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+                ip("link add name v0 type veth peer name v1");
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    let mut kernel = NetlinkKernel::open(&other).await.expect("open");
+                    let state = observe(&mut kernel).await;
+                    assert!(state.addresses.iter().all(|a| a.protocol != PROTO));
+                });
+            })
+            .join()
+            .expect("other namespace");
+            let state = observe(&mut kernel).await;
+            assert_eq!(protocol_of(&state, ours.addr), Some(PROTO), "entry dropped");
+        },
+    );
+}

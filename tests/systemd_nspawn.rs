@@ -355,7 +355,13 @@ fn the_deb_installs_runs_and_purges_under_a_real_systemd() {
             "{file} left behind after purge"
         );
     }
-    for gone in ["/etc/routed6d", "/run/routed6d", "/usr/bin/routed6d"] {
+    for gone in [
+        "/etc/routed6d",
+        "/run/routed6d",
+        "/usr/bin/routed6d",
+        "/var/lib/routed6d",
+        "/var/lib/private/routed6d",
+    ] {
         assert!(!container.path(gone).exists(), "{gone} left behind");
     }
     for database in ["passwd", "group"] {

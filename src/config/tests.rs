@@ -77,8 +77,32 @@ fn minimal_config_gets_every_default() {
     assert!(config.prefix.unreachable);
     assert_eq!(config.daemon.on_stop, OnStop::Keep);
     assert_eq!(config.daemon.protocol, DEFAULT_PROTOCOL);
+    assert_eq!(config.daemon.address_ownership, AddressOwnership::Auto);
+    assert_eq!(config.daemon.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
     let token = config.read_token().expect("token").expect("hostup has one");
     assert_eq!(token.expose(), TOKEN);
+}
+
+#[test]
+fn address_ownership_and_state_dir_are_read_and_checked() {
+    let dir = Dir::new();
+    let config = dir
+        .parse("[uplink]\ninterface = \"eth0\"\n[daemon]\naddress_ownership = \"record\"\nstate_dir = \"/srv/r6d\"\n")
+        .expect("valid");
+    assert_eq!(config.daemon.address_ownership, AddressOwnership::Record);
+    assert_eq!(config.daemon.state_dir, PathBuf::from("/srv/r6d"));
+    let e = err(
+        dir.parse("[uplink]\ninterface = \"eth0\"\n[daemon]\naddress_ownership = \"kernel\"\n")
+    );
+    assert!(
+        e.starts_with("/etc/routed6d/routed6d.toml:7: daemon.address_ownership: unknown variant"),
+        "{e}"
+    );
+    let e = err(dir.parse("[uplink]\ninterface = \"eth0\"\n[daemon]\nstate_dir = \"var/lib\"\n"));
+    assert_eq!(
+        e,
+        "/etc/routed6d/routed6d.toml:7: daemon.state_dir var/lib is not an absolute path"
+    );
 }
 
 #[test]
@@ -107,6 +131,8 @@ fn shipped_example_config_is_valid_and_complete() {
         "on_stop",
         "protocol",
         "status_file",
+        "address_ownership",
+        "state_dir",
     ] {
         assert!(
             shipped.lines().any(|l| l

@@ -1,10 +1,12 @@
 //! The kernel behind a narrow trait: one dump to observe, one idempotent call per op,
 //! and a stream of change events. `netlink` is the real one, `fake` the one the
-//! reconcile loop is tested against without root.
+//! reconcile loop is tested against without root. `record` keeps which addresses
+//! routed6d added on kernels that do not keep an address's protocol.
 
 pub mod dump;
 pub mod fake;
 pub mod netlink;
+pub mod record;
 pub mod watch;
 
 use std::future::Future;
@@ -30,6 +32,14 @@ pub enum KernelError {
     },
     #[error("sysctl {key}: {source}")]
     Sysctl { key: String, source: std::io::Error },
+    /// The record of routed6d's addresses (kernels without IFA_PROTO) could not be read
+    /// at start, or not be updated after `op` changed the kernel.
+    #[error("{op}{consequence}: {source}")]
+    Record {
+        op: String,
+        consequence: &'static str,
+        source: record::RecordError,
+    },
 }
 
 /// What the daemon needs from the kernel.

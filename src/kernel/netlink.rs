@@ -4,6 +4,11 @@
 //!
 //! Messages are built by hand (not with rtnetlink's request builders) because every
 //! flag matters here: NLM_F_EXCL vs NLM_F_REPLACE, the protocol on deletes, IFA_PROTO.
+//!
+//! Addresses are told apart by IFA_PROTO where the kernel keeps it (Linux 5.18+; older
+//! kernels ignore the attribute on add and never report it). `open` probes for it and
+//! otherwise keeps ownership in an `AddressRecord`, mapping recorded addresses to
+//! routed6d's protocol in every dump so that the plan works the same on both.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -28,8 +33,11 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::Handle;
 use tokio::task::JoinHandle;
+use tracing::{info, warn};
 
+use crate::config::{AddressOwnership, DaemonConfig};
 use crate::kernel::dump::Dumper;
+use crate::kernel::record::{self, AddressRecord, Contents, Entry, Seen};
 use crate::kernel::{Applied, Kernel, KernelError};
 use crate::model::{
     Address, Link, ObservedAddress, ObservedRoute, ObservedState, Op, Route, RouteKind,
@@ -40,6 +48,13 @@ use crate::model::{
 /// the table changed while it was being dumped) before giving up.
 const DUMP_ATTEMPTS: usize = 5;
 
+/// The address `open` adds to `lo` for a moment to learn whether the kernel keeps
+/// IFA_PROTO: a unique local address whose prefix fd72:6f75:7465:6436::/64 spells
+/// "routed6" in ASCII, so nobody else has a reason to use it.
+pub const PROBE_ADDRESS: Ipv6Addr = Ipv6Addr::new(0xfd72, 0x6f75, 0x7465, 0x6436, 0, 0, 0, 1);
+/// `lo` has this index in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
+
 /// The rtnetlink connection and the protocol number routed6d owns.
 pub struct NetlinkKernel {
     handle: Handle,
@@ -49,6 +64,15 @@ pub struct NetlinkKernel {
     dumper: Dumper,
     protocol: u8,
     counts: RequestCounts,
+    ownership: Ownership,
+}
+
+/// How routed6d's addresses are told from others.
+enum Ownership {
+    /// IFA_PROTO, stamped on add and reported in dumps.
+    Kernel,
+    /// No IFA_PROTO is sent or believed: the record names routed6d's addresses.
+    Record(AddressRecord),
 }
 
 /// Netlink requests sent since the kernel was opened: what the benchmark counts to
@@ -78,7 +102,188 @@ impl NetlinkKernel {
             dumper,
             protocol,
             counts: RequestCounts::default(),
+            ownership: Ownership::Kernel,
         })
+    }
+
+    /// Open the connection as the daemon and the commands use it: addresses are owned
+    /// through IFA_PROTO when the kernel keeps it (`address_ownership = "auto"` probes),
+    /// else through the record in `state_dir`. Logs which, once.
+    pub async fn open(daemon: &DaemonConfig) -> Result<Self, KernelError> {
+        let mut kernel = Self::new(daemon.protocol)?;
+        let why = match daemon.address_ownership {
+            AddressOwnership::Record => "address_ownership = \"record\"",
+            AddressOwnership::Auto => match kernel.probe_address_protocol().await {
+                Ok(true) => {
+                    info!(
+                        "address ownership: kernel address protocols (IFA_PROTO {})",
+                        daemon.protocol
+                    );
+                    return Ok(kernel);
+                }
+                Ok(false) => "this kernel does not keep address protocols (IFA_PROTO)",
+                Err(e) => {
+                    // Keeping a record is the safe side: it claims only what it saw
+                    // routed6d add.
+                    warn!("cannot probe the kernel for address protocols: {e}");
+                    "the probe for address protocols failed"
+                }
+            },
+        };
+        let (record, contents) =
+            AddressRecord::open(&daemon.state_dir).map_err(|source| KernelError::Record {
+                op: "address ownership".into(),
+                consequence: "",
+                source,
+            })?;
+        let found = match contents {
+            Contents::Missing => "none yet".to_string(),
+            Contents::Current(entries) => format!("{} address(es) of this boot", entries.len()),
+            Contents::OtherBoot(_) => {
+                "written before the last reboot, so it claims nothing".to_string()
+            }
+            Contents::Unreadable(e) => {
+                warn!(
+                    "the address record {} is damaged and claims nothing: addresses it named stay until removed by hand ({e})",
+                    record.path().display()
+                );
+                "damaged".to_string()
+            }
+        };
+        info!(
+            "address ownership: a record at {} ({why}; {found})",
+            record.path().display()
+        );
+        kernel.ownership = Ownership::Record(record);
+        Ok(kernel)
+    }
+
+    /// The record's path when addresses are owned through it (None: IFA_PROTO).
+    pub fn record_path(&self) -> Option<&std::path::Path> {
+        match &self.ownership {
+            Ownership::Kernel => None,
+            Ownership::Record(record) => Some(record.path()),
+        }
+    }
+
+    /// Does the kernel keep IFA_PROTO? Adds `PROBE_ADDRESS` to `lo` with it, reads the
+    /// address back and deletes it. Kernels before 5.18 parse RTM_NEWADDR leniently and
+    /// drop the unknown attribute, so only reading it back tells; a doit RTM_GETADDR
+    /// (not a dump) reads the one address.
+    async fn probe_address_protocol(&mut self) -> NlResult<bool> {
+        let probe = Address {
+            ifindex: LOOPBACK_IFINDEX,
+            addr: PROBE_ADDRESS,
+            prefix_len: 128,
+            ifname: "lo".into(),
+            no_prefix_route: false,
+        };
+        let add =
+            |kernel: &Self| RouteNetlinkMessage::NewAddress(kernel.address_message(&probe, true));
+        let delete =
+            |kernel: &Self| RouteNetlinkMessage::DelAddress(kernel.address_message(&probe, false));
+        let mut added = self.ack(add(self), NLM_F_CREATE | NLM_F_EXCL).await;
+        if added
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST))
+        {
+            // Left by a probe that was cut short: start from a clean slate.
+            ignore_errno(self.ack(delete(self), 0).await, &[libc::EADDRNOTAVAIL])?;
+            added = self.ack(add(self), NLM_F_CREATE | NLM_F_EXCL).await;
+        }
+        added?;
+        let read = self.get_address(LOOPBACK_IFINDEX, PROBE_ADDRESS).await;
+        let deleted = ignore_errno(self.ack(delete(self), 0).await, &[libc::EADDRNOTAVAIL]);
+        let read = read?;
+        deleted?;
+        Ok(read.is_some_and(|m| address_protocol(&m) == self.protocol))
+    }
+
+    /// One address, read with a doit RTM_GETADDR; None when the kernel has none there.
+    async fn get_address(
+        &mut self,
+        ifindex: u32,
+        addr: Ipv6Addr,
+    ) -> NlResult<Option<AddressMessage>> {
+        let mut message = AddressMessage::default();
+        message.header.family = AddressFamily::Inet6;
+        message.header.index = ifindex;
+        // Strict checking allows only IFA_ADDRESS and IFA_LOCAL in a get request.
+        message
+            .attributes
+            .push(AddressAttribute::Address(IpAddr::V6(addr)));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetAddress(message));
+        request.header.flags = NLM_F_REQUEST;
+        let mut responses = self.request(request)?;
+        while let Some(response) = responses.next().await {
+            match response.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(address)) => {
+                    return Ok(Some(address));
+                }
+                NetlinkPayload::Error(e) => {
+                    return match e.code {
+                        Some(_) => {
+                            let e = e.to_io();
+                            if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                                Ok(None)
+                            } else {
+                                Err(e)
+                            }
+                        }
+                        None => Ok(None),
+                    };
+                }
+                _ => {}
+            }
+        }
+        Err(connection_lost())
+    }
+
+    /// After an op succeeded, keep the record in step (record mode only): an address
+    /// the kernel created for routed6d's add is recorded as the kernel reports it; one
+    /// routed6d deleted, or found gone, is forgotten.
+    async fn note_ownership(&mut self, op: &Op, applied: Applied) -> Result<(), KernelError> {
+        let netns = match &self.ownership {
+            Ownership::Kernel => return Ok(()),
+            Ownership::Record(record) => record.netns(),
+        };
+        match op {
+            // EEXIST: the address was there before routed6d's add, so it is not ours.
+            Op::AddAddress(address) if applied == Applied::Changed => {
+                let read = self
+                    .get_address(address.ifindex, address.addr)
+                    .await
+                    .map_err(|e| KernelError::Op {
+                        op: op.to_string(),
+                        message: format!("added, but cannot read it back to record it: {e}"),
+                        hint: " (routed6d will leave it in place)".into(),
+                    })?;
+                let Some(seen) = read.as_ref().and_then(|m| seen_of(m, netns)) else {
+                    // Gone again already: nothing of routed6d's to remember.
+                    return Ok(());
+                };
+                // Only the address as routed6d added it (a manager may have replaced it
+                // in between).
+                if seen.nodad
+                    && seen.entry.prefix_len == address.prefix_len
+                    && seen.entry.no_prefix_route == address.no_prefix_route
+                    && let Ownership::Record(record) = &mut self.ownership
+                {
+                    record
+                        .add(seen.entry)
+                        .map_err(|e| record_error(op, ADDED_UNRECORDED, e))?;
+                }
+            }
+            Op::DelAddress(address) => {
+                if let Ownership::Record(record) = &mut self.ownership {
+                    record
+                        .remove(address.ifindex, address.addr)
+                        .map_err(|e| record_error(op, DELETED_RECORDED, e))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Requests sent so far (writes and dumps).
@@ -175,6 +380,9 @@ impl NetlinkKernel {
         Ok(consistent.then_some(links))
     }
 
+    /// Every IPv6 address. With the record, IFA_PROTO is ignored and the addresses it
+    /// names get routed6d's protocol instead (what the plan compares); recorded
+    /// addresses the dump no longer shows are dropped from the record.
     async fn dump_addresses(
         &mut self,
         names: &HashMap<u32, Arc<str>>,
@@ -182,14 +390,40 @@ impl NetlinkKernel {
         let mut addresses = Vec::new();
         let mut request = AddressMessage::default();
         request.header.family = AddressFamily::Inet6;
+        // Read before the dump: an entry recorded later is not dropped by it.
+        let (recorded, netns) = match &mut self.ownership {
+            Ownership::Kernel => (None, None),
+            Ownership::Record(record) => {
+                record.refresh().map_err(io::Error::other)?;
+                (Some(record.entries().clone()), Some(record.netns()))
+            }
+        };
+        let protocol = self.protocol;
+        let mut matched = std::collections::BTreeSet::new();
         let consistent = self
             .dump_each(
                 RouteNetlinkMessage::GetAddress(request),
                 RTM_NEWADDR,
-                |payload| observed_address(payload, names),
-                |observed| addresses.push(observed),
+                |payload| observed_address(payload, names, netns),
+                |(mut observed, seen)| {
+                    if let (Some(recorded), Some(seen)) = (&recorded, seen)
+                        && record::claims(recorded, &seen)
+                    {
+                        observed.protocol = protocol;
+                        matched.insert(seen.entry);
+                    }
+                    addresses.push(observed);
+                },
             )
             .await?;
+        if consistent
+            && let (Some(recorded), Ownership::Record(record)) = (&recorded, &mut self.ownership)
+            && let Err(e) = record.forget(&record::missing(recorded, &matched, record.netns()))
+        {
+            // A stale entry claims nothing (the kernel stamps a new address anew):
+            // failing to drop it costs nothing but this line.
+            warn!("cannot drop addresses gone from the kernel from the record: {e}");
+        }
         Ok(consistent.then_some(addresses))
     }
 
@@ -295,12 +529,15 @@ impl NetlinkKernel {
             // is needed for NOPREFIXROUTE (0x200).
             message.header.flags = AddressHeaderFlags::Nodad;
             message.attributes.push(AddressAttribute::Flags(flags));
-            // IFA_PROTO (Linux 6.0+); older kernels ignore the attribute.
-            message
-                .attributes
-                .push(AddressAttribute::Protocol(AddressProtocol::from(
-                    self.protocol,
-                )));
+            // IFA_PROTO (Linux 5.18+); older kernels ignore the attribute. Not sent
+            // when the record owns addresses, as on those kernels.
+            if matches!(self.ownership, Ownership::Kernel) {
+                message
+                    .attributes
+                    .push(AddressAttribute::Protocol(AddressProtocol::from(
+                        self.protocol,
+                    )));
+            }
         }
         message
     }
@@ -464,7 +701,7 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn apply_op(&mut self, op: &Op) -> Result<Applied, KernelError> {
-        let result = match op {
+        let result: NlResult<Applied> = match op {
             Op::SetSysctl { key, value, .. } => {
                 return write_sysctl(key, value).map(|()| Applied::Changed);
             }
@@ -517,7 +754,9 @@ impl Kernel for NetlinkKernel {
                 )
             }
         };
-        result.map_err(|e| op_error(op, e))
+        let applied = result.map_err(|e| op_error(op, e))?;
+        self.note_ownership(op, applied).await?;
+        Ok(applied)
     }
 
     async fn interface_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>, KernelError> {
@@ -558,6 +797,20 @@ fn connection_lost() -> io::Error {
         io::ErrorKind::BrokenPipe,
         "netlink connection closed before the kernel answered",
     )
+}
+
+/// What a failed record update after a successful add or delete means.
+const ADDED_UNRECORDED: &str =
+    " done, but not recorded as routed6d's, so routed6d will leave it in place";
+const DELETED_RECORDED: &str =
+    " done, but the record still names it (a stale entry claims nothing)";
+
+fn record_error(op: &Op, consequence: &'static str, source: record::RecordError) -> KernelError {
+    KernelError::Record {
+        op: op.to_string(),
+        consequence,
+        source,
+    }
 }
 
 /// Idempotency: the listed errnos mean the kernel already is where the op leads.
@@ -672,6 +925,7 @@ pub(crate) fn address_protocol(message: &AddressMessage) -> u8 {
 // Address attributes (linux/if_addr.h) `observed_address` reads.
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+const IFA_CACHEINFO: u16 = 6;
 const IFA_FLAGS: u16 = 8;
 const IFA_PROTO: u16 = 11;
 /// sizeof(struct ifaddrmsg).
@@ -682,10 +936,14 @@ const RTM_NEWADDR: u16 = 20;
 
 /// A dumped IPv6 address message (the payload after the netlink header) as routed6d
 /// models it. Like `observed_route`, only the attributes the model holds are parsed.
+///
+/// `record_netns` Some (record mode, the dumped namespace): IFA_PROTO is not read (the
+/// record decides), and the address comes with what the record judges it by.
 fn observed_address(
     payload: &[u8],
     names: &HashMap<u32, Arc<str>>,
-) -> Result<Option<ObservedAddress>, DecodeError> {
+    record_netns: Option<u64>,
+) -> Result<Option<(ObservedAddress, Option<Seen>)>, DecodeError> {
     let header = AddressHeader::parse(payload)?;
     if header.family != AddressFamily::Inet6 {
         return Ok(None);
@@ -694,10 +952,17 @@ fn observed_address(
     let mut address = None;
     let mut flags = AddressFlags::from_bits_retain(u32::from(header.flags.bits()));
     let mut protocol = 0;
+    let mut created = None;
+    let wanted = if record_netns.is_some() {
+        IFA_CACHEINFO
+    } else {
+        IFA_PROTO
+    };
     let attributes = payload.get(IFADDRMSG_LEN..).unwrap_or_default();
     for nla in NlasIterator::new(attributes) {
         let nla = nla?;
-        if !matches!(nla.kind(), IFA_ADDRESS | IFA_LOCAL | IFA_FLAGS | IFA_PROTO) {
+        let kind = nla.kind();
+        if !matches!(kind, IFA_ADDRESS | IFA_LOCAL | IFA_FLAGS) && kind != wanted {
             continue;
         }
         match AddressAttribute::parse(&nla)? {
@@ -706,6 +971,7 @@ fn observed_address(
             // IFA_FLAGS (u32) carries what the header's u8 cannot (NOPREFIXROUTE).
             AddressAttribute::Flags(f) => flags = f,
             AddressAttribute::Protocol(p) => protocol = u8::from(p),
+            AddressAttribute::CacheInfo(info) => created = Some(info.cstamp),
             _ => {}
         }
     }
@@ -714,16 +980,54 @@ fn observed_address(
         return Ok(None);
     };
     let index = header.index;
-    Ok(Some(ObservedAddress {
-        address: Address {
+    let no_prefix_route = flags.contains(AddressFlags::Noprefixroute);
+    let seen = record_netns.zip(created).map(|(netns, created)| Seen {
+        entry: Entry {
+            netns,
             ifindex: index,
-            addr,
+            address: addr,
             prefix_len: header.prefix_len,
-            ifname: names.get(&index).map(|n| n.to_string()).unwrap_or_default(),
-            no_prefix_route: flags.contains(AddressFlags::Noprefixroute),
+            no_prefix_route,
+            created,
         },
-        protocol,
-    }))
+        nodad: flags.contains(AddressFlags::Nodad),
+    });
+    Ok(Some((
+        ObservedAddress {
+            address: Address {
+                ifindex: index,
+                addr,
+                prefix_len: header.prefix_len,
+                ifname: names.get(&index).map(|n| n.to_string()).unwrap_or_default(),
+                no_prefix_route,
+            },
+            protocol,
+        },
+        seen,
+    )))
+}
+
+/// What the record judges an address by, from an RTM_GETADDR answer in `netns`.
+fn seen_of(message: &AddressMessage, netns: u64) -> Option<Seen> {
+    let Some(IpAddr::V6(address)) = local_address(message) else {
+        return None;
+    };
+    let created = message.attributes.iter().find_map(|a| match a {
+        AddressAttribute::CacheInfo(info) => Some(info.cstamp),
+        _ => None,
+    })?;
+    let flags = address_flags(message);
+    Some(Seen {
+        entry: Entry {
+            netns,
+            ifindex: message.header.index,
+            address,
+            prefix_len: message.header.prefix_len,
+            no_prefix_route: flags.contains(AddressFlags::Noprefixroute),
+            created,
+        },
+        nodad: flags.contains(AddressFlags::Nodad),
+    })
 }
 
 /// The header's table is a u8; tables ≥ 256 only fit in RTA_TABLE, which overrides it.
