@@ -816,14 +816,14 @@ fn add_routes_to_dump(count: usize) {
     }
 }
 
-/// Dump every IPv6 route through `dumper`: (whole, messages seen).
+/// Dump every IPv6 route through `socket`: (whole, messages seen).
 async fn dump_all_routes(
-    dumper: &mut routed6d::kernel::dump::Dumper,
+    socket: &mut routed6d::kernel::socket::RouteSocket,
 ) -> std::io::Result<(bool, usize)> {
     let mut request = netlink_packet_route::route::RouteMessage::default();
     request.header.address_family = netlink_packet_route::AddressFamily::Inet6;
     let mut seen = 0;
-    let whole = dumper
+    let whole = socket
         .dump(
             netlink_packet_route::RouteNetlinkMessage::GetRoute(request),
             |_, _| seen += 1,
@@ -833,60 +833,60 @@ async fn dump_all_routes(
 }
 
 #[test]
-fn dumper_reports_a_refused_dump_and_goes_on() {
-    netns_test("dumper_reports_a_refused_dump_and_goes_on", || async {
+fn the_socket_reports_a_refused_dump_and_goes_on() {
+    netns_test("the_socket_reports_a_refused_dump_and_goes_on", || async {
         use netlink_packet_route::route::{RouteMessage, RouteScope};
         use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-        use routed6d::kernel::dump::Dumper;
+        use routed6d::kernel::socket::RouteSocket;
 
         add_routes_to_dump(300);
-        let mut dumper = Dumper::open().expect("dump socket");
+        let mut socket = RouteSocket::open().expect("dump socket");
         // Strict checking refuses a route dump with a scope set: an errno, not
         // an empty dump that would read as "nothing there".
         let mut refused = RouteMessage::default();
         refused.header.address_family = AddressFamily::Inet6;
         refused.header.scope = RouteScope::Link;
-        let error = dumper
+        let error = socket
             .dump(RouteNetlinkMessage::GetRoute(refused), |_, _| {})
             .await
             .expect_err("the kernel refuses it");
         assert_eq!(error.raw_os_error(), Some(libc::EINVAL), "{error}");
 
         // The socket is fine after the refusal: the next dump is whole.
-        let (consistent, seen) = dump_all_routes(&mut dumper).await.expect("dump");
+        let (consistent, seen) = dump_all_routes(&mut socket).await.expect("dump");
         assert!(consistent);
         assert!(seen >= 300, "{seen} routes");
     });
 }
 
 #[test]
-fn dumper_redoes_a_dump_whose_datagram_did_not_fit() {
+fn the_socket_redoes_a_dump_whose_datagram_did_not_fit() {
     netns_test(
-        "dumper_redoes_a_dump_whose_datagram_did_not_fit",
+        "the_socket_redoes_a_dump_whose_datagram_did_not_fit",
         || async {
-            use routed6d::kernel::dump::{DATAGRAM_SIZE, Dumper};
+            use routed6d::kernel::socket::{DATAGRAM_SIZE, RouteSocket};
 
             add_routes_to_dump(300);
             // The kernel fills at least a page per dump datagram whatever the reader
             // asks for: 1 KiB cannot hold one.
-            let mut dumper = Dumper::with_receive_size(1024).expect("dump socket");
-            let (whole, seen) = dump_all_routes(&mut dumper).await.expect("dump");
+            let mut socket = RouteSocket::with_receive_size(1024).expect("dump socket");
+            let (whole, seen) = dump_all_routes(&mut socket).await.expect("dump");
             assert!(
                 !whole,
                 "a cut datagram makes the dump not whole ({seen} seen)"
             );
             assert!(
-                dumper.receive_size() >= 4096,
+                socket.receive_size() >= 4096,
                 "grown to fit: {}",
-                dumper.receive_size()
+                socket.receive_size()
             );
 
             // The redo has room and sees every route.
-            let (whole, seen) = dump_all_routes(&mut dumper).await.expect("redo");
+            let (whole, seen) = dump_all_routes(&mut socket).await.expect("redo");
             assert!(whole);
             assert!(seen >= 300, "{seen} routes");
             assert_eq!(
-                Dumper::open().expect("dump socket").receive_size(),
+                RouteSocket::open().expect("dump socket").receive_size(),
                 DATAGRAM_SIZE
             );
         },

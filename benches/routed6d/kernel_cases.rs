@@ -16,8 +16,8 @@ use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{RouteMessage, RouteProtocol};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use routed6d::kernel::Kernel;
-use routed6d::kernel::dump::Dumper;
 use routed6d::kernel::netlink::NetlinkKernel;
+use routed6d::kernel::socket::RouteSocket;
 use routed6d::model::{Address, DesiredState, ObservedState, Route, RouteKind, TABLE_MAIN};
 use routed6d::{plan, reconcile};
 
@@ -396,7 +396,7 @@ async fn steady_state(kernel: &mut NetlinkKernel, want: &DesiredState, n: usize)
 /// routes of main and local) read off a socket and thrown away unparsed. No pass
 /// that dumps can be faster than this.
 async fn raw_look() -> f64 {
-    let mut dumper = Dumper::open().expect("dump socket");
+    let mut dumper = RouteSocket::open().expect("dump socket");
     let mut address = AddressMessage::default();
     address.header.family = AddressFamily::Inet6;
     let mut requests = vec![

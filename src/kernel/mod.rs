@@ -3,10 +3,10 @@
 //! reconcile loop is tested against without root. `record` keeps which addresses
 //! routed6d added on kernels that do not keep an address's protocol.
 
-pub mod dump;
 pub mod fake;
 pub mod netlink;
 pub mod record;
+pub mod socket;
 pub mod watch;
 
 use std::future::Future;

@@ -1,6 +1,6 @@
-//! The real kernel behind `Kernel`: one rtnetlink connection that dumps links, IPv6
-//! addresses and the IPv6 routes of tables main and local, and applies each `Op` as
-//! one idempotent request, stamped with routed6d's protocol number.
+//! The real kernel behind `Kernel`: one netlink socket (`socket::RouteSocket`) that
+//! dumps links, IPv6 addresses and the IPv6 routes of tables main and local, and
+//! applies each `Op` as one idempotent request, stamped with routed6d's protocol number.
 //!
 //! Messages are built by hand (not with rtnetlink's request builders) because every
 //! flag matters here: NLM_F_EXCL vs NLM_F_REPLACE, the protocol on deletes, IFA_PROTO.
@@ -15,11 +15,10 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use ipnet::Ipv6Net;
 use netlink_packet_core::{
-    DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage,
-    NetlinkPayload, NlasIterator, Parseable, ParseableParametrized,
+    DecodeError, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NlasIterator, Parseable,
+    ParseableParametrized,
 };
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeader, AddressHeaderFlags, AddressMessage,
@@ -31,13 +30,11 @@ use netlink_packet_route::route::{
     RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::Handle;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::{AddressOwnership, DaemonConfig};
-use crate::kernel::dump::Dumper;
 use crate::kernel::record::{self, AddressRecord, Contents, Entry, Seen};
+use crate::kernel::socket::RouteSocket;
 use crate::kernel::{Applied, Kernel, KernelError};
 use crate::model::{
     Address, Link, ObservedAddress, ObservedRoute, ObservedState, Op, Route, RouteKind,
@@ -55,13 +52,11 @@ pub const PROBE_ADDRESS: Ipv6Addr = Ipv6Addr::new(0xfd72, 0x6f75, 0x7465, 0x6436
 /// `lo` has this index in every network namespace.
 const LOOPBACK_IFINDEX: u32 = 1;
 
-/// The rtnetlink connection and the protocol number routed6d owns.
+/// The netlink socket and the protocol number routed6d owns.
 pub struct NetlinkKernel {
-    handle: Handle,
-    /// The task driving the connection; it ends when the socket fails.
-    driver: JoinHandle<()>,
-    /// Dumps go over a socket of their own, read a datagram at a time (`dump`).
-    dumper: Dumper,
+    /// Every request goes over this one socket, its answer read a datagram at a time
+    /// (`socket`).
+    socket: RouteSocket,
     protocol: u8,
     counts: RequestCounts,
     ownership: Ownership,
@@ -90,16 +85,12 @@ pub struct RequestCounts {
 type NlResult<T> = Result<T, io::Error>;
 
 impl NetlinkKernel {
-    /// Open the rtnetlink connection and spawn its driver on the current tokio runtime
-    /// (current_thread is fine). The socket lives in the network namespace of the
-    /// calling thread.
+    /// Open the socket on the current tokio runtime (current_thread is fine), in the
+    /// network namespace of the calling thread.
     pub fn new(protocol: u8) -> Result<Self, KernelError> {
-        let (handle, driver) = connect()?;
-        let dumper = Dumper::open().map_err(KernelError::Socket)?;
+        let socket = RouteSocket::open().map_err(KernelError::Socket)?;
         Ok(Self {
-            handle,
-            driver,
-            dumper,
+            socket,
             protocol,
             counts: RequestCounts::default(),
             ownership: Ownership::Kernel,
@@ -212,31 +203,22 @@ impl NetlinkKernel {
         message
             .attributes
             .push(AddressAttribute::Address(IpAddr::V6(addr)));
-        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetAddress(message));
-        request.header.flags = NLM_F_REQUEST;
-        let mut responses = self.request(request)?;
-        while let Some(response) = responses.next().await {
-            match response.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(address)) => {
-                    return Ok(Some(address));
+        let mut found = None;
+        let answer = self
+            .socket
+            .get(RouteNetlinkMessage::GetAddress(message), |kind, payload| {
+                if kind == RTM_NEWADDR {
+                    found = Some(AddressMessage::parse(payload));
                 }
-                NetlinkPayload::Error(e) => {
-                    return match e.code {
-                        Some(_) => {
-                            let e = e.to_io();
-                            if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
-                                Ok(None)
-                            } else {
-                                Err(e)
-                            }
-                        }
-                        None => Ok(None),
-                    };
-                }
-                _ => {}
-            }
+            })
+            .await;
+        match answer {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(None),
+            Err(e) => Err(e),
+            Ok(()) => found
+                .transpose()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         }
-        Err(connection_lost())
     }
 
     /// After an op succeeded, keep the record in step (record mode only): an address
@@ -296,24 +278,10 @@ impl NetlinkKernel {
         self.protocol
     }
 
-    /// Send one request that expects an ACK (or an error) and nothing else.
+    /// Send one request that changes the kernel and wait for its ACK (or errno).
     async fn ack(&mut self, message: RouteNetlinkMessage, flags: u16) -> NlResult<()> {
-        let mut request = NetlinkMessage::from(message);
-        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        // Only writes expect a bare ACK.
         self.counts.writes += 1;
-        let mut responses = self.request(request)?;
-        while let Some(response) = responses.next().await {
-            if let NetlinkPayload::Error(e) = response.payload {
-                return match e.code {
-                    Some(_) => Err(e.to_io()),
-                    None => Ok(()),
-                };
-            }
-        }
-        // The connection forwards ACKs (see `connect`), so a stream that ends without
-        // one means the connection died with the request in flight.
-        Err(connection_lost())
+        self.socket.write(message, flags).await
     }
 
     /// Run one dump, handing each message of type `kind` to `parse` (its payload, read
@@ -330,7 +298,7 @@ impl NetlinkKernel {
         self.counts.dumps += 1;
         let mut malformed = None;
         let consistent = self
-            .dumper
+            .socket
             .dump(request, |message_kind, payload| {
                 if message_kind != kind {
                     return;
@@ -348,22 +316,6 @@ impl NetlinkKernel {
             Some(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             None => Ok(consistent),
         }
-    }
-
-    /// Hand a request to the connection, first reconnecting if its driver has ended
-    /// (socket error): one broken socket must not wedge the daemon for good.
-    fn request(
-        &mut self,
-        request: NetlinkMessage<RouteNetlinkMessage>,
-    ) -> NlResult<impl futures_util::Stream<Item = NetlinkMessage<RouteNetlinkMessage>> + use<>>
-    {
-        if self.driver.is_finished() {
-            (self.handle, self.driver) = connect().map_err(|e| match e {
-                KernelError::Socket(e) => e,
-                other => io::Error::other(other.to_string()),
-            })?;
-        }
-        self.handle.request(request).map_err(|_| connection_lost())
     }
 
     async fn dump_links(&mut self) -> NlResult<Option<Vec<Link>>> {
@@ -592,31 +544,20 @@ impl NetlinkKernel {
         message
             .attributes
             .push(LinkAttribute::IfName(name.to_string()));
-        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetLink(message));
-        request.header.flags = NLM_F_REQUEST;
-        let mut responses = self.request(request)?;
-        while let Some(response) = responses.next().await {
-            match response.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                    return Ok(Some(link.header.index));
+        let mut index = None;
+        let answer = self
+            .socket
+            .get(RouteNetlinkMessage::GetLink(message), |kind, payload| {
+                if kind == RTM_NEWLINK {
+                    index = LinkMessage::parse(payload).ok().map(|l| l.header.index);
                 }
-                NetlinkPayload::Error(e) => {
-                    return match e.code {
-                        Some(_) => {
-                            let e = e.to_io();
-                            if e.raw_os_error() == Some(libc::ENODEV) {
-                                Ok(None)
-                            } else {
-                                Err(e)
-                            }
-                        }
-                        None => Ok(None),
-                    };
-                }
-                _ => {}
-            }
+            })
+            .await;
+        match answer {
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+            Ok(()) => Ok(index),
         }
-        Err(connection_lost())
     }
 
     async fn global_addresses(
@@ -776,27 +717,6 @@ impl Kernel for NetlinkKernel {
         }
         Ok(addresses)
     }
-}
-
-/// Open a strict-checking rtnetlink connection and spawn its driver.
-fn connect() -> Result<(Handle, JoinHandle<()>), KernelError> {
-    let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|e| KernelError::Socket(io::Error::other(e)))?;
-    let (mut connection, handle, _multicast) =
-        rtnetlink::new_connection_with_strict_check().map_err(KernelError::Socket)?;
-    // Forward ACKs and NLMSG_DONE so that `ack` and `dump` can tell completion from a
-    // connection that died mid-request (the response stream ends either way).
-    connection.set_forward_ack(true);
-    connection.set_forward_done(true);
-    let driver = runtime.spawn(connection);
-    Ok((handle, driver))
-}
-
-fn connection_lost() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::BrokenPipe,
-        "netlink connection closed before the kernel answered",
-    )
 }
 
 /// What a failed record update after a successful add or delete means.

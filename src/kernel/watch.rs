@@ -173,7 +173,10 @@ async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_bu
                         }
                     };
                     match parse_datagram(&buffer, &mut queue) {
-                        Ok(true) => {}
+                        // Let the daemon see the event before the rest of a burst is
+                        // read: a deleted object of routed6d's is put back at once
+                        // (issue 16), not after the socket is drained.
+                        Ok(true) => tokio::task::yield_now().await,
                         Ok(false) => return,
                         Err(e) => {
                             // A message we cannot read may have been one we care about.
@@ -183,9 +186,14 @@ async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_bu
                     }
                 }
                 // The kernel dropped notifications because the receive buffer was
-                // full. The socket itself is fine: keep reading it.
+                // full. The socket itself is fine. It reports ENOBUFS once per
+                // congestion and clears that only when the socket is read empty, so
+                // whatever the rest of the burst drops meanwhile goes unreported: the
+                // Resync is owed only once the socket is empty, so that the dump it
+                // brings sees everything the burst changed.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     debug!("netlink receive buffer overrun, resyncing");
+                    drain(socket.socket_mut(), &mut buffer);
                     owe_resync = true;
                 }
                 Err(e) => {
@@ -197,6 +205,22 @@ async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_bu
                     }
                 }
             },
+        }
+    }
+}
+
+/// Read the socket empty, throwing the datagrams away (a Resync covers them), with
+/// plain non-blocking reads: tokio's cached readiness could call a socket empty that
+/// the kernel has refilled, and only a read that finds it empty clears the kernel's
+/// congestion, after which it reports the next loss again.
+fn drain(socket: &mut rtnetlink::sys::Socket, buffer: &mut Vec<u8>) {
+    loop {
+        buffer.clear();
+        match socket.recv(buffer, 0) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+            // Empty (EAGAIN), or failing: the watch loop sees to the rest.
+            Err(_) => return,
         }
     }
 }
