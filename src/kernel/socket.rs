@@ -26,7 +26,7 @@ use netlink_packet_core::{
     NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
-use rtnetlink::sys::{Socket, protocols::NETLINK_ROUTE};
+use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 

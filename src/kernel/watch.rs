@@ -19,7 +19,7 @@ use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteFlags, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_ROUTE};
+use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_ROUTE};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -213,7 +213,7 @@ async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_bu
 /// plain non-blocking reads: tokio's cached readiness could call a socket empty that
 /// the kernel has refilled, and only a read that finds it empty clears the kernel's
 /// congestion, after which it reports the next loss again.
-fn drain(socket: &mut rtnetlink::sys::Socket, buffer: &mut Vec<u8>) {
+fn drain(socket: &mut netlink_sys::Socket, buffer: &mut Vec<u8>) {
     loop {
         buffer.clear();
         match socket.recv(buffer, 0) {
