@@ -24,6 +24,7 @@ use crate::next_hop::{Change, NextHopBook};
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
 
+pub mod memory;
 pub mod surroundings;
 use surroundings::{Clock, Control, Controls, Events, Signals, Surroundings};
 
@@ -250,6 +251,8 @@ pub struct Agent<K> {
     online: bool,
     /// Objects put back one by one since the last full pass.
     fast_restores: u32,
+    /// Where the OS's next hop forms are kept for a restart (`memory`); None: not kept.
+    memory: Option<PathBuf>,
 }
 
 impl<K: Kernel> Agent<K> {
@@ -273,7 +276,22 @@ impl<K: Kernel> Agent<K> {
             next_hop_wake: None,
             online: false,
             fast_restores: 0,
+            memory: None,
         }
+    }
+
+    /// Keep the next hops the OS held in `path`, and start from what an earlier
+    /// routed6d of this boot left there.
+    pub fn remember_next_hops_in(&mut self, path: PathBuf) {
+        let forms = memory::load(&path);
+        if !forms.is_empty() {
+            info!(
+                "remembering {} next hop(s) the OS held before this start",
+                forms.len()
+            );
+        }
+        self.next_hops = NextHopBook::remembering(forms);
+        self.memory = Some(path);
     }
 
     /// Put back at once the object of routed6d's that `event` says went, if it is one
@@ -467,11 +485,19 @@ impl<K: Kernel> Agent<K> {
     fn absorb(&mut self, mut outcome: Outcome, assignment: Assignment, now: Instant) -> Outcome {
         self.expected = outcome.expected.take();
         let grace = self.config.uplink.next_hop_grace;
+        let held_before = self.next_hops.os_forms();
         for change in self
             .next_hops
             .note(&outcome.next_hops.sightings, now, grace)
         {
             self.log_next_hop(change);
+        }
+        let held = self.next_hops.os_forms();
+        if held != held_before
+            && let Some(path) = &self.memory
+            && let Err(e) = memory::save(path, &held)
+        {
+            warn!("cannot keep the OS's next hops in {}: {e}", path.display());
         }
         self.next_hop_wake = outcome.next_hops.wake_at;
         if outcome.desired.missing_interfaces != self.desired.missing_interfaces {
@@ -736,7 +762,9 @@ pub async fn run<P: Provider + 'static>(
         clock: crate::timer::PollTimer::new()?,
         watchdog: sd_notify::watchdog_enabled().map(|period| period / 2),
     };
+    let memory = config.daemon.state_dir.join("next-hops.json");
     let mut agent = Agent::new(config, kernel);
+    agent.remember_next_hops_in(memory);
     serve(&mut agent, provider, surroundings, reload).await
 }
 

@@ -91,10 +91,11 @@ fn write_config(dir: &Path, port: u16) -> std::io::Result<PathBuf> {
             "[provider]\nkind = \"hostup\"\nbase_url = \"http://127.0.0.1:{port}\"\n\
              token_file = \"{}\"\nvps_id = \"{VPS_ID}\"\npoll_interval = \"1s\"\n\n\
              [uplink]\ninterface = \"{}\"\n\n[prefix]\nmode = \"addresses\"\naddresses = [\"::1\"]\n\n\
-             [daemon]\non_stop = \"withdraw\"\nstatus_file = \"{}\"\n",
+             [daemon]\non_stop = \"withdraw\"\nstatus_file = \"{}\"\nstate_dir = \"{}\"\n",
             token.display(),
             netns::VPS_UPLINK,
-            dir.join("status.json").display()
+            dir.join("status.json").display(),
+            dir.join("state").display()
         ),
     )?;
     Ok(config)

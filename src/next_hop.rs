@@ -19,12 +19,13 @@ use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::model::{Address, Link, ObservedState};
 
 /// How an address sits on its interface, beyond its identity (interface, address).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Form {
     pub prefix_len: u8,
     /// IFA_F_NOPREFIXROUTE: the address brings no on-link route of its own.
@@ -163,6 +164,31 @@ impl NextHopBook {
         NextHopBook {
             hops: BTreeMap::new(),
         }
+    }
+
+    /// A book that knows `forms` as the OS's: what an earlier routed6d of the same
+    /// boot saw (`os_forms`), so a restart while the OS's address is away still waits
+    /// for the OS instead of racing it.
+    pub fn remembering(forms: impl IntoIterator<Item = (Ipv6Addr, Form)>) -> Self {
+        let hops = forms
+            .into_iter()
+            .map(|(hop, form)| {
+                let memory = Memory {
+                    os_form: Some(form),
+                    ..Memory::default()
+                };
+                (hop, memory)
+            })
+            .collect();
+        NextHopBook { hops }
+    }
+
+    /// The next hops the OS has held, in the form it held them.
+    pub fn os_forms(&self) -> Vec<(Ipv6Addr, Form)> {
+        self.hops
+            .iter()
+            .filter_map(|(hop, memory)| memory.os_form.map(|form| (*hop, form)))
+            .collect()
     }
 
     /// Judge every sighting at `now`.

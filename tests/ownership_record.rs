@@ -39,14 +39,8 @@ fn harness(tag: &str, mode: &str) -> Harness {
         "[prefix]\n",
         "[prefix]\nmode = \"addresses\"\naddresses = [\"::1\", \"::2\"]\n",
     );
-    let state = h.dir.path().join("state");
-    h.add_key(
-        "daemon",
-        &format!(
-            "address_ownership = \"{mode}\"\nstate_dir = \"{}\"",
-            state.display()
-        ),
-    );
+    // The record goes in the harness's own state_dir.
+    h.add_key("daemon", &format!("address_ownership = \"{mode}\""));
     h
 }
 

@@ -198,10 +198,11 @@ impl Scene {
             format!(
                 "[provider]\nkind = \"hostup\"\nbase_url = \"http://{}\"\ntoken_file = \"{}\"\n\
                  vps_id = \"{VPS_ID}\"\npoll_interval = \"{interval}\"\n[uplink]\ninterface = \"eth0\"\n\
-                 [daemon]\nstatus_file = \"{}\"\n",
+                 [daemon]\nstatus_file = \"{}\"\nstate_dir = \"{}\"\n",
                 sim.addr(),
                 token.display(),
-                dir.path().join("status.json").display()
+                dir.path().join("status.json").display(),
+                dir.path().join("state").display()
             ),
         )
         .expect("config");

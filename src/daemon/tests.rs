@@ -1297,3 +1297,42 @@ async fn an_owned_address_is_back_before_the_debounce_and_a_burst_is_bounded() {
     let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
     served.expect("served");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_while_the_os_address_is_away_still_waits_for_the_os() {
+    let hop = "2001:db8:42::10";
+    let steady = || Scripted {
+        steady: Some(routed("2001:db8:42:100::/64", hop)),
+        ..Scripted::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = dir.path().join("next-hops.json");
+    let mut first = agent("", steady());
+    first.remember_next_hops_in(memory.clone());
+    first.kernel.state.addresses.push(os_next_hop(hop));
+    first.poll().await;
+    assert!(memory.exists(), "the OS's next hop is kept for a restart");
+
+    // The OS's address goes, and routed6d restarts before the OS puts it back.
+    let mut second = agent("", steady());
+    second.remember_next_hops_in(memory.clone());
+    second.poll().await;
+    assert!(
+        owns_on_eth0(&second).is_empty(),
+        "raced the OS after a restart: {:?}",
+        second.kernel.owned()
+    );
+    let grace = second.config.uplink.next_hop_grace;
+    tokio::time::advance(grace).await;
+    second.repair().await;
+    assert_eq!(
+        owns_on_eth0(&second),
+        [format!("addr {hop}/64 dev eth0")],
+        "stands in with the OS's form, remembered across the restart"
+    );
+
+    // Without the memory (another boot, or none kept), a first start adds the /128.
+    let mut fresh = agent("", steady());
+    fresh.poll().await;
+    assert_eq!(owns_on_eth0(&fresh), [format!("addr {hop}/128 dev eth0")]);
+}

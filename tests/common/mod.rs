@@ -118,8 +118,9 @@ impl Harness {
         std::fs::write(
             &config,
             format!(
-                "[provider]\n{section}\n{token_line}[uplink]\ninterface = \"eth0\"\n[prefix]\n[daemon]\nstatus_file = \"{}\"\n",
-                dir.path().join("status.json").display()
+                "[provider]\n{section}\n{token_line}[uplink]\ninterface = \"eth0\"\n[prefix]\n[daemon]\nstatus_file = \"{}\"\nstate_dir = \"{}\"\n",
+                dir.path().join("status.json").display(),
+                dir.path().join("state").display()
             ),
         )
         .expect("config");
