@@ -287,11 +287,14 @@ pub async fn withdraw<K: Kernel>(
 pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment]) -> Outcome {
     let mut outcome = Outcome::default();
     for op in &plan.ops {
+        // The write first, what the log line says after: a restore is on the wire
+        // before any text is made for it.
+        let result = kernel.apply_op(op).await;
         let serves = op_context(op, context);
         let prefix = serves.prefix.map(|p| p.to_string()).unwrap_or_default();
         let next_hop = serves.next_hop.map(|a| a.to_string()).unwrap_or_default();
         let iface = op_interface(op).unwrap_or_default();
-        match kernel.apply_op(op).await {
+        match result {
             Ok(applied) => {
                 if applied == Applied::AlreadyThere
                     && matches!(op, Op::AddAddress(_) | Op::AddRoute(_))
