@@ -295,11 +295,7 @@ pub struct PollInterval(pub Duration);
 impl<'de> Deserialize<'de> for PollInterval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let duration = humantime::parse_duration(&text).map_err(|e| {
-            de::Error::custom(format!(
-                "{text:?} is not a duration ({e}); write e.g. \"60s\" or \"5m\""
-            ))
-        })?;
+        let duration = humane_duration(&text, "\"60s\" or \"5m\"").map_err(de::Error::custom)?;
         if duration < Duration::from_secs(1) {
             return Err(de::Error::custom(format!(
                 "{text:?} is shorter than the minimum of 1s"
@@ -307,6 +303,13 @@ impl<'de> Deserialize<'de> for PollInterval {
         }
         Ok(PollInterval(duration))
     }
+}
+
+/// `text` as a duration ("30s", "5m", "1h 30m"), or a message that says how to write
+/// one (`example`).
+fn humane_duration(text: &str, example: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. {example}"))
 }
 
 /// How long routed6d leaves the OS's next hop address to the OS after it went
@@ -321,11 +324,7 @@ const GRACE_MAX: Duration = Duration::from_secs(600);
 impl<'de> Deserialize<'de> for Grace {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let duration = humantime::parse_duration(&text).map_err(|e| {
-            de::Error::custom(format!(
-                "{text:?} is not a duration ({e}); write e.g. \"10s\""
-            ))
-        })?;
+        let duration = humane_duration(&text, "\"10s\"").map_err(de::Error::custom)?;
         if duration > GRACE_MAX {
             return Err(de::Error::custom(format!(
                 "{text:?} is longer than the maximum of 10m"

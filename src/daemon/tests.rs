@@ -971,6 +971,13 @@ struct Outside {
 }
 
 impl Outside {
+    /// Ask the loop to stop, as SIGTERM does.
+    fn stop(&self) {
+        self.controls
+            .send(surroundings::Control::Stop)
+            .expect("stop");
+    }
+
     fn owned(&self) -> Vec<String> {
         self.kernel.0.borrow().owned()
     }
@@ -1076,10 +1083,7 @@ async fn the_loop_wakes_for_the_grace_deadline_without_any_event() {
             "no stand-in after the grace: {:?}",
             outside.owned()
         );
-        outside
-            .controls
-            .send(surroundings::Control::Stop)
-            .expect("stop");
+        outside.stop();
     };
     let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
     served.expect("served");
@@ -1289,10 +1293,7 @@ async fn an_owned_address_is_back_before_the_debounce_and_a_burst_is_bounded() {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(on_lo(&outside), 40);
         assert_eq!(outside.kernel.0.borrow().writes.len(), writes + 41);
-        outside
-            .controls
-            .send(surroundings::Control::Stop)
-            .expect("stop");
+        outside.stop();
     };
     let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
     served.expect("served");
