@@ -105,6 +105,8 @@ fn the_deb_installs_runs_and_purges_under_a_real_systemd() {
     for expected in [
         "/usr/bin/routed6d",
         "/lib/systemd/system/routed6d.service",
+        "/lib/systemd/system/routed6d-wait-online.service",
+        "/lib/systemd/system/routed6d-online.target",
         "/etc/routed6d/routed6d.toml",
         "/etc/iproute2/rt_protos.d/routed6d.conf",
         "/usr/share/man/man8/routed6d.8.gz",
@@ -128,7 +130,13 @@ fn the_deb_installs_runs_and_purges_under_a_real_systemd() {
     );
 
     step("systemd-analyze verify and security");
-    let verify = container.exec(&["systemd-analyze", "verify", "routed6d.service"]);
+    let verify = container.exec(&[
+        "systemd-analyze",
+        "verify",
+        "routed6d.service",
+        "routed6d-wait-online.service",
+        "routed6d-online.target",
+    ]);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&verify.stdout),
@@ -396,6 +404,8 @@ fn the_rpm_carries_the_files_the_config_and_the_scriptlets() {
     for expected in [
         "/usr/bin/routed6d",
         "/usr/lib/systemd/system/routed6d.service",
+        "/usr/lib/systemd/system/routed6d-wait-online.service",
+        "/usr/lib/systemd/system/routed6d-online.target",
         "/etc/routed6d/routed6d.toml",
         "/etc/iproute2/rt_protos.d/routed6d.conf",
         "/usr/share/man/man8/routed6d.8.gz",
