@@ -17,7 +17,8 @@ use ipnet::Ipv6Net;
 pub const MIN_PREFIX_LEN: u8 = 32;
 
 /// What makes `addr` unusable as a next hop or a routed address, if anything: the
-/// kinds of address that never leave a link or a host.
+/// kinds of address that never leave a link or a host, and the IANA special-purpose
+/// ranges no provider routes to a host (`SPECIAL_PURPOSE`).
 pub fn non_global_kind(addr: Ipv6Addr) -> Option<&'static str> {
     if addr.is_unicast_link_local() {
         Some("link-local")
@@ -28,8 +29,45 @@ pub fn non_global_kind(addr: Ipv6Addr) -> Option<&'static str> {
     } else if addr.is_loopback() {
         Some("loopback")
     } else {
-        None
+        special_purpose(addr)
     }
+}
+
+/// IANA's IPv6 special-purpose ranges (RFC 6890 and its registry) that a provider
+/// never routes to one host: an answer naming one is a provider's error or a hostile
+/// one, and programming it would shadow a range the host needs (NAT64, IPv4-mapped) or
+/// leak into one it must not use. The documentation range 2001:db8::/32 is not here:
+/// the tests and the demo use it, and a host gains nothing from refusing it.
+const SPECIAL_PURPOSE: [(u128, u8, &str); 8] = [
+    (0x0000_0000_0000_0000_0000_ffff_0000_0000, 96, "IPv4-mapped"),
+    (
+        0x0064_ff9b_0000_0000_0000_0000_0000_0000,
+        96,
+        "NAT64 (64:ff9b::/96)",
+    ),
+    (
+        0x0064_ff9b_0001_0000_0000_0000_0000_0000,
+        48,
+        "local-use NAT64",
+    ),
+    (
+        0x0100_0000_0000_0000_0000_0000_0000_0000,
+        64,
+        "discard-only",
+    ),
+    (0x2001_0000_0000_0000_0000_0000_0000_0000, 32, "Teredo"),
+    (0x2002_0000_0000_0000_0000_0000_0000_0000, 16, "6to4"),
+    (0xfc00_0000_0000_0000_0000_0000_0000_0000, 7, "unique local"),
+    (0xfec0_0000_0000_0000_0000_0000_0000_0000, 10, "site-local"),
+];
+
+/// The special-purpose range `addr` is in, if any.
+fn special_purpose(addr: Ipv6Addr) -> Option<&'static str> {
+    let bits = u128::from(addr);
+    SPECIAL_PURPOSE
+        .iter()
+        .find(|(network, len, _)| bits & !(u128::MAX >> len) == *network)
+        .map(|(_, _, name)| *name)
 }
 
 /// `text` as an IPv6 prefix (host bits allowed; `check_routed` decides what they mean).
@@ -59,8 +97,20 @@ pub fn check_routable(field: &str, net: Ipv6Net) -> Result<(), String> {
     } else {
         None
     };
-    match kind {
-        Some(kind) => Err(format!("{field} {net} is a {kind} prefix")),
+    if let Some(kind) = kind {
+        return Err(format!("{field} {net} is a {kind} prefix"));
+    }
+    // In a special-purpose range, or holding one (a /32 around NAT64's /96).
+    let special = special_purpose(network).or_else(|| {
+        SPECIAL_PURPOSE
+            .iter()
+            .find(|(n, len, _)| *len >= net.prefix_len() && net.contains(&Ipv6Addr::from(*n)))
+            .map(|(_, _, name)| *name)
+    });
+    match special {
+        Some(range) => Err(format!(
+            "{field} {net} is special-purpose ({range}): no provider routes it to a host"
+        )),
         None => Ok(()),
     }
 }
@@ -88,6 +138,27 @@ pub fn check_reserved(field: &str, addr: Ipv6Addr) -> Result<(), String> {
     match non_global_kind(addr) {
         Some(kind) => Err(format!("{field} {addr} is {kind}, not a reserved IPv6")),
         None => Ok(()),
+    }
+}
+
+/// The most of a provider's text (a reason, a message, an id, a label) routed6d
+/// repeats anywhere.
+pub const PROVIDER_TEXT_MAX: usize = 200;
+
+/// A provider's text as data, never control: control characters (a newline would
+/// start a new `STATUS=`/`WATCHDOG=` field of sd_notify, a new journal line, or a
+/// terminal escape in `status`) become spaces, runs of white space one space, and the
+/// whole is cut at `PROVIDER_TEXT_MAX` characters. Applied where answers are parsed,
+/// so nothing downstream sees the raw text. See issue 14.
+pub fn provider_text(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let joined = spaced.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(PROVIDER_TEXT_MAX) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
     }
 }
 

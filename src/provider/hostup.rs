@@ -350,7 +350,8 @@ pub fn assignment_from_state(body: &[u8]) -> Result<Assignment, String> {
     if !state.available {
         let reason = state
             .reason
-            .filter(|r| !r.trim().is_empty())
+            .map(|r| rules::provider_text(&r))
+            .filter(|r| !r.is_empty())
             .unwrap_or_else(|| NO_REASON.to_string());
         return Ok(Assignment {
             prefixes: Vec::new(),
@@ -400,7 +401,8 @@ fn routed_prefix(allocation: &RawAllocation) -> Result<RoutedPrefix, String> {
         next_hop: Some(next_hop),
         origin: allocation
             .id
-            .clone()
+            .as_deref()
+            .map(rules::provider_text)
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| "allocation".to_string()),
     })
@@ -454,7 +456,8 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
     if account.available == Some(false) {
         let reason = account
             .reason
-            .filter(|r| !r.trim().is_empty())
+            .map(|r| rules::provider_text(&r))
+            .filter(|r| !r.is_empty())
             .unwrap_or_else(|| NO_REASON.to_string());
         return Ok(Assignment {
             unavailable: Some(reason),
@@ -507,10 +510,16 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
             )?;
             let id = route
                 .id
+                .as_deref()
+                .map(rules::provider_text)
                 .filter(|id| !id.is_empty())
-                .or_else(|| pool.id.clone().map(|pool| format!("{pool} route")))
+                .or_else(|| {
+                    let pool = pool.id.as_deref().map(rules::provider_text)?;
+                    Some(format!("{pool} route"))
+                })
                 .unwrap_or_else(|| field.clone());
-            let origin = match route.label.as_deref().map(str::trim) {
+            let label = route.label.as_deref().map(rules::provider_text);
+            let origin = match label.as_deref() {
                 Some(label) if !label.is_empty() => format!("{id} {label:?}"),
                 _ => id,
             };
@@ -638,6 +647,20 @@ mod tests {
             Some("Assign IPv6 to the net0 interface first to enable routed IPv6.")
         );
         assert_eq!(a.suggested_next_hop, None);
+    }
+
+    #[test]
+    fn provider_text_reaches_nothing_as_control() {
+        let a = assignment_from_state(
+            br#"{"available":false,"reason":"x\nWATCHDOG=trigger","allocation":null}"#,
+        )
+        .unwrap();
+        assert_eq!(a.unavailable.as_deref(), Some("x WATCHDOG=trigger"));
+        let account = br#"{"pools":[{"id":"pool\n1","routes":[{"id":"rt\u001b[2J","label":"web\r\nEVIL=1","prefix":"2001:db8:42:100::/64","nextHop":"2001:db8::10","vpsId":"vps_1","status":"active"}]}]}"#;
+        let a = assignment_from_account(account, "vps_1").unwrap();
+        let origin = &a.prefixes[0].origin;
+        assert!(!origin.chars().any(char::is_control), "{origin:?}");
+        assert_eq!(origin, "rt [2J \"web EVIL=1\"");
     }
 
     #[test]

@@ -171,11 +171,11 @@ fn data<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, St
             "success is false{}{}",
             envelope
                 .message
-                .map(|m| format!(": {m}"))
+                .map(|m| format!(": {}", rules::provider_text(&m)))
                 .unwrap_or_default(),
             envelope
                 .request_id
-                .map(|id| format!(" (requestId {id})"))
+                .map(|id| format!(" (requestId {})", rules::provider_text(&id)))
                 .unwrap_or_default()
         ));
     }
@@ -238,7 +238,8 @@ fn routed_prefix(
     let checked = rules::check_routed(fields, text, allocation.prefix_length, hop_text, leniency)?;
     warnings.extend(checked.warnings);
     let (prefix, next_hop) = (checked.prefix, checked.next_hop);
-    let origin = match allocation.id.as_deref().filter(|id| !id.is_empty()) {
+    let id = allocation.id.as_deref().map(rules::provider_text);
+    let origin = match id.filter(|id| !id.is_empty()) {
         Some(id) => format!("legacy allocation {id}"),
         None => "legacy allocation".to_string(),
     };

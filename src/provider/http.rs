@@ -285,20 +285,11 @@ pub fn parse_rate_limit_reset(value: &str, now: SystemTime) -> Option<Duration> 
 
 fn json_text(value: Option<serde_json::Value>) -> Option<String> {
     match value? {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(one_line(&s)),
+        serde_json::Value::String(s) if !s.trim().is_empty() => {
+            Some(crate::rules::provider_text(&s))
+        }
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
-    }
-}
-
-/// A problem document's text goes into one log line; keep it one line and short.
-fn one_line(text: &str) -> String {
-    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if joined.chars().count() > 300 {
-        let cut: String = joined.chars().take(300).collect();
-        format!("{cut}…")
-    } else {
-        joined
     }
 }
 

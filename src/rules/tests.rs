@@ -128,3 +128,57 @@ fn reserved_addresses_and_next_hops_are_global_unicast() {
         assert_eq!(check_reserved("r", addr).is_ok(), kind.is_none(), "{addr}");
     }
 }
+
+#[test]
+fn provider_text_is_one_short_line_of_data() {
+    assert_eq!(
+        provider_text("Assign IPv6 to the net0 interface first."),
+        "Assign IPv6 to the net0 interface first."
+    );
+    // A newline would start another sd_notify field (STATUS=…\nWATCHDOG=trigger), a
+    // journal line or a terminal escape.
+    assert_eq!(
+        provider_text("x\nWATCHDOG=trigger\r\n\u{1b}[2Jgone\u{0}"),
+        "x WATCHDOG=trigger [2Jgone"
+    );
+    assert_eq!(provider_text(" \t\n "), "");
+    let long = "é".repeat(PROVIDER_TEXT_MAX + 50);
+    let cut = provider_text(&long);
+    assert_eq!(cut.chars().count(), PROVIDER_TEXT_MAX + 1);
+    assert!(cut.ends_with('…'));
+}
+
+#[test]
+fn special_purpose_ranges_are_refused_and_the_documentation_range_is_not() {
+    for (prefix, range) in [
+        ("fd00:1234::/48", "unique local"),
+        ("fc00::/64", "unique local"),
+        ("2002:c000:204::/48", "6to4"),
+        ("2001::/32", "Teredo"),
+        ("64:ff9b::/96", "NAT64 (64:ff9b::/96)"),
+        ("64:ff9b::/32", "NAT64 (64:ff9b::/96)"),
+        ("::ffff:0.0.0.0/96", "IPv4-mapped"),
+        ("100::/64", "discard-only"),
+        ("fec0::/48", "site-local"),
+    ] {
+        let e = strict(prefix, None, "2001:db8::10").unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "routes[3].prefix {prefix} is special-purpose ({range}): no provider routes it to a host"
+            )
+        );
+    }
+    for hop in [
+        "fd00::1",
+        "2002:c000:204::1",
+        "::ffff:192.0.2.1",
+        "64:ff9b::c000:201",
+    ] {
+        let e = strict("2001:db8:42:100::/64", None, hop).unwrap_err();
+        assert!(e.contains("not usable as a next hop"), "{hop}: {e}");
+    }
+    assert!(check_reserved("r", "fd00::1".parse().expect("addr")).is_err());
+    assert!(strict("2001:db8:42:100::/64", None, "2001:db8::10").is_ok());
+    assert!(strict("2001:db8::/32", None, "2001:db9::10").is_ok());
+}
