@@ -17,8 +17,13 @@ use ipnet::Ipv6Net;
 pub const MIN_PREFIX_LEN: u8 = 32;
 
 /// What makes `addr` unusable as a next hop or a routed address, if anything: the
-/// kinds of address that never leave a link or a host, and the IANA special-purpose
-/// ranges no provider routes to a host (`SPECIAL_PURPOSE`).
+/// kinds of address that never leave a link or a host (`non_global_kind`), and the
+/// IANA special-purpose ranges no provider routes to a host (`SPECIAL_PURPOSE`).
+pub fn unroutable_kind(addr: Ipv6Addr) -> Option<&'static str> {
+    non_global_kind(addr).or_else(|| special_purpose(addr))
+}
+
+/// The kinds of address that never leave a link or a host.
 pub fn non_global_kind(addr: Ipv6Addr) -> Option<&'static str> {
     if addr.is_unicast_link_local() {
         Some("link-local")
@@ -29,7 +34,7 @@ pub fn non_global_kind(addr: Ipv6Addr) -> Option<&'static str> {
     } else if addr.is_loopback() {
         Some("loopback")
     } else {
-        special_purpose(addr)
+        None
     }
 }
 
@@ -124,7 +129,7 @@ pub fn parse_next_hop(field: &str, text: &str) -> Result<Ipv6Addr, String> {
         None => trimmed.parse::<Ipv6Addr>().ok(),
     }
     .ok_or_else(|| format!("{field} {text:?} is not an IPv6 address"))?;
-    match non_global_kind(addr) {
+    match unroutable_kind(addr) {
         Some(kind) => Err(format!(
             "{field} {addr} is {kind}, not usable as a next hop"
         )),
@@ -135,7 +140,7 @@ pub fn parse_next_hop(field: &str, text: &str) -> Result<Ipv6Addr, String> {
 /// A single address routed to this host's own address (a DigitalOcean reserved IPv6):
 /// global unicast.
 pub fn check_reserved(field: &str, addr: Ipv6Addr) -> Result<(), String> {
-    match non_global_kind(addr) {
+    match unroutable_kind(addr) {
         Some(kind) => Err(format!("{field} {addr} is {kind}, not a reserved IPv6")),
         None => Ok(()),
     }

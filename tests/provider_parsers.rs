@@ -145,7 +145,7 @@ fn digitalocean_lists_pages_and_objects() {
     assert_eq!(last.items[0].droplet_id, Some(3164444), "id as a string");
 
     let all: Vec<_> = page.items.into_iter().chain(last.items).collect();
-    let a = digitalocean::assignment_for(3164444, &all);
+    let a = digitalocean::assignment_for(3164444, &all).expect("usable");
     let got: Vec<String> = a.prefixes.iter().map(|p| p.prefix.to_string()).collect();
     assert_eq!(
         got,
@@ -158,6 +158,16 @@ fn digitalocean_lists_pages_and_objects() {
     assert_eq!(
         a.prefixes[0].origin,
         "reserved_ipv6 2604:a880:800:14::42c3:d000"
+    );
+    // A unique local address (DigitalOcean's own OpenAPI example has one) reads as a
+    // list item, but assigned to this droplet it refuses the answer: the kernel keeps
+    // what it has.
+    let mut ula = all[0].clone();
+    ula.ip = v6("fd53:616d:6d60::dc9:c001");
+    let refused = digitalocean::assignment_for(3164444, &[ula]).unwrap_err();
+    assert_eq!(
+        refused,
+        "a reserved_ipv6 assigned to this droplet, fd53:616d:6d60::dc9:c001 is unique local, not a reserved IPv6"
     );
 
     for name in ["get_unassigned.json", "get_no_droplet_key.json"] {

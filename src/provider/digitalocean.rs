@@ -301,7 +301,11 @@ impl Provider for DigitalOcean {
                 );
             }
         }
-        Ok(assignment_for(droplet, &items))
+        assignment_for(droplet, &items).map_err(|message| ProviderError::Invalid {
+            url: super::http::display_url(&self.base.join("/v2/reserved_ipv6")),
+            message,
+            request_id: None,
+        })
     }
 
     async fn refresh_next_hop(&mut self) -> Result<Assignment, ProviderError> {
@@ -355,7 +359,12 @@ fn parse_ip(field: &str, value: Option<&Value>) -> Result<Ipv6Addr, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{field} {text:?} is not an IPv6 address"))?;
-    crate::rules::check_reserved(field, addr)?;
+    // Only what can never be an address at all is refused while reading the list: an
+    // unusable one assigned elsewhere is not this droplet's business, and one assigned
+    // here refuses the whole answer in `assignment_for`.
+    if let Some(kind) = crate::rules::non_global_kind(addr) {
+        return Err(format!("{field} {addr} is {kind}, not a reserved IPv6"));
+    }
     Ok(addr)
 }
 
@@ -544,9 +553,10 @@ pub fn metadata_from_json(body: &[u8]) -> Result<DropletMetadata, String> {
 }
 
 /// The reserved IPv6 addresses assigned to `droplet`, as /128s without a next hop.
-pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Assignment {
+pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Result<Assignment, String> {
     let mut prefixes: Vec<RoutedPrefix> = Vec::new();
     for item in items.iter().filter(|r| r.droplet_id == Some(droplet)) {
+        crate::rules::check_reserved("a reserved_ipv6 assigned to this droplet,", item.ip)?;
         let prefix = ipnet::Ipv6Net::new(item.ip, 128).expect("128 is a valid length");
         if prefixes.iter().any(|p| p.prefix == prefix) {
             continue;
@@ -557,9 +567,9 @@ pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Assignment {
             origin: format!("reserved_ipv6 {}", item.ip),
         });
     }
-    Assignment {
+    Ok(Assignment {
         prefixes,
         unavailable: None,
         suggested_next_hop: None,
-    }
+    })
 }
