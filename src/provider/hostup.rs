@@ -347,18 +347,9 @@ pub fn assignment_from_state(body: &[u8]) -> Result<Assignment, String> {
         Some(text) => Some(rules::parse_next_hop("suggestedNextHop", text)?),
         None => None,
     };
-    if !state.available {
-        let reason = state
-            .reason
-            .map(|r| rules::provider_text(&r))
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| NO_REASON.to_string());
-        return Ok(Assignment {
-            prefixes: Vec::new(),
-            unavailable: Some(reason),
-            suggested_next_hop,
-        });
-    }
+    // `available: false` says a new allocation cannot be had now, not that an active
+    // one is gone: an active allocation beside it stays programmed (issue 14).
+    let unavailable = (!state.available).then(|| unavailable_reason(state.reason.as_deref()));
     let mut prefixes = Vec::new();
     if let Some(allocation) = &state.allocation
         && allocation.status.as_deref() == Some("active")
@@ -367,9 +358,18 @@ pub fn assignment_from_state(body: &[u8]) -> Result<Assignment, String> {
     }
     Ok(Assignment {
         prefixes,
-        unavailable: None,
+        unavailable,
         suggested_next_hop,
     })
+}
+
+/// The provider's reason for `available: false`, as data, or a sentence of ours when it
+/// gave none.
+fn unavailable_reason(reason: Option<&str>) -> String {
+    reason
+        .map(rules::provider_text)
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| NO_REASON.to_string())
 }
 
 /// An active allocation as a `RoutedPrefix`, or the first thing wrong with it.
@@ -453,20 +453,20 @@ struct RawRoute {
 /// beyond their `vpsId` and `status`.
 pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, String> {
     let account: RawAccount = parse_json(body, "a HostUp routed-IPv6 account view")?;
-    if account.available == Some(false) {
-        let reason = account
-            .reason
-            .map(|r| rules::provider_text(&r))
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| NO_REASON.to_string());
-        return Ok(Assignment {
-            unavailable: Some(reason),
-            ..Assignment::default()
-        });
-    }
-    let pools = account.pools.ok_or(
-        "the account view has no pools array (and does not say routed IPv6 is unavailable)",
-    )?;
+    // As for one VPS: `available: false` withdraws nothing that the pools list as
+    // active; without pools it lists nothing, which is what it says.
+    let unavailable =
+        (account.available == Some(false)).then(|| unavailable_reason(account.reason.as_deref()));
+    let pools = match (account.pools, &unavailable) {
+        (Some(pools), _) => pools,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => {
+            return Err(
+                "the account view has no pools array (and does not say routed IPv6 is unavailable)"
+                    .into(),
+            );
+        }
+    };
     let mut prefixes: Vec<RoutedPrefix> = Vec::new();
     for (p, pool) in pools.iter().enumerate() {
         for (r, value) in pool.routes.iter().flatten().enumerate() {
@@ -542,7 +542,7 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
     }
     Ok(Assignment {
         prefixes,
-        unavailable: None,
+        unavailable,
         suggested_next_hop: None,
     })
 }
@@ -647,6 +647,24 @@ mod tests {
             Some("Assign IPv6 to the net0 interface first to enable routed IPv6.")
         );
         assert_eq!(a.suggested_next_hop, None);
+    }
+
+    #[test]
+    fn available_false_never_withdraws_an_active_allocation() {
+        let a = assignment_from_state(
+            br#"{"available":false,"reason":"Cooldown","allocation":{"id":"ripv6_1","prefix":"2001:db8:42:100::/64","prefixLength":64,"nextHop":"2001:db8::10","status":"active"}}"#,
+        )
+        .unwrap();
+        assert_eq!(a.prefixes.len(), 1, "the active allocation stays");
+        assert_eq!(a.unavailable.as_deref(), Some("Cooldown"));
+        let account = br#"{"available":false,"reason":"Cooldown","pools":[{"id":"p","routes":[{"id":"rt","prefix":"2001:db8:42:100::/64","nextHop":"2001:db8::10","vpsId":"vps_1","status":"active"}]}]}"#;
+        let a = assignment_from_account(account, "vps_1").unwrap();
+        assert_eq!(a.prefixes.len(), 1, "the active route stays");
+        assert_eq!(a.unavailable.as_deref(), Some("Cooldown"));
+        // Without pools it lists nothing: that is what it says.
+        let a = assignment_from_account(br#"{"available":false,"reason":null}"#, "vps_1").unwrap();
+        assert!(a.prefixes.is_empty() && a.unavailable.is_some());
+        assert!(assignment_from_account(br#"{"available":true}"#, "vps_1").is_err());
     }
 
     #[test]
