@@ -52,10 +52,20 @@ pub enum Command {
     /// Wait until the daemon has programmed the routed prefix (what
     /// routed6d-online.target waits for at boot); exit 69 after the timeout.
     WaitOnline {
-        /// How long to wait ("30s", "2m").
-        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+        /// How long to wait ("30s", "2m"; at most a day).
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = wait_timeout)]
         timeout: std::time::Duration,
     },
     /// Show routed6d at work on a simulated provider in throwaway network namespaces (root).
     Demo,
+}
+
+/// `wait-online --timeout`: a humane duration of at most a day, so that adding it to
+/// the clock cannot overflow.
+fn wait_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration > std::time::Duration::from_secs(86_400) {
+        return Err("longer than the maximum of 1d".into());
+    }
+    Ok(duration)
 }

@@ -301,6 +301,14 @@ impl<'de> Deserialize<'de> for PollInterval {
                 "{text:?} is shorter than the minimum of 1s"
             )));
         }
+        // A clock plus a duration of centuries overflows: "300000000000y" once made
+        // the daemon panic into a restart loop (issue 15). A day is longer than any
+        // provider's answer stays useful.
+        if duration > POLL_INTERVAL_MAX {
+            return Err(de::Error::custom(format!(
+                "{text:?} is longer than the maximum of 1d"
+            )));
+        }
         Ok(PollInterval(duration))
     }
 }
@@ -310,6 +318,37 @@ impl<'de> Deserialize<'de> for PollInterval {
 fn humane_duration(text: &str, example: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. {example}"))
+}
+
+/// The route protocols linux/rtnetlink.h (RTPROT_*) and iproute2's `rt_protos` give to
+/// other software (the kernel's own 0-4 are refused apart).
+const PROTOCOL_OWNERS: [(u8, &str); 18] = [
+    (8, "gated"),
+    (9, "the kernel's router advertisements (ra)"),
+    (10, "mrt"),
+    (11, "zebra"),
+    (12, "bird"),
+    (13, "dnrouted"),
+    (14, "xorp"),
+    (15, "ntk"),
+    (16, "dhcp"),
+    (17, "mrouted"),
+    (18, "keepalived"),
+    (42, "babel"),
+    (99, "openr"),
+    (186, "bgp"),
+    (187, "isis"),
+    (188, "ospf"),
+    (189, "rip"),
+    (192, "eigrp"),
+];
+
+/// Who else uses route protocol `number`, if anyone known.
+fn protocol_owner(number: u8) -> Option<&'static str> {
+    PROTOCOL_OWNERS
+        .iter()
+        .find(|(n, _)| *n == number)
+        .map(|(_, owner)| *owner)
 }
 
 /// How long routed6d leaves the OS's next hop address to the OS after it went
@@ -333,6 +372,9 @@ impl<'de> Deserialize<'de> for Grace {
         Ok(Grace(duration))
     }
 }
+
+/// The longest `poll_interval`.
+const POLL_INTERVAL_MAX: Duration = Duration::from_secs(86_400);
 
 /// The host part of an address placed in every routed prefix (`::1`, `::53`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -477,6 +519,7 @@ impl Default for RawPrefix {
 struct RawDaemon {
     on_stop: Option<OnStop>,
     protocol: Option<u8>,
+    protocol_shared: Option<bool>,
     status_file: Option<PathBuf>,
     address_ownership: Option<AddressOwnership>,
     state_dir: Option<PathBuf>,
@@ -755,6 +798,18 @@ impl Config {
                 key_line("daemon", "protocol"),
                 format!(
                     "daemon.protocol {protocol} is reserved (0-4 are the kernel's, boot's and static's); pick an unused number such as {DEFAULT_PROTOCOL}"
+                ),
+            ));
+        }
+        // Owning another daemon's number would delete its routes on every pass (with
+        // 9, the kernel's router-advertised default route). See issue 15.
+        if let Some(owner) = protocol_owner(protocol)
+            && raw.daemon.protocol_shared != Some(true)
+        {
+            return Err(invalid(
+                key_line("daemon", "protocol"),
+                format!(
+                    "daemon.protocol {protocol} belongs to {owner} (iproute2's rt_protos): routed6d would delete its routes; pick an unused number such as {DEFAULT_PROTOCOL}, or set daemon.protocol_shared = true if nothing else on this host uses it"
                 ),
             ));
         }

@@ -239,6 +239,12 @@ fn every_key_with_a_wrong_type_is_named() {
             "\"1h\" is longer than the maximum of 10m",
         ),
         (
+            "daemon",
+            "protocol_shared",
+            "\"yes\"",
+            "invalid type: string \"yes\", expected a boolean",
+        ),
+        (
             "uplink",
             "keep_accept_ra",
             "\"yes\"",
@@ -518,6 +524,10 @@ fn unknown_flags_and_commands_are_usage_errors() {
             &["status", "--yaml"],
             "routed6d: unexpected argument '--yaml' found (try 'routed6d --help')",
         ),
+        (
+            &["wait-online", "--timeout", "300000000000y"],
+            "routed6d: invalid value '300000000000y' for '--timeout <DURATION>': longer than the maximum of 1d (try 'routed6d --help')",
+        ),
     ];
     for (args, want) in cases {
         let (code, stderr) = routed6d(args);
@@ -539,6 +549,61 @@ fn release_without_yes_is_a_usage_error() {
         (
             USAGE,
             "routed6d: release gives the routed prefix back and starts the provider's cooldown; run again with --yes to confirm\n"
+        )
+    );
+}
+
+/// Values that were accepted and then hurt: a protocol number that is another
+/// daemon's (its routes would be deleted on every pass), a poll interval so long that
+/// adding it to the clock overflowed (a panic and a restart loop). See issue 15.
+#[test]
+fn another_daemons_protocol_and_absurd_durations_are_refused() {
+    let files = Files::new();
+    for (key, value, message) in [
+        (
+            "protocol",
+            "9",
+            "daemon.protocol 9 belongs to the kernel's router advertisements (ra) (iproute2's rt_protos): routed6d would delete its routes; pick an unused number such as 126, or set daemon.protocol_shared = true if nothing else on this host uses it",
+        ),
+        (
+            "protocol",
+            "186",
+            "daemon.protocol 186 belongs to bgp (iproute2's rt_protos): routed6d would delete its routes; pick an unused number such as 126, or set daemon.protocol_shared = true if nothing else on this host uses it",
+        ),
+    ] {
+        let (text, line) = with_key(&files.base(), "daemon", key, value);
+        let config = files.config(&text);
+        assert_eq!(
+            refused(&config),
+            (
+                CONFIG,
+                format!("routed6d: {}:{line}: {message}", config.display())
+            ),
+            "{key} = {value}"
+        );
+    }
+    // Forced: accepted.
+    let (text, _) = with_key(&files.base(), "daemon", "protocol", "18");
+    let (text, _) = with_key(&text, "daemon", "protocol_shared", "true");
+    let config = files.config(&text);
+    let (code, stderr) = routed6d(&["check-config", "--config", config.to_str().expect("path")]);
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stderr}");
+
+    let (text, line) = with_key(
+        &files.base(),
+        "provider",
+        "poll_interval",
+        "\"300000000000y\"",
+    );
+    let config = files.config(&text);
+    assert_eq!(
+        refused(&config),
+        (
+            CONFIG,
+            format!(
+                "routed6d: {}:{line}: provider.poll_interval: \"300000000000y\" is longer than the maximum of 1d",
+                config.display()
+            )
         )
     );
 }

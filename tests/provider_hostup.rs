@@ -130,7 +130,11 @@ async fn fetch_returns_the_allocation() {
     // `available: false` beside an active allocation: the allocation stays routed
     // here (issue 14); the reason is kept to be logged.
     let a = hostup.fetch().await.unwrap();
-    assert_eq!(a.prefixes.len(), 1, "an active allocation is never withdrawn");
+    assert_eq!(
+        a.prefixes.len(),
+        1,
+        "an active allocation is never withdrawn"
+    );
     assert_eq!(
         a.unavailable.as_deref(),
         Some("Assign IPv6 to the net0 interface first to enable routed IPv6.")
