@@ -153,7 +153,8 @@ pub enum Change {
 }
 
 /// The next hops routed6d has seen, and whose they were: what makes it wait for the
-/// OS instead of racing it. Lives as long as the daemon.
+/// OS instead of racing it. Lives as long as the daemon; what the OS held outlives a
+/// restart within one boot through `daemon::memory`.
 #[derive(Clone, Debug, Default)]
 pub struct NextHopBook {
     hops: BTreeMap<Ipv6Addr, Memory>,
