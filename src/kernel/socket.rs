@@ -38,9 +38,10 @@ pub const DATAGRAM_SIZE: usize = 32 * 1024;
 pub struct RouteSocket {
     socket: AsyncFd<Socket>,
     sequence: u32,
-    /// A dump was started and not read to its end (its future was dropped, or a
-    /// datagram was cut short): the kernel would refuse the next one with EBUSY, so
-    /// the socket is replaced first.
+    /// A request's answer was not read to its end (its future was dropped, or a
+    /// datagram was cut short): what is left would be read as the next answer, and a
+    /// dump in progress makes the kernel refuse the next one with EBUSY, so the socket
+    /// is replaced first.
     unfinished: bool,
     /// Bytes asked of each `recv`. Grows when a datagram did not fit (a link message
     /// above 32 KiB, e.g. a NIC with many SR-IOV VFs, makes the kernel allocate more).
