@@ -237,6 +237,14 @@ impl BaseUrl {
         if url.host_str().is_none() {
             return Err("URL has no host".into());
         }
+        // Credentials in the URL would be printed by check-config and status and sent
+        // beside the token; a query or fragment has no place in a base (issue 15).
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("a URL with credentials (user:password@) is refused: the key goes in provider.token_file".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("a base URL has no query (?…) or fragment (#…)".into());
+        }
         Ok(BaseUrl(url))
     }
 
@@ -259,9 +267,11 @@ impl fmt::Display for BaseUrl {
     }
 }
 
+/// A literal loopback address. Not `localhost`: a name is whatever NSS resolves it to,
+/// and the token would follow (issue 15).
 fn is_loopback_host(url: &reqwest::Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Domain(_)) => false,
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
         Some(url::Host::Ipv6(a)) => a.is_loopback(),
         None => false,

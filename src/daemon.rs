@@ -668,19 +668,39 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Write the status through a fresh temporary file (created exclusively under a random
+/// name, never following a link planted in the directory) renamed into place: a
+/// reader sees the old file or the new one, and nobody can make root's `routed6d once`
+/// write through a symlink (issue 15).
 fn write_atomically(path: &PathBuf, status: &StatusFile) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
     let text = serde_json::to_vec_pretty(status).map_err(std::io::Error::other)?;
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(&text)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
-/// Read the daemon's status file, if there is one.
+/// The most of a status file `read_status` reads: a real one is a few hundred bytes.
+const STATUS_FILE_MAX: u64 = 64 * 1024;
+
+/// Read the daemon's status file, if there is one: not through a symlink, and not
+/// more than `STATUS_FILE_MAX` bytes.
 pub fn read_status(path: &PathBuf) -> Option<StatusFile> {
-    let text = std::fs::read(path).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let mut text = Vec::new();
+    file.take(STATUS_FILE_MAX).read_to_end(&mut text).ok()?;
     serde_json::from_slice(&text).ok()
 }
 

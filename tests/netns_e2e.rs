@@ -556,6 +556,28 @@ fn the_operator_commands_work_against_the_provider() {
     );
     assert!(h.owned().is_empty(), "plan changed the kernel");
 
+    // A proxy in the environment is not taken silently: the token would go through
+    // whatever it names. Nothing listens on the port named here.
+    let proxied = h
+        .testbed
+        .vps
+        .command(env!("CARGO_BIN_EXE_routed6d"))
+        .args(["plan", "--config"])
+        .arg(&h.config)
+        .envs(
+            [
+                "HTTP_PROXY",
+                "http_proxy",
+                "HTTPS_PROXY",
+                "https_proxy",
+                "ALL_PROXY",
+            ]
+            .map(|k| (k, "http://127.0.0.1:9")),
+        )
+        .output()
+        .expect("plan");
+    assert!(proxied.status.success(), "{}", text(&proxied.stderr));
+
     // once: one reconcile, then exit.
     let once = h.cli(&["once"]);
     assert!(once.status.success(), "{}", text(&once.stderr));

@@ -202,10 +202,22 @@ fn plain_http_only_to_loopback() {
     let e =
         err(dir.parse("base_url = \"http://cloud.hostup.se\"\n[uplink]\ninterface = \"eth0\"\n"));
     assert!(e.contains(":4:") && e.contains("only for loopback"), "{e}");
+    for (bad, why) in [
+        ("http://localhost", "only for loopback"),
+        ("https://user:pw@api.example.net", "credentials"),
+        ("https://user@api.example.net", "credentials"),
+        ("https://api.example.net/?key=x", "no query"),
+        ("https://api.example.net/#x", "fragment"),
+    ] {
+        let e = err(dir.parse(&format!(
+            "base_url = \"{bad}\"\n[uplink]\ninterface = \"eth0\"\n"
+        )));
+        assert!(e.contains(":4:") && e.contains(why), "{bad}: {e}");
+        assert!(!e.contains("pw"), "the password is not repeated: {e}");
+    }
     for ok in [
         "http://127.0.0.1:8080",
         "http://[::1]:9",
-        "http://localhost",
         "https://api.example.net/prefix",
     ] {
         let config = dir

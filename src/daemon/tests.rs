@@ -482,6 +482,7 @@ async fn the_status_file_tells_the_last_poll_and_error() {
         script(vec![
             Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
             Err(status_error(503, None)),
+            Err(status_error(503, None)),
         ]),
     );
     a.poll().await;
@@ -500,6 +501,25 @@ async fn the_status_file_tells_the_last_poll_and_error() {
             .contains("2001:db8:42:100::/64 via 2001:db8:42::1; last poll failed")
     );
     let _ = std::fs::remove_file(&a.config.daemon.status_file);
+    // Written through no link: one planted at the name a fixed temporary file would
+    // have (status.tmp) leads nowhere, the file it points at stays as it was.
+    let path = a.config.daemon.status_file.clone();
+    let target = path.with_extension("target");
+    std::fs::write(&target, "not yours").expect("target");
+    std::os::unix::fs::symlink(&target, path.with_extension("tmp")).expect("symlink");
+    a.poll().await;
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("target"),
+        "not yours"
+    );
+    // Read through no link either: a status file elsewhere, linked in, is not read.
+    std::fs::rename(&path, &target).expect("move the status away");
+    std::os::unix::fs::symlink(&target, &path).expect("symlink");
+    assert!(read_status(&target).is_some());
+    assert!(read_status(&path).is_none(), "read through a symlink");
+    for leftover in [path.clone(), path.with_extension("tmp"), target] {
+        let _ = std::fs::remove_file(leftover);
+    }
 }
 
 #[test]

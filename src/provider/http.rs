@@ -108,6 +108,9 @@ impl HttpClient {
             // between polls (issue 6: no wakeups at rest). A poll a minute can afford
             // a fresh connection.
             .pool_max_idle_per_host(0)
+            // No proxy taken silently from the environment (HTTPS_PROXY and friends):
+            // the token would go through whatever it names (issue 15).
+            .no_proxy()
             .build()
             .map_err(|e| ProviderError::Transport {
                 url: String::new(),
