@@ -159,22 +159,25 @@ pub fn compute(
         };
 
         if let (NextHopPolicy::Ensure, Some(up)) = (config.uplink.next_hop, uplink) {
-            let (form, wanted) = match next_hops.get(&hop) {
-                Some(Place::Keep(form) | Place::Add(form)) => (*form, true),
-                Some(Place::Wait { form, .. }) => (*form, false),
-                None => (crate::next_hop::Form::HOST, false),
-            };
-            let next_hop = form.address(hop, up);
-            let listed = |list: &[Address]| {
-                list.iter()
-                    .any(|a| a.ifindex == next_hop.ifindex && a.addr == next_hop.addr)
-            };
-            if !listed(&state.addresses) && !listed(&state.waiting) {
-                origins.insert(next_hop.to_string(), routed.origin.clone());
-                if wanted {
-                    state.addresses.push(next_hop);
-                } else if next_hops.contains_key(&hop) {
-                    state.waiting.push(next_hop);
+            // A next hop the judgement left out (none of its own) is not planned.
+            if let Some(place) = next_hops.get(&hop) {
+                let (form, wanted) = match *place {
+                    Place::Keep(form) | Place::Add(form) => (form, true),
+                    Place::Wait { form, .. } => (form, false),
+                };
+                let next_hop = form.address(hop, up);
+                let listed = |list: &[Address]| {
+                    list.iter()
+                        .any(|a| a.ifindex == next_hop.ifindex && a.addr == next_hop.addr)
+                };
+                if !listed(&state.addresses) && !listed(&state.waiting) {
+                    origins.insert(next_hop.to_string(), routed.origin.clone());
+                    let list = if wanted {
+                        &mut state.addresses
+                    } else {
+                        &mut state.waiting
+                    };
+                    list.push(next_hop);
                 }
             }
         }

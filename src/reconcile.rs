@@ -290,33 +290,31 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment
         // The write first, what the log line says after: a restore is on the wire
         // before any text is made for it.
         let result = kernel.apply_op(op).await;
+        if let Ok(applied) = result {
+            outcome.applied += 1;
+            if applied == Applied::AlreadyThere {
+                if matches!(op, Op::AddAddress(_) | Op::AddRoute(_)) {
+                    outcome.found_present += 1;
+                }
+                // No change to the kernel, so no change line (a race with another
+                // writer, or a fast restore that a pass had already made).
+                debug!(OP = op.verb(), "{op}: already so");
+                continue;
+            }
+        }
         let serves = op_context(op, context);
         let prefix = serves.prefix.map(|p| p.to_string()).unwrap_or_default();
         let next_hop = serves.next_hop.map(|a| a.to_string()).unwrap_or_default();
         let iface = op_interface(op).unwrap_or_default();
         match result {
-            Ok(applied) => {
-                if applied == Applied::AlreadyThere
-                    && matches!(op, Op::AddAddress(_) | Op::AddRoute(_))
-                {
-                    outcome.found_present += 1;
-                }
-                outcome.applied += 1;
-                if applied == Applied::AlreadyThere {
-                    // No change to the kernel, so no change line (a race with another
-                    // writer, or a fast restore that a pass had already made).
-                    debug!(OP = op.verb(), "{op}: already so");
-                    continue;
-                }
-                info!(
-                    OP = op.verb(),
-                    PREFIX = %prefix,
-                    NEXT_HOP = %next_hop,
-                    IFACE = %iface,
-                    ORIGIN = %serves.origin,
-                    "{}", op_sentence(op)
-                );
-            }
+            Ok(_) => info!(
+                OP = op.verb(),
+                PREFIX = %prefix,
+                NEXT_HOP = %next_hop,
+                IFACE = %iface,
+                ORIGIN = %serves.origin,
+                "{}", op_sentence(op)
+            ),
             Err(e) => {
                 error!(
                     OP = op.verb(),
