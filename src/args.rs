@@ -56,8 +56,6 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = wait_timeout)]
         timeout: std::time::Duration,
     },
-    /// Show routed6d at work on a simulated provider in throwaway network namespaces (root).
-    Demo,
 }
 
 /// `wait-online --timeout`: a humane duration of at most a day, so that adding it to

@@ -61,7 +61,6 @@ fn main() -> ExitCode {
             Command::RefreshNextHop => cli::refresh_next_hop(&path).await,
             Command::Release { yes } => cli::release(&path, yes).await,
             Command::WaitOnline { timeout } => cli::wait_online(&path, timeout).await,
-            Command::Demo => routed6d::demo::run().await,
         }
     });
     match result {

@@ -59,7 +59,7 @@ fn help_and_version_exit_zero() {
         "check-config",
         "refresh-next-hop",
         "release",
-        "demo",
+        "wait-online",
     ] {
         assert!(help.contains(command), "--help lists {command}");
     }

@@ -15,7 +15,7 @@ use common::{
     host, prefix, programmed,
 };
 use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
-use routed6d::netns::{self, ROUTER_ADDR, VPS_ADDR, VPS_UPLINK};
+use routed6d_sim::netns::{self, ROUTER_ADDR, VPS_ADDR, VPS_UPLINK};
 
 const POLL_PATH: &str = "/api/v2/vps/";
 /// RTPROT_KERNEL.
@@ -244,7 +244,7 @@ fn drift_is_repaired_while_the_api_is_down() {
     h.start_programmed();
     let before = h.owned();
     h.sim()
-        .set_sticky_fault(routed6d::sim::Fault::status(503, "service_unavailable"));
+        .set_sticky_fault(routed6d_sim::api::Fault::status(503, "service_unavailable"));
     h.wait_log(FAILED, 1);
     h.delete_address(HOP1, VPS_UPLINK);
     h.wait("next hop restored from the last good answer", |s| {
@@ -456,7 +456,7 @@ fn a_route_of_another_protocol_in_our_place_is_reported_once_and_never_deleted()
     let after = h.kernel();
     assert!(theirs(&after), "withdraw left it");
     assert!(
-        routed6d::demo::owned_lines(&after).is_empty(),
+        routed6d_sim::demo::owned_lines(&after).is_empty(),
         "withdraw removed ours"
     );
 }

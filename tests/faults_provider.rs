@@ -14,7 +14,7 @@ use common::{
     CONVERGE, FAILED, HOP1, HOP2, Harness, RECOVERED, RawBehaviour, RawServer, VPS_ID, has_owned,
     host, programmed,
 };
-use routed6d::sim::Fault;
+use routed6d_sim::api::Fault;
 
 /// Where the daemon polls the per-VPS state.
 const POLL_PATH: &str = "/api/v2/vps/";
@@ -219,7 +219,7 @@ fn a_self_signed_certificate_is_refused_and_the_state_kept() {
             .spawn()
             .expect("openssl s_server"),
     );
-    let listening = routed6d::netns::wait_until(CONVERGE, || {
+    let listening = routed6d_sim::netns::wait_until(CONVERGE, || {
         h.testbed
             .vps
             .enter(|| std::net::TcpStream::connect("127.0.0.1:8443").is_ok())

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
 use nspawn::{Container, Network, Sim, TOKEN, VPS_ID, step};
-use routed6d::demo::observe_in;
 use routed6d::model::{DEFAULT_PROTOCOL, ObservedState, RouteKind};
-use routed6d::netns::{self, Namespace};
+use routed6d_sim::demo::observe_in;
+use routed6d_sim::netns::{self, Namespace};
 
 /// The OS's own address on eth0; the provider's next hop in the static scenarios.
 const OS_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);

@@ -55,7 +55,7 @@ where
 /// `ip ARGS`, panicking with its stderr on failure. Runs in the calling thread's netns.
 fn ip(args: &str) -> String {
     let args: Vec<&str> = args.split_whitespace().collect();
-    routed6d::netns::run("ip", &args).unwrap_or_else(|e| panic!("{e}"))
+    routed6d_sim::netns::run("ip", &args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn net(s: &str) -> Ipv6Net {

@@ -10,10 +10,10 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use common::{HOP1, HOP2, Harness, TOKEN, VPS_ID, has_address, has_owned, host, prefix};
-use routed6d::demo::owned_lines;
 use routed6d::model::DEFAULT_PROTOCOL;
-use routed6d::netns::{self, Namespace};
-use routed6d::sim::{Fault, SimVps};
+use routed6d_sim::api::{Fault, SimVps};
+use routed6d_sim::demo::owned_lines;
+use routed6d_sim::netns::{self, Namespace};
 
 const CONVERGE: Duration = Duration::from_secs(10);
 
@@ -44,6 +44,23 @@ impl E2e for Harness {
     }
     fn signal(&mut self, signal: libc::c_int) -> ExitStatus {
         self.stop_with(signal)
+    }
+}
+
+/// The README's first command: every step of the demo checks what it shows (the
+/// prefix routed, a ping, the next-hop move, the repair, the withdrawal on stop).
+#[test]
+fn the_demo_runs_every_step() {
+    if skip_unless_root("demo") {
+        return;
+    }
+    let daemon = std::path::Path::new(env!("CARGO_BIN_EXE_routed6d"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if let Err(failure) = runtime.block_on(routed6d_sim::demo::run_with(daemon)) {
+        panic!("the demo failed ({:?}): {}", failure.exit, failure.message);
     }
 }
 

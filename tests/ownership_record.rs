@@ -80,15 +80,14 @@ fn sorted(mut addrs: Vec<Ipv6Addr>) -> Vec<Ipv6Addr> {
 /// Wait until routed6d owns exactly `want`.
 fn wait_owned(h: &Harness, what: &str, want: &[Ipv6Addr]) {
     let want = sorted(want.to_vec());
-    routed6d::netns::wait_until(common::CONVERGE, || owned_addresses(h) == want).unwrap_or_else(
-        || {
+    routed6d_sim::netns::wait_until(common::CONVERGE, || owned_addresses(h) == want)
+        .unwrap_or_else(|| {
             panic!(
                 "{what}: owned {:?}, want {want:?}\nlog:\n{}",
                 owned_addresses(h),
                 h.log()
             )
-        },
-    );
+        });
 }
 
 /// An address as an operator adds it before routed6d runs (same flags as routed6d's).

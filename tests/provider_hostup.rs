@@ -11,7 +11,7 @@ use routed6d::config::{Config, HostupSettings, ProviderSettings, Secret};
 use routed6d::provider::ProviderError;
 use routed6d::provider::hostup::HostUp;
 use routed6d::provider::http::HttpClient;
-use routed6d::sim::{self, Fault, SimHandle, SimState, SimVps};
+use routed6d_sim::api::{self, Fault, SimHandle, SimState, SimVps};
 
 /// What the sim's route hook reports.
 type Route = Option<(Ipv6Net, Ipv6Addr)>;
@@ -33,7 +33,7 @@ async fn start_sim() -> SimHandle {
         SimVps::new(VPS, "web-01", PRIMARY.parse().unwrap())
             .with_suggested_next_hop(v6("2001:db8:ffff::10")),
     );
-    sim::start_on("127.0.0.1:0".parse().unwrap(), state)
+    api::start_on("127.0.0.1:0".parse().unwrap(), state)
         .await
         .unwrap()
 }

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use common::{HOP1, HOP2, Harness, TOKEN, VPS_ID, has_address, has_owned};
 use ipnet::Ipv6Net;
-use routed6d::demo::owned_lines;
 use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
-use routed6d::netns;
-use routed6d::sim::{Fault, SimDigitalOcean, SimRoute, SimState, SimVps};
+use routed6d_sim::api::{Fault, SimDigitalOcean, SimRoute, SimState, SimVps};
+use routed6d_sim::demo::owned_lines;
+use routed6d_sim::netns;
 
 const DROPLET: u64 = 3164444;
 const CONVERGE: Duration = Duration::from_secs(10);

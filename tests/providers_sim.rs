@@ -15,7 +15,7 @@ use routed6d::provider::hostup::HostUp;
 use routed6d::provider::hostup_legacy::HostUpLegacy;
 use routed6d::provider::http::HttpClient;
 use routed6d::provider::{AnyProvider, Provider, ProviderError};
-use routed6d::sim::{self, Fault, SimDigitalOcean, SimHandle, SimRoute, SimState, SimVps};
+use routed6d_sim::api::{self, Fault, SimDigitalOcean, SimHandle, SimRoute, SimState, SimVps};
 
 const TOKEN: &str = "sim_SECRET_token_0123456789";
 const VPS: &str = "vps_01hxa3b4c5d6e7f8g9h0j1k2m3";
@@ -31,7 +31,7 @@ fn net(s: &str) -> Ipv6Net {
 }
 
 async fn start(state: SimState) -> SimHandle {
-    sim::start_on("127.0.0.1:0".parse().unwrap(), state)
+    api::start_on("127.0.0.1:0".parse().unwrap(), state)
         .await
         .unwrap()
 }

@@ -22,12 +22,12 @@ fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --all-targets --locked --no-fail-fast -- --test-threads="${ROUTED6D_TEST_THREADS:-4}" \
+cargo test --workspace --all-targets --locked --no-fail-fast -- --test-threads="${ROUTED6D_TEST_THREADS:-4}" \
     2>&1 | tee "$log" || status=$?
 
 # The tally: every test binary's "test result:" line summed, and the skipped ones named.

@@ -18,9 +18,9 @@ use std::time::Duration;
 use nspawn::{
     Container, Sim, TOKEN, VPS_ID, build_package, debian_root, ensure_tools, ok, run, step,
 };
-use routed6d::demo::observe_in;
 use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
-use routed6d::netns::{self, Namespace};
+use routed6d_sim::demo::observe_in;
+use routed6d_sim::netns::{self, Namespace};
 
 const PREFIX: &str = "2001:db8:42:100::/64";
 const SERVED: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x42, 0x100, 0, 0, 0, 1);
@@ -44,7 +44,7 @@ fn write_config(container: &Container, text: &str) {
 }
 
 fn owned(state: &ObservedState) -> Vec<String> {
-    let mut lines = routed6d::demo::owned_lines(state);
+    let mut lines = routed6d_sim::demo::owned_lines(state);
     lines.sort();
     lines
 }

@@ -12,7 +12,7 @@ use ipnet::Ipv6Net;
 use routed6d::config::Config;
 use routed6d::daemon::{Poller, next_delay};
 use routed6d::provider::AnyProvider;
-use routed6d::sim::{self, SimDigitalOcean, SimRoute, SimState, SimVps};
+use routed6d_sim::api::{self, SimDigitalOcean, SimRoute, SimState, SimVps};
 
 use crate::report::Row;
 
@@ -88,7 +88,7 @@ fn kinds(base: &str) -> Vec<(&'static str, String)> {
 
 /// Requests per steady-state poll and the default interval, per kind.
 async fn measure() -> Vec<(&'static str, f64, Duration)> {
-    let sim = sim::start_on("127.0.0.1:0".parse().expect("addr"), state())
+    let sim = api::start_on("127.0.0.1:0".parse().expect("addr"), state())
         .await
         .expect("sim");
     let dir = tempfile::tempdir().expect("tempdir");

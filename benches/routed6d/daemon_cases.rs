@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv6Net;
 use routed6d::kernel::KernelEvent;
 use routed6d::kernel::watch::Watch;
-use routed6d::netns::{self, Namespace, ProviderSim, Testbed};
-use routed6d::sim::{SimState, SimVps};
+use routed6d_sim::api::{SimState, SimVps};
+use routed6d_sim::netns::{self, Namespace, ProviderSim, Testbed};
 
 use crate::report::{Row, ms};
 
@@ -442,7 +442,7 @@ impl Keepalived {
             _dir: dir,
         };
         let up = netns::wait_until(GIVE_UP, || {
-            routed6d::demo::observe_in(&keepalived.ns)
+            routed6d_sim::demo::observe_in(&keepalived.ns)
                 .is_ok_and(|s| s.addresses.iter().any(|a| a.address.addr == Self::ADDRESS))
         });
         assert!(up.is_some(), "keepalived did not add {}", Self::ADDRESS);
@@ -490,7 +490,7 @@ fn ensure_keepalived() {
 }
 
 fn owned_present(ns: &Namespace, addr: Ipv6Addr) -> bool {
-    routed6d::demo::observe_in(ns)
+    routed6d_sim::demo::observe_in(ns)
         .map(|s| {
             s.addresses
                 .iter()

@@ -56,7 +56,7 @@ pub fn in_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
 /// `ip ARGS` in the calling thread's namespace; its stdout.
 pub fn ip(args: &str) -> String {
     let args: Vec<&str> = args.split_whitespace().collect();
-    routed6d::netns::run("ip", &args).unwrap_or_else(|e| panic!("{e}"))
+    routed6d_sim::netns::run("ip", &args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `ip -6 -batch FILE` with `lines`; the wall time of the whole process, as a

@@ -64,7 +64,7 @@ fn main() {
         println!("routed6d bench: compiled; run it with `cargo bench --bench routed6d`");
         return;
     }
-    if !routed6d::netns::is_root() {
+    if !routed6d_sim::netns::is_root() {
         eprintln!("SKIPPED: the routed6d bench needs root (network namespaces, netlink writes)");
         return;
     }

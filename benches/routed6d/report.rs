@@ -88,7 +88,7 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|k| k.trim().to_string())
             .unwrap_or_default();
-        let iproute2 = routed6d::netns::run("ip", &["-V"])
+        let iproute2 = routed6d_sim::netns::run("ip", &["-V"])
             .map(|v| v.trim().to_string())
             .unwrap_or_default();
         let load = std::fs::read_to_string("/proc/loadavg")

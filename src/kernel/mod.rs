@@ -3,6 +3,7 @@
 //! reconcile loop is tested against without root. `record` keeps which addresses
 //! routed6d added on kernels that do not keep an address's protocol.
 
+#[cfg(test)]
 pub mod fake;
 pub mod netlink;
 pub mod record;

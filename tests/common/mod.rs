@@ -1,5 +1,5 @@
 //! The shared harness of the real-kernel test suites: a provider router and a VPS in
-//! private network namespaces (`routed6d::netns::Testbed`, named with the test's tag and
+//! private network namespaces (`routed6d_sim::netns::Testbed`, named with the test's tag and
 //! the process id), the simulated provider on the VPS's loopback, a config file written
 //! for it, the real `routed6d` binary started in the VPS namespace with its log in a
 //! file, and the ways to look at the outcome: netlink dumps of the VPS's kernel, the
@@ -18,10 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
-use routed6d::demo::{observe_in, owned_lines};
 use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
-use routed6d::netns::{self, ProviderSim, Testbed};
-use routed6d::sim::{SimState, SimVps};
+use routed6d_sim::api::{SimState, SimVps};
+use routed6d_sim::demo::{observe_in, owned_lines};
+use routed6d_sim::netns::{self, ProviderSim, Testbed};
 
 pub const VPS_ID: &str = "vps_faultsuite0000000000001";
 /// Never to be seen in a log, an error or a command's output.

@@ -11,14 +11,15 @@
 // Each test binary uses its own part of the harness.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use routed6d::netns::{self, Namespace};
+use routed6d_sim::api::{SimState, SimVps};
+use routed6d_sim::netns::{self, Namespace, SimServer};
 
 pub const CACHE: &str = "/var/cache/routed6d-systest";
 pub const SUITE: &str = "bookworm";
@@ -372,9 +373,11 @@ pub fn child_of(parent: u32) -> Option<u32> {
     })
 }
 
-/// The simulated HostUp API, running in the container's network namespace.
+/// The simulated HostUp API, serving from a thread of the test inside the container's
+/// network namespace (the container reaches it on its own loopback, as a VPS reaches
+/// its provider's API).
 pub struct Sim {
-    process: Child,
+    _server: SimServer,
     pub addr: SocketAddr,
     ns: Arc<Namespace>,
 }
@@ -387,28 +390,23 @@ impl Sim {
 
     /// On `port` of the container's loopback (0: any free one): after a reboot, on the
     /// port the configuration names.
-    pub fn start_on(container: &Container, ns: Arc<Namespace>, token: &Path, port: u16) -> Sim {
+    pub fn start_on(_container: &Container, ns: Arc<Namespace>, token: &Path, port: u16) -> Sim {
         // A container that has not booted yet has its loopback still down.
         let _ = ns.ip(&["link", "set", "lo", "up"]);
-        let mut process = Command::new("nsenter")
-            .args(["-t", &container.leader.to_string(), "-n", "--"])
-            .arg(env!("CARGO_BIN_EXE_routed6d-sim"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--token-file"])
-            .arg(token)
-            .args(["--vps", &format!("{VPS_ID}=192.0.2.10")])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("routed6d-sim");
-        let mut line = String::new();
-        BufReader::new(process.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("routed6d-sim said {line:?}"));
-        Sim { process, addr, ns }
+        let token = std::fs::read_to_string(token).expect("the sim's token");
+        let state = SimState::new(token.trim()).with_vps(SimVps::new(
+            VPS_ID,
+            VPS_ID,
+            "192.0.2.10".parse().expect("address"),
+        ));
+        let listen = (std::net::Ipv4Addr::LOCALHOST, port).into();
+        let server = SimServer::start_in(&ns, listen, state).expect("start the simulated API");
+        let addr = server.addr();
+        Sim {
+            _server: server,
+            addr,
+            ns,
+        }
     }
 
     /// One request to the sim's control API, from inside the container's namespace.
@@ -434,12 +432,5 @@ impl Sim {
             response.starts_with("HTTP/1.1 2"),
             "{method} {path}: {response}"
         );
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
     }
 }

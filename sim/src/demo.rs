@@ -1,4 +1,4 @@
-//! `routed6d demo`: the whole job on a simulated HostUp provider, in throwaway network
+//! `routed6d-demo`: the whole job on a simulated HostUp provider, in throwaway network
 //! namespaces — a provider router and a VPS joined by a veth. The simulated API runs
 //! on the VPS's loopback and programs the router's route to the prefix through the
 //! next hop, as the real provider does; routed6d runs in the VPS namespace as it would
@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use ipnet::Ipv6Net;
 
-use crate::cli::{Exit, Failure};
-use crate::model::{DEFAULT_PROTOCOL, ObservedState};
+use crate::api as sim;
 use crate::netns::{self, Namespace, Testbed};
-use crate::sim;
+use routed6d::cli::{Exit, Failure};
+use routed6d::model::{DEFAULT_PROTOCOL, ObservedState};
 
 const VPS_ID: &str = "vps_01hxa3b4c5d6e7f8g9h0j1k2m3";
 const TOKEN: &str = "demo-token-not-a-secret";
@@ -25,6 +25,32 @@ const FIRST_HOP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10);
 const SECOND_HOP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x20);
 /// How long each step may take before the demo calls it a failure.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Names the daemon binary the demo runs; otherwise `routed6d` next to the demo's own.
+pub const DAEMON_BIN_ENV: &str = "ROUTED6D_BIN";
+
+/// The routed6d binary the demo runs: the shipped daemon, not a copy of it, so the demo
+/// shows exactly what a VPS would run. Built next to the demo by
+/// `cargo build --release --workspace`.
+fn daemon_binary() -> Result<PathBuf, Failure> {
+    let path = match std::env::var_os(DAEMON_BIN_ENV) {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()
+            .map_err(fail)?
+            .with_file_name("routed6d"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Failure::new(
+            Exit::Unavailable,
+            format!(
+                "demo needs the routed6d binary at {} (build both: cargo build --release --workspace, or set {DAEMON_BIN_ENV})",
+                path.display()
+            ),
+        ))
+    }
+}
 
 fn fail(message: impl std::fmt::Display) -> Failure {
     Failure::new(Exit::Software, format!("demo failed: {message}"))
@@ -38,8 +64,8 @@ pub fn observe_in(ns: &Namespace) -> Result<ObservedState, String> {
             .build()
             .map_err(|e| e.to_string())?;
         runtime.block_on(async {
-            use crate::kernel::Kernel;
-            let mut kernel = crate::kernel::netlink::NetlinkKernel::new(DEFAULT_PROTOCOL)
+            use routed6d::kernel::Kernel;
+            let mut kernel = routed6d::kernel::netlink::NetlinkKernel::new(DEFAULT_PROTOCOL)
                 .map_err(|e| e.to_string())?;
             kernel.observe(&[]).await.map_err(|e| e.to_string())
         })
@@ -133,19 +159,25 @@ fn wait_for(what: &str, check: impl FnMut() -> bool) -> Result<Duration, Failure
         .ok_or_else(|| fail(format!("{what} did not happen within {STEP_TIMEOUT:?}")))
 }
 
+/// The demo with the routed6d binary next to this one (or named by `ROUTED6D_BIN`).
 pub async fn run() -> Result<(), Failure> {
     if !netns::is_root() {
         return Err(Failure::new(
             Exit::NoPerm,
-            "demo needs root: it creates network namespaces and programs their kernels (try: sudo routed6d demo)",
+            "demo needs root: it creates network namespaces and programs their kernels (try: sudo target/release/routed6d-demo)",
         ));
     }
-    let exe = std::env::current_exe().map_err(fail)?;
-    let prefix: Ipv6Net = PREFIX.parse().map_err(fail)?;
-    let served = crate::desired::place_host(prefix, Ipv6Addr::LOCALHOST);
-    let unused = crate::desired::place_host(prefix, Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0x99));
+    run_with(&daemon_binary()?).await
+}
 
-    say("routed6d demo: a simulated HostUp provider and a VPS, in two network namespaces\n");
+/// The demo, running `exe` as the daemon. Every step checks what it shows and fails
+/// the demo when the kernel does not get there within `STEP_TIMEOUT`.
+pub async fn run_with(exe: &Path) -> Result<(), Failure> {
+    let prefix: Ipv6Net = PREFIX.parse().map_err(fail)?;
+    let served = routed6d::desired::place_host(prefix, Ipv6Addr::LOCALHOST);
+    let unused = routed6d::desired::place_host(prefix, Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0x99));
+
+    say("routed6d-demo: a simulated HostUp provider and a VPS, in two network namespaces\n");
     let testbed = Testbed::new("demo").map_err(fail)?;
     say(format!(
         "[1/6] provider router ({} {}/64) <-veth-> vps ({} {}/64, default via the router)",

@@ -1,4 +1,4 @@
-//! A simulated provider for tests, `routed6d demo` and end-to-end runs: HostUp API v2
+//! A simulated provider for tests, `routed6d-demo` and end-to-end runs: HostUp API v2
 //! (docs/PROVIDERS.md §1, per-VPS and account view), HostUp's legacy API (§2,
 //! `legacy.rs`) and DigitalOcean's Reserved IPv6 API with the droplet metadata service
 //! (§3, `digitalocean.rs`), with their shapes, auth and error documents, plus controls

@@ -1,5 +1,5 @@
 //! Throwaway network namespaces joined by a veth pair — a "provider router" and a
-//! "vps" — for `routed6d demo` and the real-kernel tests. Everything here is removed
+//! "vps" — for `routed6d-demo` and the real-kernel tests. Everything here is removed
 //! when the values are dropped, even when a step failed halfway.
 
 use std::fs::File;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
 
-use crate::sim::{SimHandle, SimState};
+use crate::api::{SimHandle, SimState};
 
 /// The router's address on the link to the VPS.
 pub const ROUTER_ADDR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
@@ -230,36 +230,33 @@ impl Testbed {
     }
 }
 
-/// The simulated provider serving on the VPS's loopback, from its own thread and
-/// runtime (callers may block while it answers), with the testbed's router following
-/// every route the provider makes (allocations, account routes, reserved IPv6) as the
-/// real provider's router does. Stops on drop.
-pub struct ProviderSim {
+/// A simulated provider serving inside a network namespace, from its own thread and
+/// runtime (callers may block while it answers). Stops on drop.
+pub struct SimServer {
     handle: SimHandle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl ProviderSim {
-    /// Serve `state` on 127.0.0.1 in the VPS namespace; keep the router's routes equal
-    /// to `SimState::router_table`, now and whenever it changes.
-    pub fn start(testbed: &Testbed, state: SimState) -> Result<Self, NetnsError> {
-        let listener = testbed
-            .vps
-            .enter(|| std::net::TcpListener::bind("127.0.0.1:0"))?
+impl SimServer {
+    /// Serve `state` on `listen` (port 0: any free one) in `ns`'s network namespace.
+    pub fn start_in(
+        ns: &Namespace,
+        listen: std::net::SocketAddr,
+        state: SimState,
+    ) -> Result<Self, NetnsError> {
+        let listener = ns
+            .enter(move || std::net::TcpListener::bind(listen))?
             .map_err(|source| NetnsError::Sim { source })?;
         listener
             .set_nonblocking(true)
             .map_err(|source| NetnsError::Sim { source })?;
-        // Everything the provider routes: allocations, account routes, and reserved
-        // IPv6 addresses (/128s to the droplet's own address, as DigitalOcean does).
-        let table = state.router_table();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let serve = async {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
-                let handle = crate::sim::serve(listener, state).await?;
+                let handle = crate::api::serve(listener, state).await?;
                 let _ = ready_tx.send(Ok(handle));
                 let _ = stop_rx.await;
                 io::Result::Ok(())
@@ -278,12 +275,54 @@ impl ProviderSim {
                 source: io::Error::other("the simulation thread stopped"),
             })?
             .map_err(|source| NetnsError::Sim { source })?;
+        Ok(SimServer {
+            handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl std::ops::Deref for SimServer {
+    type Target = SimHandle;
+    fn deref(&self) -> &SimHandle {
+        &self.handle
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The simulated provider serving on the VPS's loopback, with the testbed's router
+/// following every route the provider makes (allocations, account routes, reserved
+/// IPv6) as the real provider's router does. Stops on drop.
+pub struct ProviderSim {
+    server: SimServer,
+}
+
+impl ProviderSim {
+    /// Serve `state` on 127.0.0.1 in the VPS namespace; keep the router's routes equal
+    /// to `SimState::router_table`, now and whenever it changes.
+    pub fn start(testbed: &Testbed, state: SimState) -> Result<Self, NetnsError> {
+        // Everything the provider routes: allocations, account routes, and reserved
+        // IPv6 addresses (/128s to the droplet's own address, as DigitalOcean does).
+        let table = state.router_table();
+        let listen = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+        let server = SimServer::start_in(&testbed.vps, listen, state)?;
         for (prefix, hop) in &table {
             testbed.route_prefix(*prefix, Some(*hop))?;
         }
         let router = testbed.router.name.clone();
         let routed = std::sync::Mutex::new(table);
-        handle.on_router_table_change(Box::new(move |table| {
+        server.on_router_table_change(Box::new(move |table| {
             let mut routed = routed.lock().unwrap_or_else(|p| p.into_inner());
             let mut result = Ok(String::new());
             for (prefix, hop) in table {
@@ -299,11 +338,7 @@ impl ProviderSim {
                 eprintln!("simulated provider could not program its router: {e}");
             }
         }));
-        Ok(ProviderSim {
-            handle,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        Ok(ProviderSim { server })
     }
 }
 
@@ -326,18 +361,7 @@ fn router_route(
 impl std::ops::Deref for ProviderSim {
     type Target = SimHandle;
     fn deref(&self) -> &SimHandle {
-        &self.handle
-    }
-}
-
-impl Drop for ProviderSim {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        &self.server
     }
 }
 

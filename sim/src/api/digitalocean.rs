@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{Fault, RetryAfter, Sim, json_response, lock, raw_response, timestamp};
-use crate::provider::digitalocean::{ActionRequest, parse_action_request};
+use routed6d::provider::digitalocean::{ActionRequest, parse_action_request};
 
 /// DigitalOcean's side of the simulation.
 #[derive(Clone, Debug, Default, Serialize)]

@@ -1,14 +1,14 @@
 //! The simulated HostUp API as a process of its own, for tests that run routed6d
 //! somewhere a thread of the test cannot reach (a booted container) and for trying
 //! routed6d without a provider account. It prints `listening on <addr>` once it serves;
-//! everything else is driven through its `/_sim/` control API (see `routed6d::sim`).
+//! everything else is driven through its `/_sim/` control API (see `routed6d_sim::api`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use routed6d::sim::{self, SimState, SimVps};
+use routed6d_sim::api::{self as sim, SimState, SimVps};
 
 /// Serve a simulated HostUp API v2.
 #[derive(Parser, Debug)]
