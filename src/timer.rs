@@ -9,16 +9,27 @@
 //! this fd is the one thing that ends the sleep.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
 /// A one-shot monotonic timer that can be re-armed.
 pub struct PollTimer {
-    fd: AsyncFd<OwnedFd>,
+    fd: AsyncFd<Registered>,
+}
+
+/// The timerfd as tokio's reactor registers it (by its raw fd).
+struct Registered(TimerFd);
+
+impl AsRawFd for Registered {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,50 +45,32 @@ pub enum TimerError {
 impl PollTimer {
     /// A disarmed timer. Needs a tokio runtime with I/O enabled.
     pub fn new() -> Result<PollTimer, TimerError> {
-        // SAFETY: plain syscall; the fd is checked and owned right after.
-        let raw = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            return Err(TimerError::Create(io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh fd nobody else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: an OwnedFd stays open, and is the same fd, until the AsyncFd drops it.
-        let fd = unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(|e| TimerError::Create(e.into()))?;
+        // SAFETY: the TimerFd stays open, and is the same fd, until the AsyncFd drops it.
+        let fd = unsafe { AsyncFd::register_with_interest(Registered(timer), Interest::READABLE) }
             .map_err(|e| TimerError::Create(e.into_parts().1))?;
         Ok(PollTimer { fd })
     }
 
     /// Fire at `deadline` (at once if it has passed), replacing any earlier setting.
+    /// Re-arming also resets the expiration count.
     pub fn set(&mut self, deadline: Instant) -> Result<(), TimerError> {
         // A zero it_value would disarm the timer: a passed deadline fires in 1 ns.
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_nanos(1));
-        let value = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: libc::time_t::try_from(wait.as_secs()).unwrap_or(libc::time_t::MAX),
-                // Below 10^9: fits any c_long.
-                tv_nsec: wait.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: the fd is a timerfd we own; `value` outlives the call and the old
-        // value is not asked for. Re-arming also resets the expiration count.
-        let rc =
-            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &value, std::ptr::null_mut()) };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(TimerError::Arm(io::Error::last_os_error()))
-        }
+        self.fd
+            .get_ref()
+            .0
+            .set(
+                Expiration::OneShot(TimeSpec::from_duration(wait)),
+                TimerSetTimeFlags::empty(),
+            )
+            .map_err(|e| TimerError::Arm(e.into()))
     }
 
     /// Wait until the timer fires. Cancel-safe: dropping the future loses nothing,
@@ -85,26 +78,11 @@ impl PollTimer {
     pub async fn wait(&self) -> Result<(), TimerError> {
         loop {
             let mut ready = self.fd.readable().await.map_err(TimerError::Read)?;
-            let mut expirations = [0u8; 8];
-            // SAFETY: reads 8 bytes into a buffer of 8 from a timerfd we own.
-            let read = ready.try_io(|fd| {
-                let n = unsafe {
-                    libc::read(
-                        fd.as_raw_fd(),
-                        expirations.as_mut_ptr().cast(),
-                        expirations.len(),
-                    )
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            });
-            match read {
+            // Non-blocking: reads the expiration count, or EAGAIN when the readiness
+            // was stale (re-armed since).
+            match ready.try_io(|fd| fd.get_ref().0.wait().map_err(io::Error::from)) {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => return Err(TimerError::Read(e)),
-                // Readiness was stale (re-armed since): wait again.
                 Err(_would_block) => continue,
             }
         }

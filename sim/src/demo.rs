@@ -285,8 +285,8 @@ pub async fn run_with(exe: &Path) -> Result<(), Failure> {
     ping(&testbed, served)?;
 
     say("[6/6] stopping routed6d (SIGTERM, on_stop = withdraw)");
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(daemon.0.id() as libc::pid_t, libc::SIGTERM) };
+    let pid = nix::unistd::Pid::from_raw(daemon.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).map_err(fail)?;
     let status = daemon.0.wait().map_err(fail)?;
     let left = owned_lines(&observe_in(&testbed.vps).map_err(fail)?);
     say(format!(

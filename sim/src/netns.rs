@@ -4,12 +4,19 @@
 
 use std::fs::File;
 use std::io;
-use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
+use nix::errno::Errno;
+use nix::sched::{CloneFlags, setns};
+use nix::sys::socket::{
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn6, recv, sendto,
+    setsockopt, socket, sockopt,
+};
+use nix::sys::time::{TimeVal, TimeValLike as _};
 
 use crate::api::{SimHandle, SimState};
 
@@ -39,8 +46,7 @@ pub enum NetnsError {
 
 /// Is this process root (namespaces and netlink writes need it)?
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 /// Run a command, returning its stdout; any non-zero exit is an error with its stderr.
@@ -117,11 +123,11 @@ impl Namespace {
             source,
         })?;
         std::thread::spawn(move || {
-            // SAFETY: setns on this thread only; `file` is an open namespace fd.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            // On this thread only: the caller's thread stays where it was.
+            if let Err(errno) = setns(&file, CloneFlags::CLONE_NEWNET) {
                 return Err(NetnsError::Enter {
                     name,
-                    source: io::Error::last_os_error(),
+                    source: errno.into(),
                 });
             }
             Ok(f())
@@ -370,19 +376,12 @@ impl std::ops::Deref for ProviderSim {
 pub fn ping6(addr: Ipv6Addr, timeout: Duration) -> io::Result<Duration> {
     const ECHO_REQUEST: u8 = 128;
     const ECHO_REPLY: u8 = 129;
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_INET6,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_ICMPV6,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh, valid fd that nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(raw) };
+    let socket = socket(
+        AddressFamily::Inet6,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::IcmpV6,
+    )?;
     let ident = (std::process::id() as u16) ^ 0x5236;
     let sequence: u16 = rand::random();
     let mut packet = [0u8; 16];
@@ -391,25 +390,9 @@ pub fn ping6(addr: Ipv6Addr, timeout: Duration) -> io::Result<Duration> {
     packet[6..8].copy_from_slice(&sequence.to_be_bytes());
     packet[8..].copy_from_slice(b"routed6d");
 
-    // SAFETY: zeroed sockaddr_in6 is valid; fields set below.
-    let mut dst: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    dst.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-    dst.sin6_addr.s6_addr = addr.octets();
+    let dst = SockaddrIn6::from(SocketAddrV6::new(addr, 0, 0, 0));
     let started = Instant::now();
-    // SAFETY: packet and dst are valid for the lengths given.
-    let sent = unsafe {
-        libc::sendto(
-            socket.as_raw_fd(),
-            packet.as_ptr().cast(),
-            packet.len(),
-            0,
-            (&dst as *const libc::sockaddr_in6).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    sendto(socket.as_raw_fd(), &packet, &dst, MsgFlags::empty())?;
     let mut reply = [0u8; 1500];
     loop {
         let left = timeout
@@ -418,43 +401,18 @@ pub fn ping6(addr: Ipv6Addr, timeout: Duration) -> io::Result<Duration> {
         let Some(left) = left else {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no echo reply"));
         };
-        let tv = libc::timeval {
-            tv_sec: left.as_secs() as libc::time_t,
-            tv_usec: left.subsec_micros().max(1) as libc::suseconds_t,
-        };
-        // SAFETY: tv is a valid timeval for SO_RCVTIMEO.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
-        // SAFETY: reply is a valid buffer of its length.
-        let n = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                reply.as_mut_ptr().cast(),
-                reply.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) {
+        // At least a microsecond: a zero SO_RCVTIMEO would wait forever.
+        let wait =
+            TimeVal::microseconds(i64::try_from(left.as_micros().max(1)).unwrap_or(i64::MAX));
+        setsockopt(&socket, sockopt::ReceiveTimeout, &wait)?;
+        let n = match recv(socket.as_raw_fd(), &mut reply, MsgFlags::empty()) {
+            Ok(n) => n,
+            Err(Errno::EAGAIN | Errno::ETIMEDOUT) => {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "no echo reply"));
             }
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let n = n as usize;
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         if n >= 8
             && reply[0] == ECHO_REPLY
             && reply[4..6] == ident.to_be_bytes()

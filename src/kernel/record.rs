@@ -18,10 +18,10 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::net::Ipv6Addr;
-use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 /// The record's file name inside `daemon.state_dir`.
@@ -337,17 +337,13 @@ impl AddressRecord {
 
     /// An exclusive flock on the directory (the file itself is replaced by rename, so
     /// a lock on it would not hold), released when the handle is dropped.
-    fn lock(&self) -> io::Result<File> {
+    fn lock(&self) -> io::Result<Flock<File>> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o750)
             .create(&self.dir)?;
         let dir = File::open(&self.dir)?;
-        // SAFETY: flock on a descriptor this function owns; no pointers.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(dir)
+        Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
     }
 
     /// Replace the file atomically: the next op starts only once it is on disk.
@@ -363,8 +359,7 @@ impl AddressRecord {
         // Run by root beside a daemon under DynamicUser=: the file stays the state
         // directory owner's, or the daemon could no longer read it.
         let owner = dir.metadata()?;
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 && file.metadata()?.uid() != owner.uid() {
+        if nix::unistd::geteuid().is_root() && file.metadata()?.uid() != owner.uid() {
             std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()))?;
         }
         file.write_all(render(&self.boot_id, entries).as_bytes())?;

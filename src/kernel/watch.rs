@@ -11,7 +11,7 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
@@ -109,33 +109,17 @@ fn open_socket(recv_buffer: usize) -> io::Result<TokioSocket> {
     ] {
         inner.add_membership(group)?;
     }
-    set_recv_buffer(inner.as_raw_fd(), recv_buffer)?;
+    set_recv_buffer(inner, recv_buffer)?;
     Ok(socket)
 }
 
 /// SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; without it,
 /// SO_RCVBUF gets what rmem_max allows.
-fn set_recv_buffer(fd: i32, bytes: usize) -> io::Result<()> {
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    let set = |option| {
-        // SAFETY: fd is an open socket and value outlives the call; the length
-        // passed is that of a c_int.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                option,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
-    set(libc::SO_RCVBUFFORCE).or_else(|_| set(libc::SO_RCVBUF))
+fn set_recv_buffer(socket: &impl AsFd, bytes: usize) -> io::Result<()> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    setsockopt(socket, sockopt::RcvBufForce, &bytes)
+        .or_else(|_| setsockopt(socket, sockopt::RcvBuf, &bytes))
+        .map_err(io::Error::from)
 }
 
 /// The watcher: read datagrams, queue events, owe a Resync whenever one was lost.
