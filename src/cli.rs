@@ -74,13 +74,12 @@ fn api_of(config: &Config) -> String {
 
 impl From<crate::kernel::KernelError> for Failure {
     fn from(e: crate::kernel::KernelError) -> Self {
-        let text = e.to_string();
-        let exit = if text.contains("Operation not permitted") || text.contains("EPERM") {
+        let exit = if e.is_permission_denied() {
             Exit::NoPerm
         } else {
             Exit::OsErr
         };
-        Failure::new(exit, text)
+        Failure::new(exit, e.to_string())
     }
 }
 

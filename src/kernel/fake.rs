@@ -127,6 +127,7 @@ impl Kernel for FakeKernel {
         if let Some(message) = &self.dump_error {
             return Err(KernelError::Dump {
                 what: "routes",
+                errno: None,
                 message: message.clone(),
             });
         }
@@ -140,6 +141,7 @@ impl Kernel for FakeKernel {
         if let Some(message) = self.failures.pop_front() {
             return Err(KernelError::Op {
                 op: op.to_string(),
+                errno: None,
                 message,
                 hint: String::new(),
             });

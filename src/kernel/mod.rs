@@ -8,12 +8,14 @@ pub mod fake;
 pub mod netlink;
 pub mod record;
 pub mod socket;
+mod sysctl;
 pub mod watch;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::Ipv6Net;
+use nix::errno::Errno;
 
 use crate::model::{ObservedState, Op};
 
@@ -22,12 +24,19 @@ pub enum KernelError {
     #[error("cannot open a netlink socket: {0}")]
     Socket(std::io::Error),
     #[error("netlink dump of {what} failed: {message}")]
-    Dump { what: &'static str, message: String },
+    Dump {
+        what: &'static str,
+        /// The kernel's errno, when it answered one.
+        errno: Option<Errno>,
+        message: String,
+    },
     /// One op failed; `hint` explains well-known errnos (EACCES adding an IPv6 address:
     /// IPv6 disabled on the interface).
     #[error("{op}: {message}{hint}")]
     Op {
         op: String,
+        /// The kernel's errno, when it answered one.
+        errno: Option<Errno>,
         message: String,
         hint: String,
     },
@@ -41,6 +50,34 @@ pub enum KernelError {
         consequence: &'static str,
         source: record::RecordError,
     },
+}
+
+impl KernelError {
+    /// The errno behind the failure, where there is one.
+    pub fn errno(&self) -> Option<Errno> {
+        let of = |e: &std::io::Error| e.raw_os_error().map(Errno::from_raw);
+        match self {
+            KernelError::Socket(e) | KernelError::Sysctl { source: e, .. } => of(e),
+            KernelError::Dump { errno, .. } | KernelError::Op { errno, .. } => *errno,
+            KernelError::Record { source, .. } => match source {
+                record::RecordError::BootId(e)
+                | record::RecordError::Netns(e)
+                | record::RecordError::Read { source: e, .. }
+                | record::RecordError::Write { source: e, .. } => of(e),
+            },
+        }
+    }
+
+    /// Refused for want of privilege: without CAP_NET_ADMIN netlink answers EPERM, and a
+    /// file routed6d may not use answers EPERM or EACCES. A netlink EACCES is not one:
+    /// addrconf answers it for an address on an interface with IPv6 disabled.
+    pub fn is_permission_denied(&self) -> bool {
+        match (self, self.errno()) {
+            (_, Some(Errno::EPERM)) => true,
+            (KernelError::Dump { .. } | KernelError::Op { .. }, _) => false,
+            (_, errno) => errno == Some(Errno::EACCES),
+        }
+    }
 }
 
 /// What the daemon needs from the kernel.
@@ -116,4 +153,58 @@ pub enum KernelEvent {
     Netconf,
     /// Events may have been lost (socket receive buffer overrun): dump everything.
     Resync,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op_failing(errno: Errno) -> KernelError {
+        KernelError::Op {
+            op: "ip -6 addr add 2001:db8::1/128 dev lo nodad".into(),
+            errno: Some(errno),
+            // Whatever the text says: the errno decides.
+            message: "refused".into(),
+            hint: String::new(),
+        }
+    }
+
+    #[test]
+    fn permission_is_told_by_the_errno_not_the_text() {
+        assert!(op_failing(Errno::EPERM).is_permission_denied());
+        let dump = KernelError::Dump {
+            what: "links",
+            errno: Some(Errno::EPERM),
+            message: "no".into(),
+        };
+        assert!(dump.is_permission_denied());
+        let text_only = KernelError::Op {
+            op: "ip -6 route add 2001:db8::/64 dev lo".into(),
+            errno: None,
+            message: "Operation not permitted".into(),
+            hint: String::new(),
+        };
+        assert!(!text_only.is_permission_denied());
+    }
+
+    #[test]
+    fn a_netlink_eacces_is_disabled_ipv6_but_a_file_eacces_is_permission() {
+        assert!(!op_failing(Errno::EACCES).is_permission_denied());
+        let sysctl = KernelError::Sysctl {
+            key: "net/ipv6/conf/all/forwarding".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert!(sysctl.is_permission_denied());
+        assert_eq!(sysctl.errno(), Some(Errno::EACCES));
+        let record = KernelError::Record {
+            op: "address ownership".into(),
+            consequence: "",
+            source: record::RecordError::Write {
+                path: "/var/lib/routed6d/addresses.json".into(),
+                source: std::io::Error::from_raw_os_error(libc::EACCES),
+            },
+        };
+        assert!(record.is_permission_denied());
+        assert!(!op_failing(Errno::ENODEV).is_permission_denied());
+    }
 }

@@ -10,36 +10,37 @@
 //! otherwise keeps ownership in an `AddressRecord`, mapping recorded addresses to
 //! routed6d's protocol in every dump so that the plan works the same on both.
 
+mod decode;
+mod encode;
+mod errno;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-use ipnet::Ipv6Net;
-use netlink_packet_core::{
-    DecodeError, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NlasIterator, Parseable,
-    ParseableParametrized,
-};
-use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeader, AddressHeaderFlags, AddressMessage,
-    AddressProtocol, AddressScope,
-};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteLwEnCapType, RouteMessage,
-    RouteProtocol, RouteScope, RouteType,
-};
+use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, Parseable};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use nix::errno::Errno;
 use tracing::{info, warn};
 
 use crate::config::{AddressOwnership, DaemonConfig};
-use crate::kernel::record::{self, AddressRecord, Contents, Entry, Seen};
+use crate::kernel::record::{self, AddressRecord, Contents};
 use crate::kernel::socket::RouteSocket;
-use crate::kernel::{Applied, Kernel, KernelError};
+use crate::kernel::{Applied, Kernel, KernelError, sysctl};
 use crate::model::{
-    Address, Link, ObservedAddress, ObservedRoute, ObservedState, Op, Route, RouteKind,
-    TABLE_LOCAL, TABLE_MAIN,
+    Address, Link, ObservedAddress, ObservedRoute, ObservedState, Op, TABLE_LOCAL, TABLE_MAIN,
 };
+
+use decode::{
+    RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, address_flags, link_of, observed_address,
+    observed_route, seen_of,
+};
+pub(crate) use decode::{address_protocol, local_address, route_key};
+use errno::{NlResult, ignore_errno, op_error};
 
 /// How often `observe` redoes a dump the kernel flagged as interrupted (NLM_F_DUMP_INTR:
 /// the table changed while it was being dumped) before giving up.
@@ -80,9 +81,6 @@ pub struct RequestCounts {
     /// Dump requests (RTM_GET* with NLM_F_DUMP).
     pub dumps: u64,
 }
-
-/// One request's outcome below the `Kernel` API: the errno is in `raw_os_error()`.
-type NlResult<T> = Result<T, io::Error>;
 
 impl NetlinkKernel {
     /// Open the socket on the current tokio runtime (current_thread is fine), in the
@@ -169,22 +167,23 @@ impl NetlinkKernel {
             ifname: "lo".into(),
             no_prefix_route: false,
         };
-        let add =
-            |kernel: &Self| RouteNetlinkMessage::NewAddress(kernel.address_message(&probe, true));
+        // The probe is about IFA_PROTO: always stamped.
+        let stamp = Some(self.protocol);
+        let add = || RouteNetlinkMessage::NewAddress(encode::address_message(&probe, true, stamp));
         let delete =
-            |kernel: &Self| RouteNetlinkMessage::DelAddress(kernel.address_message(&probe, false));
-        let mut added = self.ack(add(self), NLM_F_CREATE | NLM_F_EXCL).await;
+            || RouteNetlinkMessage::DelAddress(encode::address_message(&probe, false, None));
+        let mut added = self.ack(add(), NLM_F_CREATE | NLM_F_EXCL).await;
         if added
             .as_ref()
             .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST))
         {
             // Left by a probe that was cut short: start from a clean slate.
-            ignore_errno(self.ack(delete(self), 0).await, &[libc::EADDRNOTAVAIL])?;
-            added = self.ack(add(self), NLM_F_CREATE | NLM_F_EXCL).await;
+            ignore_errno(self.ack(delete(), 0).await, &[libc::EADDRNOTAVAIL])?;
+            added = self.ack(add(), NLM_F_CREATE | NLM_F_EXCL).await;
         }
         added?;
         let read = self.get_address(LOOPBACK_IFINDEX, PROBE_ADDRESS).await;
-        let deleted = ignore_errno(self.ack(delete(self), 0).await, &[libc::EADDRNOTAVAIL]);
+        let deleted = ignore_errno(self.ack(delete(), 0).await, &[libc::EADDRNOTAVAIL]);
         let read = read?;
         deleted?;
         Ok(read.is_some_and(|m| address_protocol(&m) == self.protocol))
@@ -237,6 +236,7 @@ impl NetlinkKernel {
                     .await
                     .map_err(|e| KernelError::Op {
                         op: op.to_string(),
+                        errno: e.raw_os_error().map(Errno::from_raw),
                         message: format!("added, but cannot read it back to record it: {e}"),
                         hint: " (routed6d will leave it in place)".into(),
                     })?;
@@ -276,6 +276,12 @@ impl NetlinkKernel {
     /// The protocol number stamped on routes (rtm_protocol) and addresses (IFA_PROTO).
     pub fn protocol(&self) -> u8 {
         self.protocol
+    }
+
+    /// What an address add is stamped with: IFA_PROTO where the kernel keeps it, nothing
+    /// when the record owns addresses.
+    fn stamp(&self) -> Option<u8> {
+        matches!(self.ownership, Ownership::Kernel).then_some(self.protocol)
     }
 
     /// Send one request that changes the kernel and wait for its ACK (or errno).
@@ -393,7 +399,7 @@ impl NetlinkKernel {
     ) -> NlResult<bool> {
         let mut request = RouteMessage::default();
         request.header.address_family = AddressFamily::Inet6;
-        set_table(&mut request, table);
+        encode::set_table(&mut request, table);
         // Strict checking rejects a dump request with a non-zero scope. Protocol
         // "unspec" means no filter: the full dump must see foreign routes in our
         // slots. No filter on type either.
@@ -425,6 +431,7 @@ impl NetlinkKernel {
         let dump_error = |what: &'static str| {
             move |e: io::Error| KernelError::Dump {
                 what,
+                errno: e.raw_os_error().map(Errno::from_raw),
                 message: e.to_string(),
             }
         };
@@ -458,81 +465,6 @@ impl NetlinkKernel {
             routes,
             sysctls: BTreeMap::new(),
         }))
-    }
-
-    fn address_message(&self, address: &Address, add: bool) -> AddressMessage {
-        let mut message = AddressMessage::default();
-        message.header.family = AddressFamily::Inet6;
-        message.header.prefix_len = address.prefix_len;
-        message.header.index = address.ifindex;
-        message.header.scope = AddressScope::Universe;
-        let addr = IpAddr::V6(address.addr);
-        // Like iproute2: IFA_LOCAL and IFA_ADDRESS equal means "no peer".
-        message.attributes.push(AddressAttribute::Local(addr));
-        message.attributes.push(AddressAttribute::Address(addr));
-        if add {
-            // NODAD: the provider routes the prefix here, nobody else may hold the
-            // address, and a tentative address cannot be used for a second or two.
-            let mut flags = AddressFlags::Nodad;
-            if address.no_prefix_route {
-                flags |= AddressFlags::Noprefixroute;
-            }
-            // The header's u8 carries the low flags for old kernels; IFA_FLAGS (u32)
-            // is needed for NOPREFIXROUTE (0x200).
-            message.header.flags = AddressHeaderFlags::Nodad;
-            message.attributes.push(AddressAttribute::Flags(flags));
-            // IFA_PROTO (Linux 5.18+); older kernels ignore the attribute. Not sent
-            // when the record owns addresses, as on those kernels.
-            if matches!(self.ownership, Ownership::Kernel) {
-                message
-                    .attributes
-                    .push(AddressAttribute::Protocol(AddressProtocol::from(
-                        self.protocol,
-                    )));
-            }
-        }
-        message
-    }
-
-    fn route_message(&self, route: &Route) -> RouteMessage {
-        let mut message = RouteMessage::default();
-        let header = &mut message.header;
-        header.address_family = AddressFamily::Inet6;
-        header.destination_prefix_length = route.dst.prefix_len();
-        header.protocol = RouteProtocol::from(self.protocol);
-        (header.kind, header.scope) = match route.kind {
-            RouteKind::Unicast => (RouteType::Unicast, RouteScope::Universe),
-            // `ip route add local` uses scope host; the kernel does not check it for
-            // IPv6, but dumps and `ip` then agree.
-            RouteKind::Local => (RouteType::Local, RouteScope::Host),
-            RouteKind::Unreachable => (RouteType::Unreachable, RouteScope::Universe),
-            RouteKind::Via { .. } => (RouteType::Unicast, RouteScope::Universe),
-        };
-        set_table(&mut message, route.table);
-        if let RouteKind::Via { gateway, src } = route.kind {
-            message
-                .attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
-            if let Some(src) = src {
-                message
-                    .attributes
-                    .push(RouteAttribute::PrefSource(RouteAddress::Inet6(src)));
-            }
-        }
-        message
-            .attributes
-            .push(RouteAttribute::Destination(RouteAddress::Inet6(
-                // The kernel masks host bits off IPv6 destinations anyway.
-                route.dst.network(),
-            )));
-        // Metric 0 means "the default" (1024) on add and "any metric" on delete.
-        message
-            .attributes
-            .push(RouteAttribute::Priority(route.metric));
-        if let Some(index) = route.ifindex {
-            message.attributes.push(RouteAttribute::Oif(index));
-        }
-        message
     }
 
     async fn interface_index(&mut self, name: &str) -> NlResult<Option<u32>> {
@@ -612,6 +544,7 @@ impl NetlinkKernel {
                 None => {
                     return Err(KernelError::Dump {
                         what: "links, addresses and routes",
+                        errno: None,
                         message: format!(
                             "interrupted by concurrent changes {DUMP_ATTEMPTS} times in a row"
                         ),
@@ -620,7 +553,7 @@ impl NetlinkKernel {
             }
         };
         for key in sysctl_keys {
-            if let Some(value) = read_sysctl(key)? {
+            if let Some(value) = sysctl::read(key)? {
                 state.sysctls.insert(key.clone(), value);
             }
         }
@@ -644,10 +577,10 @@ impl Kernel for NetlinkKernel {
     async fn apply_op(&mut self, op: &Op) -> Result<Applied, KernelError> {
         let result: NlResult<Applied> = match op {
             Op::SetSysctl { key, value, .. } => {
-                return write_sysctl(key, value).map(|()| Applied::Changed);
+                return sysctl::write(key, value).map(|()| Applied::Changed);
             }
             Op::AddAddress(address) => {
-                let message = self.address_message(address, true);
+                let message = encode::address_message(address, true, self.stamp());
                 ignore_errno(
                     self.ack(
                         RouteNetlinkMessage::NewAddress(message),
@@ -658,14 +591,14 @@ impl Kernel for NetlinkKernel {
                 )
             }
             Op::DelAddress(address) => {
-                let message = self.address_message(address, false);
+                let message = encode::address_message(address, false, None);
                 ignore_errno(
                     self.ack(RouteNetlinkMessage::DelAddress(message), 0).await,
                     &[libc::EADDRNOTAVAIL, libc::ENOENT, libc::ESRCH],
                 )
             }
             Op::AddRoute(route) => {
-                let message = self.route_message(route);
+                let message = encode::route_message(route, self.protocol);
                 ignore_errno(
                     self.ack(
                         RouteNetlinkMessage::NewRoute(message),
@@ -676,7 +609,7 @@ impl Kernel for NetlinkKernel {
                 )
             }
             Op::ReplaceRoute(route) => {
-                let message = self.route_message(route);
+                let message = encode::route_message(route, self.protocol);
                 self.ack(
                     RouteNetlinkMessage::NewRoute(message),
                     NLM_F_CREATE | NLM_F_REPLACE,
@@ -688,7 +621,7 @@ impl Kernel for NetlinkKernel {
                 // The protocol in the request makes the kernel match only a route of
                 // ours (ip6_route_del skips routes whose protocol differs), so a
                 // foreign route that took the slot meanwhile is left alone: ESRCH.
-                let message = self.route_message(route);
+                let message = encode::route_message(route, self.protocol);
                 ignore_errno(
                     self.ack(RouteNetlinkMessage::DelRoute(message), 0).await,
                     &[libc::ESRCH, libc::ENOENT],
@@ -703,6 +636,7 @@ impl Kernel for NetlinkKernel {
     async fn interface_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>, KernelError> {
         let dump_error = |e: io::Error| KernelError::Dump {
             what: "interface addresses",
+            errno: e.raw_os_error().map(Errno::from_raw),
             message: e.to_string(),
         };
         let Some(index) = self.interface_index(name).await.map_err(dump_error)? else {
@@ -731,367 +665,4 @@ fn record_error(op: &Op, consequence: &'static str, source: record::RecordError)
         consequence,
         source,
     }
-}
-
-/// Idempotency: the listed errnos mean the kernel already is where the op leads.
-fn ignore_errno(result: NlResult<()>, errnos: &[i32]) -> NlResult<Applied> {
-    match result {
-        Ok(()) => Ok(Applied::Changed),
-        Err(e)
-            if e.raw_os_error()
-                .is_some_and(|errno| errnos.contains(&errno)) =>
-        {
-            Ok(Applied::AlreadyThere)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn op_error(op: &Op, error: io::Error) -> KernelError {
-    let hint = match error.raw_os_error() {
-        // addrconf refuses addresses with EACCES when disable_ipv6 is set.
-        Some(libc::EACCES) => match op {
-            Op::AddAddress(a) => format!(
-                " (is IPv6 disabled on {0}? check net.ipv6.conf.{0}.disable_ipv6)",
-                a.ifname
-            ),
-            _ => " (routed6d needs CAP_NET_ADMIN)".to_string(),
-        },
-        Some(libc::EPERM) => " (routed6d needs CAP_NET_ADMIN)".to_string(),
-        Some(libc::ENODEV) => " (interface gone)".to_string(),
-        // fib6_nh_init refuses a route out of an interface that is administratively
-        // down.
-        Some(libc::ENETDOWN) => " (interface is down)".to_string(),
-        Some(libc::ENETUNREACH) => {
-            " (network unreachable: is the interface up with IPv6 enabled?)".to_string()
-        }
-        Some(libc::EEXIST) => match op {
-            // REPLACE only fails with EEXIST if the slot is held by a route the kernel
-            // will not swap (e.g. a different type in a multipath set).
-            Op::ReplaceRoute(_) => " (another route holds this slot)".to_string(),
-            _ => String::new(),
-        },
-        Some(libc::ESRCH) | Some(libc::ENOENT) => match op {
-            Op::DelRoute(_) | Op::DelAddress(_) => String::new(),
-            _ => " (table or interface missing)".to_string(),
-        },
-        Some(libc::ENOMEM) | Some(libc::ENOBUFS) => " (kernel out of memory)".to_string(),
-        Some(libc::EOPNOTSUPP) => " (not supported by this kernel)".to_string(),
-        _ => String::new(),
-    };
-    KernelError::Op {
-        op: op.to_string(),
-        message: error.to_string(),
-        hint,
-    }
-}
-
-fn link_of(message: &LinkMessage) -> Link {
-    let name = message
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::IfName(name) => Some(name.clone()),
-            _ => None,
-        })
-        .unwrap_or_default();
-    Link {
-        index: message.header.index,
-        name,
-        up: message.header.flags.contains(LinkFlags::Up),
-        lower_up: message.header.flags.contains(LinkFlags::LowerUp),
-    }
-}
-
-/// IFA_FLAGS (u32) when present, else the header's u8 flags.
-fn address_flags(message: &AddressMessage) -> AddressFlags {
-    message
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            AddressAttribute::Flags(flags) => Some(*flags),
-            _ => None,
-        })
-        .unwrap_or_else(|| AddressFlags::from_bits_retain(u32::from(message.header.flags.bits())))
-}
-
-/// The address itself: IFA_LOCAL when present (then IFA_ADDRESS is the peer, on
-/// point-to-point links), else IFA_ADDRESS.
-pub(crate) fn local_address(message: &AddressMessage) -> Option<IpAddr> {
-    let mut address = None;
-    for attribute in &message.attributes {
-        match attribute {
-            AddressAttribute::Local(local) => return Some(*local),
-            AddressAttribute::Address(addr) => address = Some(*addr),
-            _ => {}
-        }
-    }
-    address
-}
-
-/// IFA_PROTO, 0 when the kernel set none (addresses added by `ip` or by kernels
-/// older than 6.0).
-pub(crate) fn address_protocol(message: &AddressMessage) -> u8 {
-    message
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            AddressAttribute::Protocol(p) => Some(u8::from(*p)),
-            _ => None,
-        })
-        .unwrap_or(0)
-}
-
-// Address attributes (linux/if_addr.h) `observed_address` reads.
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const IFA_CACHEINFO: u16 = 6;
-const IFA_FLAGS: u16 = 8;
-const IFA_PROTO: u16 = 11;
-/// sizeof(struct ifaddrmsg).
-const IFADDRMSG_LEN: usize = 8;
-/// The message types of a link and of an address in a dump.
-const RTM_NEWLINK: u16 = 16;
-const RTM_NEWADDR: u16 = 20;
-
-/// A dumped IPv6 address message (the payload after the netlink header) as routed6d
-/// models it. Like `observed_route`, only the attributes the model holds are parsed.
-///
-/// `record_netns` Some (record mode, the dumped namespace): IFA_PROTO is not read (the
-/// record decides), and the address comes with what the record judges it by.
-fn observed_address(
-    payload: &[u8],
-    names: &HashMap<u32, Arc<str>>,
-    record_netns: Option<u64>,
-) -> Result<Option<(ObservedAddress, Option<Seen>)>, DecodeError> {
-    let header = AddressHeader::parse(payload)?;
-    if header.family != AddressFamily::Inet6 {
-        return Ok(None);
-    }
-    let mut local = None;
-    let mut address = None;
-    let mut flags = AddressFlags::from_bits_retain(u32::from(header.flags.bits()));
-    let mut protocol = 0;
-    let mut created = None;
-    let wanted = if record_netns.is_some() {
-        IFA_CACHEINFO
-    } else {
-        IFA_PROTO
-    };
-    let attributes = payload.get(IFADDRMSG_LEN..).unwrap_or_default();
-    for nla in NlasIterator::new(attributes) {
-        let nla = nla?;
-        let kind = nla.kind();
-        if !matches!(kind, IFA_ADDRESS | IFA_LOCAL | IFA_FLAGS) && kind != wanted {
-            continue;
-        }
-        match AddressAttribute::parse(&nla)? {
-            AddressAttribute::Local(IpAddr::V6(a)) => local = Some(a),
-            AddressAttribute::Address(IpAddr::V6(a)) => address = Some(a),
-            // IFA_FLAGS (u32) carries what the header's u8 cannot (NOPREFIXROUTE).
-            AddressAttribute::Flags(f) => flags = f,
-            AddressAttribute::Protocol(p) => protocol = u8::from(p),
-            AddressAttribute::CacheInfo(info) => created = Some(info.cstamp),
-            _ => {}
-        }
-    }
-    // IFA_LOCAL when present (then IFA_ADDRESS is the peer, on point-to-point links).
-    let Some(addr) = local.or(address) else {
-        return Ok(None);
-    };
-    let index = header.index;
-    let no_prefix_route = flags.contains(AddressFlags::Noprefixroute);
-    let seen = record_netns.zip(created).map(|(netns, created)| Seen {
-        entry: Entry {
-            netns,
-            ifindex: index,
-            address: addr,
-            prefix_len: header.prefix_len,
-            no_prefix_route,
-            created,
-        },
-        nodad: flags.contains(AddressFlags::Nodad),
-    });
-    Ok(Some((
-        ObservedAddress {
-            address: Address {
-                ifindex: index,
-                addr,
-                prefix_len: header.prefix_len,
-                ifname: names.get(&index).map(|n| n.to_string()).unwrap_or_default(),
-                no_prefix_route,
-            },
-            protocol,
-        },
-        seen,
-    )))
-}
-
-/// What the record judges an address by, from an RTM_GETADDR answer in `netns`.
-fn seen_of(message: &AddressMessage, netns: u64) -> Option<Seen> {
-    let Some(IpAddr::V6(address)) = local_address(message) else {
-        return None;
-    };
-    let created = message.attributes.iter().find_map(|a| match a {
-        AddressAttribute::CacheInfo(info) => Some(info.cstamp),
-        _ => None,
-    })?;
-    let flags = address_flags(message);
-    Some(Seen {
-        entry: Entry {
-            netns,
-            ifindex: message.header.index,
-            address,
-            prefix_len: message.header.prefix_len,
-            no_prefix_route: flags.contains(AddressFlags::Noprefixroute),
-            created,
-        },
-        nodad: flags.contains(AddressFlags::Nodad),
-    })
-}
-
-/// The header's table is a u8; tables ≥ 256 only fit in RTA_TABLE, which overrides it.
-fn set_table(message: &mut RouteMessage, table: u32) {
-    message.header.table = u8::try_from(table).unwrap_or(0);
-    message.attributes.push(RouteAttribute::Table(table));
-}
-
-/// The parts of a route message every consumer wants: (table, dst, protocol).
-pub(crate) fn route_key(message: &RouteMessage) -> Option<(u32, Ipv6Net, u8)> {
-    let mut table = u32::from(message.header.table);
-    let mut dst = Ipv6Addr::UNSPECIFIED;
-    for attribute in &message.attributes {
-        match attribute {
-            RouteAttribute::Table(t) => table = *t,
-            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = *a,
-            _ => {}
-        }
-    }
-    let dst = Ipv6Net::new(dst, message.header.destination_prefix_length).ok()?;
-    Some((table, dst, u8::from(message.header.protocol)))
-}
-
-// Route attributes (linux/rtnetlink.h) `observed_route` reads; the rest (metrics,
-// cache info, preference, expiry…) are skipped unparsed.
-const RTA_DST: u16 = 1;
-const RTA_OIF: u16 = 4;
-const RTA_GATEWAY: u16 = 5;
-const RTA_PRIORITY: u16 = 6;
-const RTA_PREFSRC: u16 = 7;
-const RTA_MULTIPATH: u16 = 9;
-const RTA_TABLE: u16 = 15;
-const RTA_VIA: u16 = 18;
-/// sizeof(struct rtmsg): the attributes start after it.
-const RTMSG_LEN: usize = 12;
-/// The message type of a route in a dump.
-const RTM_NEWROUTE: u16 = 24;
-
-/// A dumped route message (the payload after the netlink header) as routed6d models
-/// it, or None for the kinds it never installs. Only the attributes the model holds
-/// are parsed: a dump of 10 000 routes would otherwise build 10 000 attribute vectors
-/// (with the nested metrics) to throw them away.
-fn observed_route(
-    payload: &[u8],
-    names: &HashMap<u32, Arc<str>>,
-) -> Result<Option<ObservedRoute>, DecodeError> {
-    let header = RouteHeader::parse(payload)?;
-    if header.address_family != AddressFamily::Inet6
-        // Cached clones (PMTU exceptions, redirects) are not routes anyone installed.
-        || header.flags.contains(RouteFlags::Cloned)
-        // Source-specific routes (`from …`) live in another slot than ours.
-        || header.source_prefix_length != 0
-    {
-        return Ok(None);
-    }
-    let mut kind = match header.kind {
-        RouteType::Unicast => RouteKind::Unicast,
-        RouteType::Local => RouteKind::Local,
-        RouteType::Unreachable => RouteKind::Unreachable,
-        _ => return Ok(None),
-    };
-    let mut table = u32::from(header.table);
-    let mut dst = Ipv6Addr::UNSPECIFIED;
-    let mut metric = 0;
-    let mut oif = None;
-    let mut gateway = None;
-    let mut src = None;
-    let attributes = payload.get(RTMSG_LEN..).unwrap_or_default();
-    for nla in NlasIterator::new(attributes) {
-        let nla = nla?;
-        if !matches!(
-            nla.kind(),
-            RTA_DST | RTA_OIF | RTA_GATEWAY | RTA_PRIORITY | RTA_PREFSRC | RTA_TABLE
-        ) {
-            // Routes over several paths, or via an IPv4 gateway, are not routed6d's
-            // and cannot be mirrored by it.
-            if matches!(nla.kind(), RTA_VIA | RTA_MULTIPATH) {
-                return Ok(None);
-            }
-            continue;
-        }
-        let param = (header.address_family, header.kind, RouteLwEnCapType::None);
-        match RouteAttribute::parse_with_param(&nla, param)? {
-            RouteAttribute::Table(t) => table = t,
-            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = a,
-            RouteAttribute::Priority(p) => metric = p,
-            RouteAttribute::Oif(i) => oif = Some(i),
-            RouteAttribute::Gateway(RouteAddress::Inet6(g)) => gateway = Some(g),
-            RouteAttribute::PrefSource(RouteAddress::Inet6(s)) => src = Some(s),
-            _ => {}
-        }
-    }
-    let Ok(dst) = Ipv6Net::new(dst, header.destination_prefix_length) else {
-        return Ok(None);
-    };
-    if let (RouteKind::Unicast, Some(gateway)) = (kind, gateway) {
-        kind = RouteKind::Via { gateway, src };
-    }
-    // The kernel hangs IPv6 reject routes on `lo` and reports RTA_OIF 1 for them;
-    // the model says unreachable routes have no interface.
-    let ifindex = match kind {
-        RouteKind::Unreachable => None,
-        _ => oif,
-    };
-    Ok(Some(ObservedRoute {
-        route: Route {
-            table,
-            dst,
-            metric,
-            kind,
-            ifindex,
-            ifname: ifindex.and_then(|i| names.get(&i).cloned()),
-        },
-        protocol: u8::from(header.protocol),
-    }))
-}
-
-/// Reject keys that would leave /proc/sys.
-fn sysctl_path(key: &str) -> Result<String, KernelError> {
-    if key.is_empty() || key.starts_with('/') || key.split('/').any(|part| part == "..") {
-        return Err(KernelError::Sysctl {
-            key: key.to_string(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "not a path below /proc/sys"),
-        });
-    }
-    Ok(format!("/proc/sys/{key}"))
-}
-
-/// The sysctl's value, trimmed; None when it does not exist (e.g. an interface's key
-/// before the interface appears).
-fn read_sysctl(key: &str) -> Result<Option<String>, KernelError> {
-    match std::fs::read_to_string(sysctl_path(key)?) {
-        Ok(value) => Ok(Some(value.trim().to_string())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(KernelError::Sysctl {
-            key: key.to_string(),
-            source,
-        }),
-    }
-}
-
-fn write_sysctl(key: &str, value: &str) -> Result<(), KernelError> {
-    std::fs::write(sysctl_path(key)?, value).map_err(|source| KernelError::Sysctl {
-        key: key.to_string(),
-        source,
-    })
 }

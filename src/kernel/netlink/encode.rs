@@ -1,0 +1,98 @@
+//! Requests as routed6d sends them: every flag and attribute chosen here (NODAD,
+//! NOPREFIXROUTE, IFA_PROTO, the route's protocol, table and metric) is part of how
+//! routed6d owns what it adds and never touches what it does not.
+
+use std::net::IpAddr;
+
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
+    AddressScope,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+
+use crate::model::{Address, Route, RouteKind};
+
+/// An address request. `stamp` Some(p): an add carries IFA_PROTO p (Linux 5.18+;
+/// older kernels ignore the attribute); None when the record owns addresses, as on
+/// those kernels.
+pub(super) fn address_message(address: &Address, add: bool, stamp: Option<u8>) -> AddressMessage {
+    let mut message = AddressMessage::default();
+    message.header.family = AddressFamily::Inet6;
+    message.header.prefix_len = address.prefix_len;
+    message.header.index = address.ifindex;
+    message.header.scope = AddressScope::Universe;
+    let addr = IpAddr::V6(address.addr);
+    // Like iproute2: IFA_LOCAL and IFA_ADDRESS equal means "no peer".
+    message.attributes.push(AddressAttribute::Local(addr));
+    message.attributes.push(AddressAttribute::Address(addr));
+    if add {
+        // NODAD: the provider routes the prefix here, nobody else may hold the
+        // address, and a tentative address cannot be used for a second or two.
+        let mut flags = AddressFlags::Nodad;
+        if address.no_prefix_route {
+            flags |= AddressFlags::Noprefixroute;
+        }
+        // The header's u8 carries the low flags for old kernels; IFA_FLAGS (u32)
+        // is needed for NOPREFIXROUTE (0x200).
+        message.header.flags = AddressHeaderFlags::Nodad;
+        message.attributes.push(AddressAttribute::Flags(flags));
+        if let Some(protocol) = stamp {
+            message
+                .attributes
+                .push(AddressAttribute::Protocol(AddressProtocol::from(protocol)));
+        }
+    }
+    message
+}
+
+/// A route request stamped with `protocol`: on a delete it makes the kernel match
+/// only a route of that protocol.
+pub(super) fn route_message(route: &Route, protocol: u8) -> RouteMessage {
+    let mut message = RouteMessage::default();
+    let header = &mut message.header;
+    header.address_family = AddressFamily::Inet6;
+    header.destination_prefix_length = route.dst.prefix_len();
+    header.protocol = RouteProtocol::from(protocol);
+    (header.kind, header.scope) = match route.kind {
+        RouteKind::Unicast => (RouteType::Unicast, RouteScope::Universe),
+        // `ip route add local` uses scope host; the kernel does not check it for
+        // IPv6, but dumps and `ip` then agree.
+        RouteKind::Local => (RouteType::Local, RouteScope::Host),
+        RouteKind::Unreachable => (RouteType::Unreachable, RouteScope::Universe),
+        RouteKind::Via { .. } => (RouteType::Unicast, RouteScope::Universe),
+    };
+    set_table(&mut message, route.table);
+    if let RouteKind::Via { gateway, src } = route.kind {
+        message
+            .attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
+        if let Some(src) = src {
+            message
+                .attributes
+                .push(RouteAttribute::PrefSource(RouteAddress::Inet6(src)));
+        }
+    }
+    message
+        .attributes
+        .push(RouteAttribute::Destination(RouteAddress::Inet6(
+            // The kernel masks host bits off IPv6 destinations anyway.
+            route.dst.network(),
+        )));
+    // Metric 0 means "the default" (1024) on add and "any metric" on delete.
+    message
+        .attributes
+        .push(RouteAttribute::Priority(route.metric));
+    if let Some(index) = route.ifindex {
+        message.attributes.push(RouteAttribute::Oif(index));
+    }
+    message
+}
+
+/// The header's table is a u8; tables ≥ 256 only fit in RTA_TABLE, which overrides it.
+pub(super) fn set_table(message: &mut RouteMessage, table: u32) {
+    message.header.table = u8::try_from(table).unwrap_or(0);
+    message.attributes.push(RouteAttribute::Table(table));
+}
