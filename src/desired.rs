@@ -1,5 +1,5 @@
 //! Pure: what the kernel should hold for a configuration and an assignment
-//! (PROVIDERS.md §4). No I/O, no logging: the same inputs give the same state.
+//! (docs/PROVIDERS.md §4). No I/O, no logging: the same inputs give the same state.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
