@@ -36,10 +36,10 @@ use crate::model::{
 };
 
 use decode::{
-    RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, address_flags, link_of, observed_address,
-    observed_route, seen_of,
+    RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, address_flags, observed_address, observed_route,
+    seen_of,
 };
-pub(crate) use decode::{address_protocol, local_address, route_key};
+pub(crate) use decode::{address_protocol, link_of, local_address, route_key};
 use errno::{NlResult, ignore_errno, op_error};
 
 /// How often `observe` redoes a dump the kernel flagged as interrupted (NLM_F_DUMP_INTR:

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{RouteFlags, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_ROUTE};
@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::kernel::netlink::{address_protocol, local_address, route_key};
+use crate::kernel::netlink::{address_protocol, link_of, local_address, route_key};
 use crate::kernel::{KernelError, KernelEvent};
 
 /// Receive buffer asked for: a burst of route changes (another daemon flushing a
@@ -272,18 +272,13 @@ fn link_event(link: &LinkMessage, removed: bool) -> Option<KernelEvent> {
     if link.header.interface_family != AddressFamily::Unspec {
         return None;
     }
-    let name = link
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::IfName(name) => Some(name.clone()),
-            _ => None,
-        })
-        .unwrap_or_default();
+    let crate::model::Link {
+        index, name, up, ..
+    } = link_of(link);
     Some(KernelEvent::Link {
-        index: link.header.index,
+        index,
         name,
-        up: link.header.flags.contains(LinkFlags::Up),
+        up,
         removed,
     })
 }

@@ -23,7 +23,8 @@ use netlink_packet_route::route::{
 use crate::kernel::record::{Entry, Seen};
 use crate::model::{Address, Link, ObservedAddress, ObservedRoute, Route, RouteKind};
 
-pub(super) fn link_of(message: &LinkMessage) -> Link {
+/// A link as routed6d models it, from a dump or an announcement.
+pub(crate) fn link_of(message: &LinkMessage) -> Link {
     let name = message
         .attributes
         .iter()
