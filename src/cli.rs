@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::daemon::{self, Agent, Poller, StatusFile};
 use crate::kernel::Kernel;
 use crate::kernel::netlink::NetlinkKernel;
-use crate::model::{Assignment, ObservedAddress, ObservedRoute};
+use crate::model::{Assignment, DesiredState, ObservedAddress, ObservedRoute, Planned};
 use crate::provider::{AnyProvider, Provider, ProviderError};
 use crate::reconcile::{self, Moment};
 
@@ -144,9 +144,9 @@ pub async fn plan(path: &Path) -> CommandResult {
     let mut provider = provider_for(&config)?;
     let mut kernel = NetlinkKernel::open(&config.daemon).await?;
     let assignment = fetch(&mut kernel, &mut provider, &config).await?;
-    let reconcile::Look { desired, plan, .. } =
+    let reconcile::Pass { desired, plan, .. } =
         reconcile::plan(&mut kernel, &config, &assignment, Moment::first()).await?;
-    print!("{}", crate::plan::annotated(&plan, &desired));
+    print!("{}", crate::plan::annotated(&plan));
     if plan.is_empty() && plan.conflicts.is_empty() {
         println!("# nothing to change");
     }
@@ -160,13 +160,19 @@ pub async fn plan(path: &Path) -> CommandResult {
 struct StatusReport {
     config: String,
     provider: ProviderStatus,
-    owned: Vec<String>,
-    /// Owned object (as in `owned`, without its "addr "/"route " word) → the provider
-    /// object it serves (allocation id, route id and label, reserved IP, static entry).
-    origins: std::collections::BTreeMap<String, String>,
+    owned: Vec<Owned>,
     pending: Vec<String>,
     conflicts: Vec<String>,
     daemon: Option<StatusFile>,
+}
+
+/// An object routed6d owns in the kernel, and the provider object it serves (allocation
+/// id, route id and label, reserved IP, static entry) when the provider still routes it.
+#[derive(Serialize)]
+struct Owned {
+    /// `addr …` or `route …`, as `ip` shows it.
+    object: String,
+    origin: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -185,46 +191,48 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
     let answer = fetch(&mut kernel, &mut provider, &config).await;
     let observed = kernel.observe(&[]).await?;
     let protocol = config.daemon.protocol;
-    let owned: Vec<String> = observed
+    let (desired, pending, conflicts) = match &answer {
+        Ok(assignment) => {
+            let reconcile::Pass { desired, plan, .. } =
+                reconcile::plan(&mut kernel, &config, assignment, Moment::first()).await?;
+            let pending = plan
+                .ops
+                .iter()
+                .map(|Planned { op, origin }| match origin {
+                    Some(routed) if !op.is_removal() => format!("{op}  # {}", routed.origin),
+                    _ => op.to_string(),
+                })
+                .collect();
+            let conflicts = plan
+                .conflicts
+                .iter()
+                .map(|c| format!("want {} but found {}", c.wanted, c.found))
+                .collect();
+            (desired, pending, conflicts)
+        }
+        Err(_) => (DesiredState::default(), Vec::new(), Vec::new()),
+    };
+    let origins = desired.origins();
+    let origin_of = |identity| origins.get(&identity).map(|o| o.origin.clone());
+    let owned: Vec<Owned> = observed
         .addresses
         .iter()
         .filter(|a| a.protocol == protocol)
-        .map(|ObservedAddress { address, .. }| format!("addr {address}"))
+        .map(|ObservedAddress { address, .. }| Owned {
+            object: format!("addr {address}"),
+            origin: origin_of(address.identity()),
+        })
         .chain(
             observed
                 .routes
                 .iter()
                 .filter(|r| r.protocol == protocol)
-                .map(|ObservedRoute { route, .. }| format!("route {route}")),
+                .map(|ObservedRoute { route, .. }| Owned {
+                    object: format!("route {route}"),
+                    origin: origin_of(route.identity()),
+                }),
         )
         .collect();
-    let mut origins = std::collections::BTreeMap::new();
-    let (pending, conflicts) = match &answer {
-        Ok(assignment) => {
-            let reconcile::Look { desired, plan, .. } =
-                reconcile::plan(&mut kernel, &config, assignment, Moment::first()).await?;
-            for line in &owned {
-                let object = line.split_once(' ').map(|(_, o)| o).unwrap_or(line);
-                if let Some(origin) = desired.origins.get(object) {
-                    origins.insert(object.to_string(), origin.clone());
-                }
-            }
-            (
-                plan.ops
-                    .iter()
-                    .map(|o| match crate::plan::origin_of(o, &desired) {
-                        Some(origin) => format!("{o}  # {origin}"),
-                        None => o.to_string(),
-                    })
-                    .collect(),
-                plan.conflicts
-                    .iter()
-                    .map(|c| format!("want {} but found {}", c.wanted, c.found))
-                    .collect(),
-            )
-        }
-        Err(_) => (Vec::new(), Vec::new()),
-    };
     let report = StatusReport {
         config: config.path.display().to_string(),
         provider: ProviderStatus {
@@ -235,7 +243,6 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
             answer: answer.ok(),
         },
         owned,
-        origins,
         pending,
         conflicts,
         daemon: daemon::read_status(&config.daemon.status_file),
@@ -285,14 +292,13 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
         "owned:     {} object(s) with protocol {protocol}",
         report.owned.len()
     );
-    for line in &report.owned {
-        let object = line.split_once(' ').map(|(_, o)| o).unwrap_or(line);
-        match report.origins.get(object) {
+    for Owned { object, origin } in &report.owned {
+        match origin {
             Some(origin) => {
-                let _ = writeln!(out, "           {line}  # {origin}");
+                let _ = writeln!(out, "           {object}  # {origin}");
             }
             None => {
-                let _ = writeln!(out, "           {line}");
+                let _ = writeln!(out, "           {object}");
             }
         }
     }
@@ -434,8 +440,12 @@ pub async fn refresh_next_hop(path: &Path) -> CommandResult {
             .join(",")
     };
     println!("next hop: {} -> {}", hops(&before), hops(&after));
-    // Reconcile at once: the provider now routes to the new next hop.
-    let pass = reconcile::reconcile(&mut kernel, &config, &after, Some(&before), Moment::first());
+    // Reconcile at once: the provider now routes to the new next hop. What the old
+    // answer called for names what the change removes.
+    let previous = reconcile::plan(&mut kernel, &config, &before, Moment::first())
+        .await?
+        .desired;
+    let pass = reconcile::reconcile(&mut kernel, &config, &after, &previous, Moment::first());
     let outcome = pass.await?;
     print!("{}", outcome.plan);
     finish(outcome)
@@ -452,6 +462,10 @@ pub async fn release(path: &Path, yes: bool) -> CommandResult {
     let mut provider = provider_for(&config)?;
     let mut kernel = NetlinkKernel::open(&config.daemon).await?;
     let before = fetch(&mut kernel, &mut provider, &config).await?;
+    // What the released answer called for names what is withdrawn.
+    let previous = reconcile::plan(&mut kernel, &config, &before, Moment::first())
+        .await?
+        .desired;
     let released = provider.release().await?;
     let cooldown = match (released.cooldown_days, &released.cooldown_until) {
         (Some(days), Some(until)) => format!("; cooldown {days} days, until {until}"),
@@ -467,7 +481,7 @@ pub async fn release(path: &Path, yes: bool) -> CommandResult {
             "no (nothing was allocated)"
         }
     );
-    let outcome = reconcile::withdraw(&mut kernel, &config, &before).await?;
+    let outcome = reconcile::withdraw(&mut kernel, &config, &previous).await?;
     print!("{}", outcome.plan);
     finish(outcome)
 }

@@ -19,7 +19,9 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
 use crate::kernel::{Kernel, KernelEvent};
-use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, RouteKind, RoutedPrefix};
+use crate::model::{
+    Assignment, DesiredState, ObservedState, Op, Plan, Planned, RouteKind, RoutedPrefix,
+};
 use crate::next_hop::{Change, NextHopBook};
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
@@ -87,9 +89,13 @@ pub const FAST_RESTORES_PER_BURST: u32 = 32;
 /// back (`next_hop`), and not a route copied from someone else's (outbound_source),
 /// which only a full look can judge: those wait for the full pass, which follows every
 /// fast restore anyway and checks everything.
-pub fn restore_for(event: &KernelEvent, desired: &DesiredState, config: &Config) -> Option<Op> {
+pub fn restore_for(
+    event: &KernelEvent,
+    desired: &DesiredState,
+    config: &Config,
+) -> Option<Planned> {
     let protocol = config.daemon.protocol;
-    match *event {
+    let wanted = match *event {
         KernelEvent::Address {
             ifindex,
             addr,
@@ -100,7 +106,7 @@ pub fn restore_for(event: &KernelEvent, desired: &DesiredState, config: &Config)
             .iter()
             .find(|a| a.ifindex == ifindex && a.addr == addr)
             .filter(|a| a.ifname != config.uplink.interface)
-            .map(|a| Op::AddAddress(a.clone())),
+            .map(|a| (Op::AddAddress(a.object.clone()), &a.origin)),
         KernelEvent::Route {
             dst,
             table,
@@ -113,13 +119,14 @@ pub fn restore_for(event: &KernelEvent, desired: &DesiredState, config: &Config)
                 .filter(|r| r.table == table && r.dst == dst);
             match (same.next(), same.next()) {
                 (Some(route), None) if !matches!(route.kind, RouteKind::Via { .. }) => {
-                    Some(Op::AddRoute(route.clone()))
+                    Some((Op::AddRoute(route.object.clone()), &route.origin))
                 }
                 _ => None,
             }
         }
         _ => None,
-    }
+    };
+    wanted.map(|(op, origin)| Planned::new(op, Some(origin.clone())))
 }
 
 /// What `routed6d status` reads: the daemon's view, written after every poll and repair.
@@ -224,7 +231,7 @@ pub struct Agent<K> {
     pub last_good: Option<Assignment>,
     /// The desired state of the last pass, for judging kernel events.
     pub desired: DesiredState,
-    /// The assignment of the last pass: names what a change removes in the log.
+    /// The assignment of the last pass: whether an answer changed.
     applied: Option<Assignment>,
     pub failures: u32,
     pub last_error: Option<String>,
@@ -301,17 +308,16 @@ impl<K: Kernel> Agent<K> {
         if self.fast_restores >= FAST_RESTORES_PER_BURST {
             return;
         }
-        let Some(op) = restore_for(event, &self.desired, &self.config) else {
+        let Some(planned) = restore_for(event, &self.desired, &self.config) else {
             return;
         };
         self.fast_restores += 1;
         self.expected = None;
         let plan = Plan {
-            ops: vec![op],
+            ops: vec![planned],
             conflicts: Vec::new(),
         };
-        let context: Vec<&Assignment> = self.last_good.iter().collect();
-        reconcile::apply(&mut self.kernel, plan, &context).await;
+        reconcile::apply(&mut self.kernel, plan).await;
     }
 
     /// When a pass is due without any event: a next hop held back for the OS has
@@ -433,7 +439,7 @@ impl<K: Kernel> Agent<K> {
                 &mut self.kernel,
                 &self.config,
                 &assignment,
-                self.applied.as_ref(),
+                &self.desired,
                 expected,
                 moment,
             )
@@ -454,7 +460,6 @@ impl<K: Kernel> Agent<K> {
     /// process's state stays.
     pub async fn repair(&mut self) -> Option<Outcome> {
         let assignment = self.last_good.clone()?;
-        let previous = self.applied.as_ref();
         self.expected = None;
         self.fast_restores = 0;
         let now = Instant::now();
@@ -466,7 +471,7 @@ impl<K: Kernel> Agent<K> {
             &mut self.kernel,
             &self.config,
             &assignment,
-            previous,
+            &self.desired,
             moment,
         );
         match pass.await {
@@ -588,8 +593,7 @@ impl<K: Kernel> Agent<K> {
     /// Leave per `on_stop`.
     pub async fn stop(&mut self) {
         if self.config.daemon.on_stop == OnStop::Withdraw {
-            let last = self.last_good.clone().unwrap_or_default();
-            match reconcile::withdraw(&mut self.kernel, &self.config, &last).await {
+            match reconcile::withdraw(&mut self.kernel, &self.config, &self.desired).await {
                 Ok(outcome) => info!(
                     "stopped: withdrew {} object(s) routed6d owned (on_stop = withdraw)",
                     outcome.applied

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv6Net;
 
 use crate::config::{Config, NextHopPolicy, PrefixMode};
 use crate::model::{
-    Address, Assignment, DesiredState, Link, ObservedState, Route, RouteKind, SysctlWant,
-    TABLE_LOCAL, TABLE_MAIN,
+    Address, Assignment, DesiredState, Link, ObservedState, Origin, Route, RouteKind, SysctlWant,
+    TABLE_LOCAL, TABLE_MAIN, Wanted,
 };
 use crate::next_hop::Place;
 
@@ -96,10 +97,10 @@ pub fn add_outbound_source(
         ifindex: original.ifindex,
         ifname: original.ifname.clone(),
     };
-    state
-        .origins
-        .insert(route.to_string(), source.origin.clone());
-    state.routes.push(route);
+    state.routes.push(Wanted {
+        object: route,
+        origin: Arc::new(source.clone()),
+    });
 }
 
 /// `prefix`'s network with `host`'s bits below the prefix length: `::1` in
@@ -134,9 +135,10 @@ pub fn compute(
         }
     }
 
-    let mut origins = BTreeMap::new();
     for routed in &assignment.prefixes {
         let prefix = routed.prefix;
+        // One for every object made for this prefix.
+        let origin: Origin = Arc::new(routed.clone());
 
         let Some(hop) = routed.next_hop else {
             // A single address routed to the uplink's own address (DigitalOcean
@@ -150,9 +152,8 @@ pub fn compute(
                     ifname: target.name.clone(),
                     no_prefix_route: false,
                 };
-                if !state.addresses.contains(&address) {
-                    origins.insert(address.to_string(), routed.origin.clone());
-                    state.addresses.push(address);
+                if !state.addresses.iter().any(|a| a.object == address) {
+                    state.addresses.push(Wanted::new(address, &origin));
                 }
             }
             continue;
@@ -161,23 +162,22 @@ pub fn compute(
         if let (NextHopPolicy::Ensure, Some(up)) = (config.uplink.next_hop, uplink) {
             // A next hop the judgement left out (none of its own) is not planned.
             if let Some(place) = next_hops.get(&hop) {
-                let (form, wanted) = match *place {
+                let (form, add_now) = match *place {
                     Place::Keep(form) | Place::Add(form) => (form, true),
                     Place::Wait { form, .. } => (form, false),
                 };
                 let next_hop = form.address(hop, up);
-                let listed = |list: &[Address]| {
+                let listed = |list: &[Wanted<Address>]| {
                     list.iter()
                         .any(|a| a.ifindex == next_hop.ifindex && a.addr == next_hop.addr)
                 };
                 if !listed(&state.addresses) && !listed(&state.waiting) {
-                    origins.insert(next_hop.to_string(), routed.origin.clone());
-                    let list = if wanted {
+                    let list = if add_now {
                         &mut state.addresses
                     } else {
                         &mut state.waiting
                     };
-                    list.push(next_hop);
+                    list.push(Wanted::new(next_hop, &origin));
                 }
             }
         }
@@ -193,8 +193,7 @@ pub fn compute(
                             ifname: target.name.clone(),
                             no_prefix_route: false,
                         };
-                        origins.insert(address.to_string(), routed.origin.clone());
-                        state.addresses.push(address);
+                        state.addresses.push(Wanted::new(address, &origin));
                     }
                 }
                 PrefixMode::Anyip => {
@@ -206,8 +205,7 @@ pub fn compute(
                         ifindex: Some(target.index),
                         ifname: Some(target.name.as_str().into()),
                     };
-                    origins.insert(route.to_string(), routed.origin.clone());
-                    state.routes.push(route);
+                    state.routes.push(Wanted::new(route, &origin));
                 }
                 PrefixMode::Delegate => {
                     // The address without its automatic prefix route: routed6d adds that
@@ -227,10 +225,8 @@ pub fn compute(
                         ifindex: Some(target.index),
                         ifname: Some(target.name.as_str().into()),
                     };
-                    origins.insert(address.to_string(), routed.origin.clone());
-                    origins.insert(route.to_string(), routed.origin.clone());
-                    state.addresses.push(address);
-                    state.routes.push(route);
+                    state.addresses.push(Wanted::new(address, &origin));
+                    state.routes.push(Wanted::new(route, &origin));
                 }
             }
         }
@@ -244,8 +240,7 @@ pub fn compute(
                 ifindex: None,
                 ifname: None,
             };
-            origins.insert(route.to_string(), routed.origin.clone());
-            state.routes.push(route);
+            state.routes.push(Wanted::new(route, &origin));
         }
     }
 
@@ -276,7 +271,6 @@ pub fn compute(
         });
     }
 
-    state.origins = origins;
     state
 }
 

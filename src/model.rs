@@ -51,6 +51,40 @@ impl RoutedPrefix {
     }
 }
 
+/// The routed prefix an object is made for: the provider's prefix, its next hop and the
+/// provider object, shared by every address and route made for it. It travels with
+/// each desired object and each op, so logs, `plan` and `status` name it as they are.
+pub type Origin = Arc<RoutedPrefix>;
+
+/// An object routed6d wants in the kernel, with the routed prefix it is made for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Wanted<T> {
+    pub object: T,
+    pub origin: Origin,
+}
+
+impl<T> Wanted<T> {
+    pub fn new(object: T, origin: &Origin) -> Self {
+        Wanted {
+            object,
+            origin: origin.clone(),
+        }
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Wanted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.object.fmt(f)
+    }
+}
+
+impl<T> std::ops::Deref for Wanted<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.object
+    }
+}
+
 /// A well-formed provider answer, reduced to what the kernel needs.
 ///
 /// Failures never become an `Assignment`: an empty `prefixes` means the provider said,
@@ -156,18 +190,48 @@ pub struct SysctlWant {
 /// What the kernel should hold, computed from config and assignment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DesiredState {
-    pub addresses: Vec<Address>,
-    pub routes: Vec<Route>,
+    pub addresses: Vec<Wanted<Address>>,
+    pub routes: Vec<Wanted<Route>>,
     pub sysctls: Vec<SysctlWant>,
     /// Interfaces the config names that do not exist (yet): nothing is planned on them.
     pub missing_interfaces: Vec<String>,
     /// Next hops routed6d would add to the uplink but holds back for now: the uplink
     /// carries no traffic, or the OS's own address there went and the OS may put it
     /// back (`next_hop`). Not planned; kernel events about them still count.
-    pub waiting: Vec<Address>,
-    /// Which provider object each desired object comes from (address or route text →
-    /// origin), for status and plan output.
-    pub origins: BTreeMap<String, String>,
+    pub waiting: Vec<Wanted<Address>>,
+}
+
+/// What the kernel keys an object by: an address by (ifindex, addr), a route by
+/// (table, dst, metric).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Identity {
+    Address(u32, Ipv6Addr),
+    Route(u32, Ipv6Net, u32),
+}
+
+impl Address {
+    pub fn identity(&self) -> Identity {
+        Identity::Address(self.ifindex, self.addr)
+    }
+}
+
+impl Route {
+    pub fn identity(&self) -> Identity {
+        let (table, dst, metric) = self.slot();
+        Identity::Route(table, dst, metric)
+    }
+}
+
+impl DesiredState {
+    /// The routed prefix each desired object (held back or not) is made for, by the
+    /// kernel's identity of the object: what names an object found in the kernel.
+    pub fn origins(&self) -> std::collections::HashMap<Identity, Origin> {
+        let addresses = self.addresses.iter().chain(&self.waiting);
+        addresses
+            .map(|a| (a.identity(), a.origin.clone()))
+            .chain(self.routes.iter().map(|r| (r.identity(), r.origin.clone())))
+            .collect()
+    }
 }
 
 /// A network interface as the kernel reports it.
@@ -259,6 +323,30 @@ impl Op {
     pub fn is_removal(&self) -> bool {
         matches!(self, Op::DelAddress(_) | Op::DelRoute(_))
     }
+
+    /// The kernel's identity of the object the op changes (None: a sysctl).
+    pub fn identity(&self) -> Option<Identity> {
+        match self {
+            Op::AddAddress(a) | Op::DelAddress(a) => Some(a.identity()),
+            Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => Some(r.identity()),
+            Op::SetSysctl { .. } => None,
+        }
+    }
+}
+
+/// One change to the kernel and the routed prefix it serves: the one its object is made
+/// for, or (a removal) was made for in the pass before. None: a sysctl, or an object no
+/// pass of this process made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub op: Op,
+    pub origin: Option<Origin>,
+}
+
+impl Planned {
+    pub fn new(op: Op, origin: Option<Origin>) -> Self {
+        Planned { op, origin }
+    }
 }
 
 /// Something in the way that routed6d will not touch because it is not its own.
@@ -274,7 +362,7 @@ pub struct Conflict {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
     /// In the order to apply: additions first, so nothing is left bare mid-change.
-    pub ops: Vec<Op>,
+    pub ops: Vec<Planned>,
     pub conflicts: Vec<Conflict>,
 }
 
@@ -358,8 +446,8 @@ impl fmt::Display for Op {
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for op in &self.ops {
-            writeln!(f, "{op}")?;
+        for planned in &self.ops {
+            writeln!(f, "{}", planned.op)?;
         }
         for c in &self.conflicts {
             writeln!(f, "# not touched: want {} but found {}", c.wanted, c.found)?;

@@ -11,28 +11,18 @@ use ipnet::Ipv6Net;
 
 use crate::model::{
     Address, Conflict, DesiredState, ObservedAddress, ObservedRoute, ObservedState, Op, Plan,
+    Planned,
 };
-
-/// The provider object an op serves, from the desired state's origins: what `routed6d
-/// plan` prints after `#`. A removal serves nothing any more.
-pub fn origin_of<'a>(op: &Op, desired: &'a DesiredState) -> Option<&'a str> {
-    let key = match op {
-        Op::AddAddress(a) => a.to_string(),
-        Op::AddRoute(r) | Op::ReplaceRoute(r) => r.to_string(),
-        Op::DelAddress(_) | Op::DelRoute(_) | Op::SetSysctl { .. } => return None,
-    };
-    desired.origins.get(&key).map(String::as_str)
-}
 
 /// The plan as `routed6d plan` prints it: one `ip -6 …` line per op, each addition
 /// followed by `# <provider object>`, each removal by `# no longer routed here`.
-pub fn annotated(plan: &Plan, desired: &DesiredState) -> String {
+pub fn annotated(plan: &Plan) -> String {
     let mut out = String::new();
-    for op in &plan.ops {
-        let note = match (origin_of(op, desired), op.is_removal()) {
-            (Some(origin), _) => format!("  # {origin}"),
-            (None, true) => "  # no longer routed here".to_string(),
-            (None, false) => String::new(),
+    for Planned { op, origin } in &plan.ops {
+        let note = match origin {
+            Some(origin) if !op.is_removal() => format!("  # {}", origin.origin),
+            _ if op.is_removal() => "  # no longer routed here".to_string(),
+            _ => String::new(),
         };
         out.push_str(&format!("{op}{note}\n"));
     }
@@ -43,6 +33,22 @@ pub fn annotated(plan: &Plan, desired: &DesiredState) -> String {
         ));
     }
     out
+}
+
+/// Name the routed prefix each removal served, from what the pass before wanted
+/// (`previous`): the journal line of a withdrawn object says what it was for.
+pub fn attribute_removals(plan: &mut Plan, previous: &DesiredState) {
+    let mut removals = plan.ops.iter_mut().filter(|p| p.op.is_removal()).peekable();
+    if removals.peek().is_none() {
+        return;
+    }
+    let origins = previous.origins();
+    for planned in removals {
+        planned.origin = planned
+            .op
+            .identity()
+            .and_then(|identity| origins.get(&identity).cloned());
+    }
 }
 
 /// The plan that closes the gap between `desired` and `observed`.
@@ -60,12 +66,13 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, protocol: u8) -> P
                 .as_ref()
                 .is_none_or(|(key, value)| observed.sysctls.get(key) == Some(value));
         if *current != want.value && may_change {
-            plan.ops.push(Op::SetSysctl {
+            let op = Op::SetSysctl {
                 key: want.key.clone(),
                 value: want.value.clone(),
                 was: current.clone(),
                 why: want.why.clone(),
-            });
+            };
+            plan.ops.push(Planned::new(op, None));
         }
     }
 
@@ -84,7 +91,7 @@ pub fn expected_after(mut observed: ObservedState, plan: &Plan, protocol: u8) ->
     let mut gone_routes = HashSet::new();
     let mut added_addresses = Vec::new();
     let mut added_routes = Vec::new();
-    for op in &plan.ops {
+    for Planned { op, .. } in &plan.ops {
         match op {
             Op::AddAddress(a) => added_addresses.push(a),
             Op::DelAddress(a) => {
@@ -147,7 +154,7 @@ fn diff_addresses(
     observed: &ObservedState,
     protocol: u8,
     plan: &mut Plan,
-    removals: &mut Vec<Op>,
+    removals: &mut Vec<Planned>,
 ) {
     // First observed address per slot, as the scan it replaces found it, and whether
     // a desired address claimed the slot (so an owned one there stays).
@@ -159,8 +166,14 @@ fn diff_addresses(
             .or_insert((o, false));
     }
     for want in &desired.addresses {
+        let add = || {
+            Planned::new(
+                Op::AddAddress(want.object.clone()),
+                Some(want.origin.clone()),
+            )
+        };
         let Some((found, claimed)) = by_slot.get_mut(&address_slot(want)) else {
-            plan.ops.push(Op::AddAddress(want.clone()));
+            plan.ops.push(add());
             continue;
         };
         *claimed = true;
@@ -174,8 +187,10 @@ fn diff_addresses(
         {
             // The kernel keys IPv6 addresses by (ifindex, addr) and cannot change
             // a prefix length in place: delete, then add at once.
-            plan.ops.push(Op::DelAddress(found.address.clone()));
-            plan.ops.push(Op::AddAddress(want.clone()));
+            let replaced = Op::DelAddress(found.address.clone());
+            plan.ops
+                .push(Planned::new(replaced, Some(want.origin.clone())));
+            plan.ops.push(add());
         }
     }
     for o in observed.addresses.iter().filter(|o| o.protocol == protocol) {
@@ -183,7 +198,7 @@ fn diff_addresses(
             .get(&address_slot(&o.address))
             .is_some_and(|(_, claimed)| *claimed);
         if !claimed {
-            removals.push(Op::DelAddress(o.address.clone()));
+            removals.push(Planned::new(Op::DelAddress(o.address.clone()), None));
         }
     }
 }
@@ -201,7 +216,7 @@ fn diff_routes(
     observed: &ObservedState,
     protocol: u8,
     plan: &mut Plan,
-    removals: &mut Vec<Op>,
+    removals: &mut Vec<Planned>,
 ) {
     // Index the wanted slots (a slot wanted twice shares the first one's holders),
     // then one walk over the observed routes fills their holders and finds the owned
@@ -225,20 +240,28 @@ fn diff_routes(
                 };
                 holder.get_or_insert(o);
             }
-            None if o.protocol == protocol => removals.push(Op::DelRoute(o.route.clone())),
+            None if o.protocol == protocol => {
+                removals.push(Planned::new(Op::DelRoute(o.route.clone()), None));
+            }
             None => {}
         }
     }
     for (want, &i) in desired.routes.iter().zip(&slot_of) {
         match (holders[i].owned, holders[i].foreign) {
             (Some(o), _) if o.route.same_as(want) => {}
-            (Some(_), _) => plan.ops.push(Op::ReplaceRoute(want.clone())),
+            (Some(_), _) => plan.ops.push(Planned::new(
+                Op::ReplaceRoute(want.object.clone()),
+                Some(want.origin.clone()),
+            )),
             (None, Some(f)) if f.route.same_as(want) => {}
             (None, Some(f)) => plan.conflicts.push(Conflict {
-                wanted: want.to_string(),
+                wanted: want.object.to_string(),
                 found: format!("{} proto {}", f.route, f.protocol),
             }),
-            (None, None) => plan.ops.push(Op::AddRoute(want.clone())),
+            (None, None) => plan.ops.push(Planned::new(
+                Op::AddRoute(want.object.clone()),
+                Some(want.origin.clone()),
+            )),
         }
     }
 }

@@ -11,7 +11,7 @@ use tracing::{debug, error, info};
 use crate::config::{Config, NextHopPolicy};
 use crate::desired;
 use crate::kernel::{Applied, Kernel, KernelError};
-use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, RoutedPrefix};
+use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, Planned};
 use crate::next_hop::{self, Judged, NextHopBook};
 use crate::plan;
 
@@ -60,9 +60,10 @@ impl Moment<'static> {
     }
 }
 
-/// One look at the kernel and what it calls for.
+/// One look at the kernel and what it calls for: the desired state, what the kernel
+/// holds, and the plan between them.
 #[derive(Debug)]
-pub struct Look {
+pub struct Pass {
     pub desired: DesiredState,
     pub observed: ObservedState,
     pub plan: Plan,
@@ -104,7 +105,7 @@ pub async fn plan<K: Kernel>(
     config: &Config,
     assignment: &Assignment,
     moment: Moment<'_>,
-) -> Result<Look, KernelError> {
+) -> Result<Pass, KernelError> {
     let mut next_hops = Judged::default();
     let compute = |observed: &ObservedState| {
         let (mut desired, judged) = desired_for(config, assignment, observed, moment);
@@ -126,7 +127,7 @@ pub async fn plan<K: Kernel>(
         compute,
     )
     .await?;
-    Ok(Look {
+    Ok(Pass {
         desired,
         observed,
         plan,
@@ -155,7 +156,7 @@ pub async fn observe_for<K: Kernel>(
         let owned = kernel.observe_owned(sysctl_keys, protocol).await?;
         let desired = compute(&owned);
         let plan = plan::diff(&desired, &owned, protocol);
-        if !plan.ops.iter().any(|op| matches!(op, Op::AddRoute(_))) {
+        if !plan.ops.iter().any(|p| matches!(p.op, Op::AddRoute(_))) {
             return Ok((desired, owned, plan));
         }
     }
@@ -165,22 +166,22 @@ pub async fn observe_for<K: Kernel>(
     Ok((desired, observed, plan))
 }
 
-/// Make the kernel hold what `assignment` calls for. `previous` (the assignment of the
-/// last pass) only names the prefix and next hop of what is removed because it changed.
+/// Make the kernel hold what `assignment` calls for. `previous` (what the last pass
+/// wanted) names the routed prefix of what is removed because it changed.
 pub async fn reconcile<K: Kernel>(
     kernel: &mut K,
     config: &Config,
     assignment: &Assignment,
-    previous: Option<&Assignment>,
+    previous: &DesiredState,
     moment: Moment<'_>,
 ) -> Result<Outcome, KernelError> {
-    let look = plan(kernel, config, assignment, moment).await?;
-    let context: Vec<&Assignment> = std::iter::once(assignment).chain(previous).collect();
-    let mut outcome = apply(kernel, look.plan, &context).await;
-    outcome.missing_next_hops = missing_next_hops(config, assignment, &look.observed);
-    outcome.expected = expect(look.observed, &outcome, config.daemon.protocol);
-    outcome.desired = look.desired;
-    outcome.next_hops = look.next_hops;
+    let mut pass = plan(kernel, config, assignment, moment).await?;
+    plan::attribute_removals(&mut pass.plan, previous);
+    let mut outcome = apply(kernel, pass.plan).await;
+    outcome.missing_next_hops = missing_next_hops(config, assignment, &pass.observed);
+    outcome.expected = expect(pass.observed, &outcome, config.daemon.protocol);
+    outcome.desired = pass.desired;
+    outcome.next_hops = pass.next_hops;
     Ok(outcome)
 }
 
@@ -194,7 +195,7 @@ pub async fn reconcile_from<K: Kernel>(
     kernel: &mut K,
     config: &Config,
     assignment: &Assignment,
-    previous: Option<&Assignment>,
+    previous: &DesiredState,
     expected: ObservedState,
     moment: Moment<'_>,
 ) -> Outcome {
@@ -202,9 +203,8 @@ pub async fn reconcile_from<K: Kernel>(
     // With `next_hop = "check"` routed6d adds no next hop, so what is missing is
     // known before the ops (whatever becomes of them).
     let missing = missing_next_hops(config, assignment, &expected);
-    let context: Vec<&Assignment> = std::iter::once(assignment).chain(previous).collect();
     let mut outcome =
-        apply_from(kernel, &desired, expected, config.daemon.protocol, &context).await;
+        apply_from(kernel, &desired, expected, config.daemon.protocol, previous).await;
     outcome.missing_next_hops = missing;
     outcome.desired = desired;
     outcome.next_hops = next_hops;
@@ -218,10 +218,11 @@ pub async fn apply_from<K: Kernel>(
     desired: &DesiredState,
     expected: ObservedState,
     protocol: u8,
-    context: &[&Assignment],
+    previous: &DesiredState,
 ) -> Outcome {
-    let plan = plan::diff(desired, &expected, protocol);
-    let mut outcome = apply(kernel, plan, context).await;
+    let mut plan = plan::diff(desired, &expected, protocol);
+    plan::attribute_removals(&mut plan, previous);
+    let mut outcome = apply(kernel, plan).await;
     outcome.expected = expect(expected, &outcome, protocol);
     outcome
 }
@@ -269,24 +270,26 @@ fn missing_next_hops(
     missing
 }
 
-/// Remove everything routed6d owns (`on_stop = "withdraw"`, `release`).
+/// Remove everything routed6d owns (`on_stop = "withdraw"`, `release`). `last` (what
+/// the last pass wanted) names the routed prefix of each object removed.
 pub async fn withdraw<K: Kernel>(
     kernel: &mut K,
     config: &Config,
-    last: &Assignment,
+    last: &DesiredState,
 ) -> Result<Outcome, KernelError> {
     let observed = kernel.observe(&[]).await?;
-    let plan = plan::diff(&DesiredState::default(), &observed, config.daemon.protocol);
-    Ok(apply(kernel, plan, &[last]).await)
+    let mut plan = plan::diff(&DesiredState::default(), &observed, config.daemon.protocol);
+    plan::attribute_removals(&mut plan, last);
+    Ok(apply(kernel, plan).await)
 }
 
-/// Apply every op of `plan`, logging each change; keep going after a failure. `context`
-/// names the routed prefixes the ops serve (first match wins) for the journal fields.
-/// Conflicts are not logged here: the caller knows which of them are news (a daemon
-/// that repeated them on every poll would drown the journal).
-pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment]) -> Outcome {
+/// Apply every op of `plan`, logging each change with the routed prefix it serves;
+/// keep going after a failure. Conflicts are not logged here: the caller knows which
+/// of them are news (a daemon that repeated them on every poll would drown the
+/// journal).
+pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan) -> Outcome {
     let mut outcome = Outcome::default();
-    for op in &plan.ops {
+    for Planned { op, origin } in &plan.ops {
         // The write first, what the log line says after: a restore is on the wire
         // before any text is made for it.
         let result = kernel.apply_op(op).await;
@@ -302,9 +305,13 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment
                 continue;
             }
         }
-        let serves = op_context(op, context);
-        let prefix = serves.prefix.map(|p| p.to_string()).unwrap_or_default();
-        let next_hop = serves.next_hop.map(|a| a.to_string()).unwrap_or_default();
+        let (prefix, next_hop, serves) = match origin {
+            Some(routed) => (Some(routed.prefix), routed.next_hop, routed.origin.as_str()),
+            // Nothing of this process's passes made it: name the object's own prefix.
+            None => (op_prefix(op), None, ""),
+        };
+        let prefix = prefix.map(|p| p.to_string()).unwrap_or_default();
+        let next_hop = next_hop.map(|a| a.to_string()).unwrap_or_default();
         let iface = op_interface(op).unwrap_or_default();
         match result {
             Ok(_) => info!(
@@ -312,7 +319,7 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment
                 PREFIX = %prefix,
                 NEXT_HOP = %next_hop,
                 IFACE = %iface,
-                ORIGIN = %serves.origin,
+                ORIGIN = %serves,
                 "{}", op_sentence(op)
             ),
             Err(e) => {
@@ -345,53 +352,15 @@ fn op_sentence(op: &Op) -> String {
     }
 }
 
-/// Which routed prefix an op serves, for the PREFIX/NEXT_HOP/ORIGIN fields.
-struct OpContext<'a> {
-    prefix: Option<Ipv6Net>,
-    next_hop: Option<std::net::Ipv6Addr>,
-    origin: &'a str,
-}
-
-fn op_context<'a>(op: &Op, context: &[&'a Assignment]) -> OpContext<'a> {
-    let from = |routed: &'a RoutedPrefix| OpContext {
-        prefix: Some(routed.prefix),
-        next_hop: routed.next_hop,
-        origin: &routed.origin,
-    };
-    let matching = |pred: &dyn Fn(&RoutedPrefix) -> bool| {
-        context
-            .iter()
-            .flat_map(|a| a.prefixes.iter())
-            .find(|p| pred(p))
-            .map(from)
-    };
-    let found = match op {
+/// The network an op's object is in, for an object no routed prefix names.
+fn op_prefix(op: &Op) -> Option<Ipv6Net> {
+    match op {
         Op::AddAddress(a) | Op::DelAddress(a) => {
-            matching(&|p| p.next_hop == Some(a.addr) || p.prefix.contains(&a.addr))
+            Ipv6Net::new(a.addr, a.prefix_len).ok().map(|n| n.trunc())
         }
-        Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => {
-            matching(&|p| p.prefix == r.dst || p.prefix.contains(&r.dst))
-        }
+        Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => Some(r.dst),
         Op::SetSysctl { .. } => None,
-    };
-    found.unwrap_or(match op {
-        // Something no longer in the assignment: name the object itself.
-        Op::AddAddress(a) | Op::DelAddress(a) => OpContext {
-            prefix: Ipv6Net::new(a.addr, a.prefix_len).ok().map(|n| n.trunc()),
-            next_hop: None,
-            origin: "",
-        },
-        Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => OpContext {
-            prefix: Some(r.dst),
-            next_hop: None,
-            origin: "",
-        },
-        Op::SetSysctl { .. } => OpContext {
-            prefix: None,
-            next_hop: None,
-            origin: "",
-        },
-    })
+    }
 }
 
 fn op_interface(op: &Op) -> Option<String> {

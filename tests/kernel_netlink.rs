@@ -1039,10 +1039,10 @@ fn record_mode_owns_exactly_the_addresses_routed6d_added() {
             let mut kernel = NetlinkKernel::open(&config).await.expect("reopen");
             let state = observe(&mut kernel).await;
             let plan = routed6d::plan::diff(&Default::default(), &state, PROTO);
-            let deletes: Vec<String> = plan.ops.iter().map(|op| op.to_string()).collect();
+            let deletes: Vec<String> = plan.ops.iter().map(|p| p.op.to_string()).collect();
             assert_eq!(deletes, vec![Op::DelAddress(ours.clone()).to_string()]);
-            for op in &plan.ops {
-                kernel.apply_op(op).await.expect("delete");
+            for planned in &plan.ops {
+                kernel.apply_op(&planned.op).await.expect("delete");
             }
             let state = observe(&mut kernel).await;
             assert_eq!(protocol_of(&state, ours.addr), None);

@@ -618,6 +618,16 @@ fn the_operator_commands_work_against_the_provider() {
         report["owned"].as_array().map(Vec::len),
         Some(programmed.len())
     );
+    // Each owned object names the allocation it serves.
+    let allocation = h
+        .sim()
+        .vps(VPS_ID)
+        .and_then(|v| v.allocation)
+        .map(|a| a.id)
+        .expect("an allocation");
+    for owned in report["owned"].as_array().expect("owned") {
+        assert_eq!(owned["origin"], allocation.as_str(), "{owned}");
+    }
     assert_eq!(report["pending"], serde_json::json!([]));
     let human = h.cli(&["status"]);
     assert!(

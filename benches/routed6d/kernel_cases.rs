@@ -18,7 +18,9 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use routed6d::kernel::Kernel;
 use routed6d::kernel::netlink::NetlinkKernel;
 use routed6d::kernel::socket::RouteSocket;
-use routed6d::model::{Address, DesiredState, ObservedState, Route, RouteKind, TABLE_MAIN};
+use routed6d::model::{
+    Address, DesiredState, ObservedState, Route, RouteKind, RoutedPrefix, TABLE_MAIN, Wanted,
+};
 use routed6d::{plan, reconcile};
 
 use crate::report::{Row, ms};
@@ -132,8 +134,13 @@ fn address(i: usize) -> Ipv6Addr {
     )
 }
 
-/// N routes and N/5 addresses on v0.
+/// N routes and N/5 addresses on v0, made for one routed prefix.
 fn desired(n: usize, ifindex: u32) -> DesiredState {
+    let origin = std::sync::Arc::new(RoutedPrefix {
+        prefix: "2001:db8::/32".parse().expect("prefix"),
+        next_hop: None,
+        origin: "bench".into(),
+    });
     let routes = (0..n)
         .map(|i| Route {
             table: TABLE_MAIN,
@@ -143,6 +150,7 @@ fn desired(n: usize, ifindex: u32) -> DesiredState {
             ifindex: Some(ifindex),
             ifname: Some("v0".into()),
         })
+        .map(|route| Wanted::new(route, &origin))
         .collect();
     let addresses = (0..n / 5)
         .map(|i| Address {
@@ -152,6 +160,7 @@ fn desired(n: usize, ifindex: u32) -> DesiredState {
             ifname: "v0".into(),
             no_prefix_route: true,
         })
+        .map(|address| Wanted::new(address, &origin))
         .collect();
     DesiredState {
         routes,
@@ -200,7 +209,7 @@ async fn full_pass(kernel: &mut NetlinkKernel, want: &DesiredState) -> (Pass, Ob
         .await
         .expect("observe");
     let ops = plan.ops.len();
-    let outcome = reconcile::apply(kernel, plan, &[]).await;
+    let outcome = reconcile::apply(kernel, plan).await;
     let took = started.elapsed();
     assert!(
         outcome.failed.is_empty(),
@@ -227,7 +236,8 @@ async fn pass_from(
 ) -> (Pass, ObservedState) {
     let before = kernel.request_counts();
     let started = Instant::now();
-    let outcome = reconcile::apply_from(kernel, want, expected, PROTO, &[]).await;
+    let outcome =
+        reconcile::apply_from(kernel, want, expected, PROTO, &DesiredState::default()).await;
     let took = started.elapsed();
     assert!(
         outcome.failed.is_empty() && outcome.found_present == 0,
@@ -421,7 +431,7 @@ async fn raw_look() -> f64 {
 /// the daemon applies a changed answer: from the state its last pass left.
 async fn incremental_change(kernel: &mut NetlinkKernel, want: &DesiredState, n: usize) -> Row {
     let mut changed = want.clone();
-    changed.routes[0].dst = route_dst(0xdbb, 0);
+    changed.routes[0].object.dst = route_dst(0xdbb, 0);
     let mut times = Vec::new();
     let mut exact = true;
     let mut detail = String::new();

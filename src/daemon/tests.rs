@@ -3,7 +3,8 @@ use std::collections::VecDeque;
 
 use crate::kernel::fake::FakeKernel;
 use crate::model::{
-    Address, ObservedAddress, ObservedRoute, Route, RouteKind, RoutedPrefix, TABLE_MAIN,
+    Address, ObservedAddress, ObservedRoute, Planned, Route, RouteKind, RoutedPrefix, TABLE_MAIN,
+    Wanted,
 };
 use crate::provider::Release;
 
@@ -1200,9 +1201,18 @@ fn only_routed6d_own_objects_away_from_the_uplink_are_put_back_at_once() {
         ifindex: Some(2),
         ifname: Some("eth0".into()),
     };
+    let origin = std::sync::Arc::new(RoutedPrefix {
+        prefix: "2001:db8:42:100::/64".parse().expect("prefix"),
+        next_hop: Some(next_hop.addr),
+        origin: "ripv6_1".into(),
+    });
+    let wanted = |a: &Address| Wanted::new(a.clone(), &origin);
     let desired = DesiredState {
-        addresses: vec![lo.clone(), next_hop.clone()],
-        routes: vec![unreachable.clone(), copy.clone()],
+        addresses: vec![wanted(&lo), wanted(&next_hop)],
+        routes: vec![
+            Wanted::new(unreachable.clone(), &origin),
+            Wanted::new(copy.clone(), &origin),
+        ],
         ..DesiredState::default()
     };
     let gone = |a: &Address, protocol: u8| KernelEvent::Address {
@@ -1218,10 +1228,15 @@ fn only_routed6d_own_objects_away_from_the_uplink_are_put_back_at_once() {
         removed: true,
     };
     let restore = |e: KernelEvent| restore_for(&e, &desired, &config);
-    assert_eq!(restore(gone(&lo, OURS)), Some(Op::AddAddress(lo.clone())));
+    // The restore carries the routed prefix its object is made for, for its log line.
+    let made_for = |op| Some(Planned::new(op, Some(origin.clone())));
+    assert_eq!(
+        restore(gone(&lo, OURS)),
+        made_for(Op::AddAddress(lo.clone()))
+    );
     assert_eq!(
         restore(route_gone(&unreachable, OURS)),
-        Some(Op::AddRoute(unreachable.clone()))
+        made_for(Op::AddRoute(unreachable.clone()))
     );
     assert_eq!(restore(gone(&lo, 0)), None, "someone else's");
     assert_eq!(restore(gone(&next_hop, OURS)), None, "the uplink's place");

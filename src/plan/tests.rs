@@ -1,7 +1,7 @@
 use super::*;
 use crate::model::{
-    Address, Link, ObservedAddress, ObservedRoute, Route, RouteKind, SysctlWant, TABLE_LOCAL,
-    TABLE_MAIN,
+    Address, Link, ObservedAddress, ObservedRoute, Origin, Route, RouteKind, RoutedPrefix,
+    SysctlWant, TABLE_LOCAL, TABLE_MAIN, Wanted,
 };
 
 const OURS: u8 = 126;
@@ -83,10 +83,25 @@ fn kernel(addresses: Vec<ObservedAddress>, routes: Vec<ObservedRoute>) -> Observ
     }
 }
 
+fn origin(name: &str) -> Origin {
+    std::sync::Arc::new(RoutedPrefix {
+        prefix: "2001:db8:42:100::/64".parse().expect("prefix"),
+        next_hop: None,
+        origin: name.into(),
+    })
+}
+
 fn want(addresses: Vec<Address>, routes: Vec<Route>) -> DesiredState {
+    let origin = origin("test");
     DesiredState {
-        addresses,
-        routes,
+        addresses: addresses
+            .into_iter()
+            .map(|a| Wanted::new(a, &origin))
+            .collect(),
+        routes: routes
+            .into_iter()
+            .map(|r| Wanted::new(r, &origin))
+            .collect(),
         ..DesiredState::default()
     }
 }
@@ -263,7 +278,7 @@ fn withdrawing_removes_only_what_is_owned() {
             "ip -6 route del unreachable 2001:db8:42:100::/64 metric 2147483647",
         ]
     );
-    assert!(plan.ops.iter().all(Op::is_removal));
+    assert!(plan.ops.iter().all(|p| p.op.is_removal()));
 }
 
 #[test]
@@ -344,11 +359,8 @@ fn sysctls_change_only_from_the_allowed_values() {
 fn plan_lines_name_the_provider_object() {
     let mut desired = DesiredState::default();
     let wanted = addr("2604:a880:800:14::42c3:d000/128", 1, "lo");
-    desired.origins.insert(
-        wanted.to_string(),
-        "reserved_ipv6 2604:a880:800:14::42c3:d000".into(),
-    );
-    desired.addresses.push(wanted);
+    let reserved = origin("reserved_ipv6 2604:a880:800:14::42c3:d000");
+    desired.addresses.push(Wanted::new(wanted, &reserved));
     let observed = ObservedState {
         addresses: vec![ObservedAddress {
             address: addr("2001:db8:42:100::1/128", 1, "lo"),
@@ -358,8 +370,77 @@ fn plan_lines_name_the_provider_object() {
     };
     let plan = diff(&desired, &observed, OURS);
     assert_eq!(
-        annotated(&plan, &desired),
+        annotated(&plan),
         "ip -6 addr add 2604:a880:800:14::42c3:d000/128 dev lo nodad  # reserved_ipv6 2604:a880:800:14::42c3:d000\n\
          ip -6 addr del 2001:db8:42:100::1/128 dev lo  # no longer routed here\n"
+    );
+}
+
+#[test]
+fn each_op_carries_the_routed_prefix_of_its_object() {
+    let lo = addr("2001:db8:42:100::1/128", 1, "lo");
+    let net = unreachable("2001:db8:42:100::/64");
+    let reserved = origin("reserved_ipv6 2604:a880:800:14::42c3:d000");
+    let desired = DesiredState {
+        addresses: vec![Wanted::new(lo.clone(), &reserved)],
+        routes: vec![Wanted::new(net.clone(), &origin("ripv6_1"))],
+        ..DesiredState::default()
+    };
+    let plan = diff(&desired, &kernel(vec![], vec![]), OURS);
+    let named: Vec<(Op, &str)> = plan
+        .ops
+        .iter()
+        .map(|p| {
+            (
+                p.op.clone(),
+                p.origin.as_ref().map_or("", |o| o.origin.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            (
+                Op::AddAddress(lo),
+                "reserved_ipv6 2604:a880:800:14::42c3:d000"
+            ),
+            (Op::AddRoute(net), "ripv6_1"),
+        ]
+    );
+}
+
+#[test]
+fn a_removal_is_named_by_what_the_pass_before_made_it_for() {
+    let old = addr("2001:db8:42:100::1/128", 1, "lo");
+    let old_net = unreachable("2001:db8:42:100::/64");
+    let unknown = addr("2001:db8:77::1/128", 1, "lo");
+    let before = origin("ripv6_old");
+    let previous = DesiredState {
+        addresses: vec![Wanted::new(old.clone(), &before)],
+        routes: vec![Wanted::new(old_net.clone(), &before)],
+        ..DesiredState::default()
+    };
+    let observed = kernel(
+        vec![owned_addr(old.clone()), owned_addr(unknown.clone())],
+        vec![owned_route(old_net.clone())],
+    );
+    let mut plan = diff(&DesiredState::default(), &observed, OURS);
+    assert!(
+        plan.ops.iter().all(|p| p.origin.is_none()),
+        "the diff alone knows none"
+    );
+    attribute_removals(&mut plan, &previous);
+    let named: Vec<(Op, Option<&str>)> = plan
+        .ops
+        .iter()
+        .map(|p| (p.op.clone(), p.origin.as_ref().map(|o| o.origin.as_str())))
+        .collect();
+    assert_eq!(
+        named,
+        vec![
+            (Op::DelAddress(old), Some("ripv6_old")),
+            (Op::DelAddress(unknown), None),
+            (Op::DelRoute(old_net), Some("ripv6_old")),
+        ]
     );
 }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::kernel::fake::FakeKernel;
-use crate::model::{ObservedRoute, Route, RouteKind, TABLE_MAIN};
+use crate::model::{ObservedRoute, Route, RouteKind, RoutedPrefix, TABLE_MAIN, Wanted};
 
 const OURS: u8 = 126;
 const STATIC: u8 = 4;
@@ -30,8 +30,16 @@ fn kernel_with(routes: Vec<(Route, u8)>) -> FakeKernel {
 }
 
 fn wanting(routes: Vec<Route>) -> impl Fn(&ObservedState) -> DesiredState {
+    let origin = std::sync::Arc::new(RoutedPrefix {
+        prefix: "2001:db8:42:100::/64".parse().expect("prefix"),
+        next_hop: None,
+        origin: "test".into(),
+    });
     move |_| DesiredState {
-        routes: routes.clone(),
+        routes: routes
+            .iter()
+            .map(|r| Wanted::new(r.clone(), &origin))
+            .collect(),
         ..DesiredState::default()
     }
 }
