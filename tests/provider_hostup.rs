@@ -141,6 +141,30 @@ async fn fetch_returns_the_allocation() {
     );
 }
 
+/// `suggestedNextHop` is advisory: a value that cannot be a next hop costs itself, not
+/// the allocation beside it (issue 14, item 6).
+#[tokio::test]
+async fn a_bad_suggested_next_hop_leaves_the_allocation_routed() {
+    let sim = start_sim().await;
+    let mut hostup = client(&sim).await;
+    sim.set_allocation(VPS, net("2001:db8:42:100::/64"), v6("2001:db8:ffff::10"))
+        .unwrap();
+    sim.set_suggested_next_hop(VPS, Some(v6("fe80::1")))
+        .unwrap();
+    let a = hostup.fetch().await.unwrap();
+    assert_eq!(a.prefixes.len(), 1, "the allocation is programmed");
+    assert_eq!(a.prefixes[0].next_hop, Some(v6("2001:db8:ffff::10")));
+    assert_eq!(a.suggested_next_hop, None, "the bad suggestion is ignored");
+    assert!(!a.next_hop_is_stale(), "so no refresh is asked for");
+
+    // Not even a string: the same.
+    let body = r#"{"available":true,"reason":null,"suggestedNextHop":["x"],"allocation":{"id":"ripv6_1","prefix":"2001:db8:42:100::/64","prefixLength":64,"nextHop":"2001:db8:ffff::10","status":"active"}}"#;
+    sim.push_fault(Fault::body(200, body), 1);
+    let a = hostup.fetch().await.unwrap();
+    assert_eq!(a.prefixes.len(), 1);
+    assert_eq!(a.suggested_next_hop, None);
+}
+
 #[tokio::test]
 async fn discovery_by_primary_ip() {
     let sim = start_sim().await;

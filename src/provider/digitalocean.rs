@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::hostup::parse_json;
 use super::http::{Auth, HttpClient, HttpResponse};
-use super::{Provider, ProviderError, Release};
+use super::{Provider, ProviderError, Release, WarnOnce};
 use crate::config::{BaseUrl, DigitalOceanSettings, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 
@@ -49,6 +49,8 @@ pub struct DigitalOcean {
     /// How often and how long an action is polled (tests make these short).
     pub action_poll: Duration,
     pub action_timeout: Duration,
+    /// Oddities of the answers, each logged once.
+    warned: WarnOnce,
 }
 
 /// One reserved IPv6 as the API describes it.
@@ -126,6 +128,7 @@ impl DigitalOcean {
             unassigned: Vec::new(),
             action_poll: ACTION_POLL,
             action_timeout: ACTION_TIMEOUT,
+            warned: WarnOnce::default(),
         }
     }
 
@@ -150,11 +153,26 @@ impl DigitalOcean {
     }
 
     /// Every reserved IPv6 this poll looks at: the configured ones, or the account's.
-    async fn read_all(&self) -> Result<Vec<Reserved>, ProviderError> {
+    async fn read_all(&mut self) -> Result<Vec<Reserved>, ProviderError> {
         if !self.configured.is_empty() {
             let mut items = Vec::new();
             for ip in &self.configured {
-                let response = self.get(&format!("/v2/reserved_ipv6/{ip}")).await?;
+                let response = match self.get(&format!("/v2/reserved_ipv6/{ip}")).await {
+                    Ok(response) => response,
+                    // DigitalOcean's own "no such reserved IPv6": this address is gone
+                    // (released from the account) and is withdrawn, while the others
+                    // go on (issue 14, item 6). Any other failure fails the poll.
+                    Err(error) if is_not_found(&error) => {
+                        self.warned.warn(
+                            "DigitalOcean",
+                            vec![format!(
+                                "reserved IPv6 {ip} does not exist (HTTP 404 not_found): it is not routed here"
+                            )],
+                        );
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
                 let item = reserved_from_get(&response.body).map_err(|m| response.invalid(m))?;
                 if item.ip != *ip {
                     return Err(
@@ -345,6 +363,15 @@ impl Provider for DigitalOcean {
             ..Release::default()
         })
     }
+}
+
+/// DigitalOcean's 404 for a resource that does not exist: its error document's `id` is
+/// `not_found`. A 404 without it (a proxy, a wrong base URL) is an ordinary failure.
+fn is_not_found(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::Status { status: 404, code: Some(code), .. } if code == "not_found"
+    )
 }
 
 // ---------------------------------------------------------------------------------------

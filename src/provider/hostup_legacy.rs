@@ -13,15 +13,15 @@
 //! prefix (accepted with a warning: the example itself does it, which works when the
 //! provider's router has a more specific on-link route to the next hop).
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
+pub use super::Parsed;
 use super::hostup::{lenient_string, lenient_u64, object_or_null, parse_json};
 use super::http::{Auth, HttpClient};
-use super::{Provider, ProviderError, Release};
+use super::{Provider, ProviderError, Release, WarnOnce};
 use crate::config::{BaseUrl, LegacySettings, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 use crate::rules::{self, Fields, Leniency};
@@ -34,14 +34,7 @@ pub struct HostUpLegacy {
     token: Secret,
     vmid: u64,
     /// Warnings already logged (a trap in every answer is worth one line, not one an hour).
-    warned: BTreeSet<String>,
-}
-
-/// A parsed answer: the assignment, and what is odd about it (for the log).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Parsed<T> {
-    pub value: T,
-    pub warnings: Vec<String>,
+    warned: WarnOnce,
 }
 
 impl HostUpLegacy {
@@ -56,7 +49,7 @@ impl HostUpLegacy {
             base: config.api.base_url.clone(),
             token,
             vmid: config.vmid,
-            warned: BTreeSet::new(),
+            warned: WarnOnce::default(),
         }
     }
 
@@ -77,16 +70,8 @@ impl HostUpLegacy {
             )
             .await?;
         let parsed = assignment_from_post(&response.body).map_err(|m| response.invalid(m))?;
-        self.warn_once(parsed.warnings);
+        self.warned.warn("HostUp legacy API", parsed.warnings);
         Ok(parsed.value)
-    }
-
-    fn warn_once(&mut self, warnings: Vec<String>) {
-        for warning in warnings {
-            if self.warned.insert(warning.clone()) {
-                tracing::warn!("HostUp legacy API: {warning}");
-            }
-        }
     }
 }
 

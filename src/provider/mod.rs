@@ -15,6 +15,7 @@ pub mod hostup_legacy;
 pub mod http;
 pub mod static_routes;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -88,6 +89,39 @@ impl ProviderError {
         match self {
             ProviderError::Status { retry_after, .. } => *retry_after,
             _ => None,
+        }
+    }
+}
+
+/// A parsed answer, and what was odd in it but did not stop it from being used (an
+/// advisory field that is malformed, a prefix written with host bits): one line each,
+/// for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed<T> {
+    pub value: T,
+    pub warnings: Vec<String>,
+}
+
+/// Warnings a provider logs once, not on every poll that repeats them.
+#[derive(Debug, Default)]
+pub(crate) struct WarnOnce {
+    seen: BTreeSet<String>,
+}
+
+/// Distinct warnings remembered at most: a provider that words its oddity differently
+/// on every answer costs a line per poll, never unbounded memory.
+const WARN_ONCE_MAX: usize = 64;
+
+impl WarnOnce {
+    /// Log each warning not logged before, prefixed with the provider's name.
+    pub(crate) fn warn(&mut self, provider: &str, warnings: Vec<String>) {
+        for warning in warnings {
+            if self.seen.len() >= WARN_ONCE_MAX {
+                self.seen.clear();
+            }
+            if self.seen.insert(warning.clone()) {
+                tracing::warn!("{provider}: {warning}");
+            }
         }
     }
 }
