@@ -459,6 +459,106 @@ async fn digitalocean_configured_addresses_and_claims() {
     assert_eq!(state.reserved[&v6(THEIRS)].droplet_id, Some(42));
 }
 
+/// A token without droplet:read: DigitalOcean leaves the `droplet` key out, which says
+/// nothing about where the address is. The metadata service settles this droplet's one
+/// reserved IPv6; anything still unknown fails the poll naming the scope, so it is
+/// never withdrawn and never claimed (issue 14, item 5).
+#[tokio::test]
+async fn digitalocean_without_droplet_read_never_withdraws_or_claims() {
+    let sim = start(do_state()).await;
+    sim.update(|s| s.digitalocean.without_droplet_read = true);
+
+    // The metadata service names MINE as this droplet's reserved IPv6: programmed.
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\"]"),
+    );
+    let mut one = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    let a = one.fetch().await.unwrap();
+    assert_eq!(addresses(&a), vec![format!("{MINE}/128")]);
+    assert_eq!(sim.count("GET", "/metadata/v1.json"), 1, "the cross-check");
+
+    // MINE2 is assigned here too, but nothing the token may read says so: the poll
+    // fails (the kernel keeps what it has) and names the scope.
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\", \"{MINE2}\"]"),
+    );
+    let mut two = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    let e = two.fetch().await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains(&format!("reserved IPv6 {MINE2} ")), "{text}");
+    assert!(
+        !text.contains(&format!("{MINE},")),
+        "MINE is settled: {text}"
+    );
+    assert!(text.contains("lacks the droplet:read scope"), "{text}");
+    no_token(&e);
+
+    // The whole account listed: every other droplet's address is unknown too.
+    let config = do_config(&sim, &format!("droplet_id = {DROPLET}"));
+    let mut listing = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    assert!(listing.fetch().await.is_err());
+
+    // An unassigned address without droplet:read is unknown: never claimed.
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{FREE}\"]\nclaim = true"),
+    );
+    let mut claiming = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    assert!(claiming.fetch().await.is_err());
+    assert!(!claiming.wants_allocation(&Default::default()));
+    assert_eq!(sim.count("POST", "/v2/"), 0, "no claim");
+
+    // With the scope back, the same configuration reads as before.
+    sim.update(|s| s.digitalocean.without_droplet_read = false);
+    assert_eq!(
+        addresses(&two.fetch().await.unwrap()),
+        vec![format!("{MINE}/128"), format!("{MINE2}/128")]
+    );
+}
+
+/// DigitalOcean assigns a reserved IPv6 only to a droplet of its region: a claim for
+/// one reserved elsewhere is refused here, with one line, and never sent.
+#[tokio::test]
+async fn digitalocean_claim_refuses_an_address_of_another_region() {
+    let sim = start(do_state()).await;
+    const AMS: &str = "2604:a880:900:14::1";
+    sim.update(|s| {
+        s.digitalocean.reserved.insert(
+            v6(AMS),
+            routed6d::sim::SimReserved {
+                ip: v6(AMS),
+                region: "ams3".into(),
+                droplet_id: None,
+            },
+        )
+    });
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{AMS}\", \"{FREE}\"]\nclaim = true"),
+    );
+    let mut claiming = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    claiming.action_poll = Duration::from_millis(10);
+    let a = claiming.fetch().await.unwrap();
+    assert!(claiming.wants_allocation(&a));
+    assert!(claiming.missing_what().contains(FREE));
+    assert!(
+        !claiming.missing_what().contains(AMS),
+        "{}",
+        claiming.missing_what()
+    );
+    let after = claiming.allocate().await.unwrap();
+    assert_eq!(addresses(&after), vec![format!("{FREE}/128")]);
+    assert!(!claiming.wants_allocation(&after), "nothing left to claim");
+    assert_eq!(
+        sim.count("POST", &format!("/v2/reserved_ipv6/{AMS}/")),
+        0,
+        "the other region's address is never asked for"
+    );
+    assert_eq!(sim.state().digitalocean.reserved[&v6(AMS)].droplet_id, None);
+}
+
 /// One configured address that DigitalOcean answers 404 `not_found` for no longer
 /// exists: it is withdrawn while the others go on (issue 14, item 6).
 #[tokio::test]
