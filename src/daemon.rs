@@ -21,6 +21,7 @@ use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
 use crate::kernel::{Kernel, KernelEvent};
 use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, RouteKind, RoutedPrefix};
 use crate::next_hop::{Change, NextHopBook};
+use crate::provider::allocation::AllocationGate;
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
 
@@ -148,7 +149,8 @@ pub struct Poller<P> {
     pub provider: P,
     /// The (next hops, suggested) pair a refresh was already asked for.
     refreshed_for: Option<(Vec<Ipv6Addr>, Ipv6Addr)>,
-    allocate_tried: bool,
+    /// When allocate may be asked again (`provider::allocation`).
+    allocation: AllocationGate,
 }
 
 impl<P: Provider> Poller<P> {
@@ -156,7 +158,7 @@ impl<P: Provider> Poller<P> {
         Poller {
             provider,
             refreshed_for: None,
-            allocate_tried: false,
+            allocation: AllocationGate::default(),
         }
     }
 
@@ -196,20 +198,10 @@ impl<P: Provider> Poller<P> {
             }
         }
 
-        if settings.allocate() && self.provider.wants_allocation(&assignment) {
-            if !self.allocate_tried {
-                self.allocate_tried = true;
-                info!(
-                    "{}: asking the provider for it",
-                    self.provider.missing_what()
-                );
-                match self.provider.allocate().await {
-                    Ok(allocated) => assignment = allocated,
-                    Err(e) => warn!("allocate failed: {e}"),
-                }
-            }
-        } else if !assignment.prefixes.is_empty() {
-            self.allocate_tried = false;
+        if settings.allocate() {
+            assignment = (self.allocation)
+                .allocate_if_missing(&mut self.provider, assignment)
+                .await;
         }
         Ok(assignment)
     }

@@ -9,6 +9,7 @@
 //! | `digitalocean` | `digitalocean.rs` | GET reserved IPv6 (+ the metadata service for the droplet id) |
 //! | `static` | `static_routes.rs` | the config's routes; no network at all |
 
+pub mod allocation;
 pub mod digitalocean;
 pub mod hostup;
 pub mod hostup_legacy;
