@@ -172,7 +172,18 @@ impl<P: Provider> Poller<P> {
         if self.provider.needs_identity() {
             self.provider.identify(uplink_ips).await?;
         }
-        let mut assignment = self.provider.fetch().await?;
+        let mut assignment = match self.provider.fetch().await {
+            Ok(assignment) => assignment,
+            Err(e)
+                if settings.allocate() && self.provider.fetch_failure_may_mean_unallocated(&e) =>
+            {
+                return self
+                    .allocation
+                    .allocate_after_failure(&mut self.provider, e)
+                    .await;
+            }
+            Err(e) => return Err(e),
+        };
 
         if settings.refresh_next_hop() == RefreshNextHop::Auto
             && assignment.next_hop_is_stale()

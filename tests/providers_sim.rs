@@ -10,6 +10,7 @@ use routed6d::config::{
     Config, DigitalOceanSettings, HostupSettings, LegacySettings, ProviderConfig, ProviderSettings,
     Secret,
 };
+use routed6d::daemon::Poller;
 use routed6d::provider::digitalocean::DigitalOcean;
 use routed6d::provider::hostup::HostUp;
 use routed6d::provider::hostup_legacy::HostUpLegacy;
@@ -256,6 +257,58 @@ async fn legacy_polls_with_refresh_and_never_allocates_by_itself() {
     assert_eq!(release.cooldown_days, Some(30));
     assert!(release.cooldown_until.as_deref().unwrap().contains('T'));
     assert!(legacy.fetch().await.unwrap().prefixes.is_empty());
+}
+
+/// `allocate = true` on the legacy API allocates whichever way the API says "no
+/// allocation" to `refresh_next_hop`: `allocation: null`, or a 4xx problem (the
+/// documented schema has no null allocation). Without `allocate` the problem stays a
+/// failed poll, and nothing is created (issue 14, item 4).
+#[tokio::test]
+async fn legacy_allocates_whether_no_allocation_is_null_or_a_problem() {
+    for problem in [false, true] {
+        let sim = start(legacy_state()).await;
+        sim.update(|s| s.legacy_refresh_problem = problem);
+        let base = format!(
+            "kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"",
+            sim.base_url()
+        );
+
+        let readonly = provider_config(&base);
+        let legacy = HostUpLegacy::with_http(fast_http(), legacy_settings(&readonly), key());
+        let mut poller = Poller::new(legacy);
+        let first = poller.poll(&readonly, &[]).await;
+        if problem {
+            let e = first.unwrap_err();
+            assert_eq!(
+                status_of(&e),
+                (404, Some("allocation_not_found".into()), None)
+            );
+        } else {
+            assert!(first.unwrap().prefixes.is_empty());
+        }
+        assert!(
+            sim.vps(VPS).unwrap().allocation.is_none(),
+            "nothing created"
+        );
+
+        let allocating = provider_config(&format!("{base}\nallocate = true"));
+        let legacy = HostUpLegacy::with_http(fast_http(), legacy_settings(&allocating), key());
+        let mut poller = Poller::new(legacy);
+        let a = poller
+            .poll(&allocating, &[])
+            .await
+            .unwrap_or_else(|e| panic!("problem = {problem}: {e}"));
+        assert_eq!(a.prefixes.len(), 1, "problem = {problem}");
+        assert_eq!(a.prefixes[0].next_hop, Some(v6("2001:db8:1::10")));
+        // Once allocated, the poll is a plain refresh again.
+        let again = poller.poll(&allocating, &[]).await.unwrap();
+        assert_eq!(again.prefixes, a.prefixes);
+        let allocates = sim.requests().iter().filter(|r| r.method == "POST").count();
+        assert_eq!(
+            allocates, 4,
+            "problem = {problem}: refresh, refresh, allocate, refresh"
+        );
+    }
 }
 
 #[tokio::test]

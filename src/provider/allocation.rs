@@ -83,15 +83,44 @@ impl AllocationGate {
             missing: provider.missing_what(),
             answer,
         };
+        match self.ask(provider, seen).await {
+            Ok(allocated) => allocated,
+            Err(answer) => answer,
+        }
+    }
+
+    /// The poll's `fetch` failed with `error`, which the provider says may mean that
+    /// nothing is allocated: ask for an allocation as for an empty answer. The poll
+    /// fails with `error` unless the allocation answers.
+    pub async fn allocate_after_failure<P: Provider>(
+        &mut self,
+        provider: &mut P,
+        error: ProviderError,
+    ) -> Result<Assignment, ProviderError> {
+        debug!("fetch failed in a way that may mean nothing is allocated: {error}");
+        let seen = Seen {
+            missing: provider.missing_what(),
+            answer: Assignment::default(),
+        };
+        self.ask(provider, seen).await.map_err(|_| error)
+    }
+
+    /// Ask for the allocation when the gate allows: the provider's answer, or `seen`'s
+    /// answer back when it was not asked or did not answer.
+    async fn ask<P: Provider>(
+        &mut self,
+        provider: &mut P,
+        seen: Seen,
+    ) -> Result<Assignment, Assignment> {
         let now = Instant::now();
         if !self.due(&seen, now) {
-            return seen.answer;
+            return Err(seen.answer);
         }
         info!("{}: asking the provider for it", seen.missing);
         match provider.allocate().await {
             Ok(allocated) => {
                 self.state = State::Ready;
-                allocated
+                Ok(allocated)
             }
             Err(e) if e.is_transient() => {
                 let failures = match self.state {
@@ -107,7 +136,7 @@ impl AllocationGate {
                     not_before: now + e.retry_after().unwrap_or_default(),
                     failures,
                 };
-                seen.answer
+                Err(seen.answer)
             }
             Err(e) => {
                 warn!(
@@ -115,7 +144,7 @@ impl AllocationGate {
                 );
                 let answer = seen.answer.clone();
                 self.state = State::Refused { on: seen };
-                answer
+                Err(answer)
             }
         }
     }

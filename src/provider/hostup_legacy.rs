@@ -82,6 +82,18 @@ impl Provider for HostUpLegacy {
     async fn identify(&mut self, _uplink_ips: &[IpAddr]) -> Result<(), ProviderError> {
         Ok(())
     }
+    /// The documented answer always holds an allocation, so for a VM without one the
+    /// API may answer `refresh_next_hop` with a 4xx problem rather than
+    /// `allocation: null`. Any 4xx but a key or rate problem may mean that: `allocate`
+    /// is idempotent (200 with an existing allocation), so asking it costs nothing
+    /// when the reading is wrong. See issue 14, item 4.
+    fn fetch_failure_may_mean_unallocated(&self, error: &ProviderError) -> bool {
+        matches!(
+            error,
+            ProviderError::Status { status, .. }
+                if (400..500).contains(status) && !matches!(status, 401 | 403 | 429)
+        )
+    }
     /// `refresh_next_hop`: the legacy API's only way to read, and it never allocates.
     async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
         self.post("refresh_next_hop").await

@@ -157,6 +157,12 @@ pub trait Provider {
     fn wants_allocation(&self, assignment: &Assignment) -> bool {
         assignment.prefixes.is_empty() && assignment.unavailable.is_none()
     }
+    /// Does this failure of `fetch` say that nothing is allocated (so that `allocate`,
+    /// when configured, is still asked)? The poll stays a failure unless the
+    /// allocation succeeds: the kernel is never changed on this reading alone.
+    fn fetch_failure_may_mean_unallocated(&self, _error: &ProviderError) -> bool {
+        false
+    }
     /// What `wants_allocation` found missing, for the log line.
     fn missing_what(&self) -> String {
         "no routed prefix allocated".into()
@@ -230,6 +236,9 @@ impl Provider for AnyProvider {
     }
     fn missing_what(&self) -> String {
         each!(self, p => p.missing_what())
+    }
+    fn fetch_failure_may_mean_unallocated(&self, error: &ProviderError) -> bool {
+        each!(self, p => p.fetch_failure_may_mean_unallocated(error))
     }
     async fn identify(&mut self, uplink_ips: &[IpAddr]) -> Result<(), ProviderError> {
         each!(self, p => p.identify(uplink_ips).await)

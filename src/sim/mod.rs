@@ -123,6 +123,10 @@ pub struct SimState {
     /// Legacy API: write `prefix` with host bits set, as the documentation's example
     /// does (`2001:db8::1/48`).
     pub legacy_host_bits: bool,
+    /// Legacy API: `refresh_next_hop` for a VM without an active allocation answers a
+    /// 404 problem (the documented schema has no null allocation) instead of
+    /// `allocation: null`. The documentation does not say which; both are served.
+    pub legacy_refresh_problem: bool,
     /// DigitalOcean's side.
     pub digitalocean: SimDigitalOcean,
 }
@@ -185,6 +189,7 @@ impl SimState {
             account_routes: Vec::new(),
             legacy_vms: BTreeMap::new(),
             legacy_host_bits: false,
+            legacy_refresh_problem: false,
             digitalocean: SimDigitalOcean::default(),
         }
     }
