@@ -202,6 +202,38 @@ async fn account_routes_are_all_routed_here_each_with_its_next_hop() {
     no_token(&e);
 }
 
+/// More routes to this VPS than `rules::MAX_PREFIXES` refuse the answer (issue 14,
+/// item 9): a provider's fault or a hostile answer, never a VPS's allocation.
+#[tokio::test]
+async fn account_view_with_too_many_routes_is_refused() {
+    let mut state = account_state();
+    state.account_routes.clear();
+    let pool = ("ripv6_big", net("2001:db8:99::/48"));
+    for i in 0..=routed6d::rules::MAX_PREFIXES {
+        state.account_routes.push(SimRoute::new(
+            &format!("ripv6rt_{i}"),
+            pool,
+            net(&format!("2001:db8:99:{i:x}::/64")),
+            v6("2001:db8:1::10"),
+            None,
+            VPS,
+        ));
+    }
+    let sim = start(state).await;
+    let config = provider_config(&format!(
+        "kind = \"hostup\"\nsource = \"account\"\nvps_id = \"{VPS}\"\nbase_url = \"{}\"",
+        sim.base_url()
+    ));
+    let mut hostup = HostUp::with_http(fast_http(), hostup(&config), key());
+    let e = hostup.fetch().await.unwrap_err();
+    assert!(e.to_string().contains("more than 64 prefixes"), "{e}");
+    // At the bound, it is an answer like any other.
+    sim.update(|s| {
+        s.account_routes.pop();
+    });
+    assert_eq!(hostup.fetch().await.unwrap().prefixes.len(), 64);
+}
+
 // ----------------------------------------------------------------------------------------
 // HostUp legacy
 
@@ -634,6 +666,32 @@ async fn digitalocean_a_vanished_address_is_withdrawn_alone() {
     // Every configured address gone: a well-formed "nothing here".
     sim.update(|s| s.digitalocean.reserved.remove(&v6(MINE)));
     assert!(provider.fetch().await.unwrap().prefixes.is_empty());
+}
+
+/// A page with more items than the `per_page` asked for is not DigitalOcean's: the
+/// answer is refused and nothing of it is used (issue 14, item 9).
+#[tokio::test]
+async fn digitalocean_a_page_larger_than_asked_is_refused() {
+    let sim = start(do_state()).await;
+    let config = do_config(&sim, &format!("droplet_id = {DROPLET}"));
+    let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    let items: Vec<String> = (0..=200)
+        .map(|i| {
+            format!(r#"{{"ip":"2604:a880:800:14::{i:x}","region_slug":"nyc3","droplet":null}}"#)
+        })
+        .collect();
+    let body = format!(
+        r#"{{"reserved_ipv6s":[{}],"links":{{}},"meta":{{"total":201}}}}"#,
+        items.join(",")
+    );
+    sim.push_fault(Fault::body(200, &body), 1);
+    let e = provider.fetch().await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("page 1 holds 201 reserved IPv6 addresses, more than the per_page=200"),
+        "{e}"
+    );
+    assert_eq!(provider.fetch().await.unwrap().prefixes.len(), 2);
 }
 
 #[tokio::test]

@@ -218,6 +218,13 @@ impl DigitalOcean {
                 ))
                 .await?;
             let parsed = reserved_page(&response.body).map_err(|m| response.invalid(m))?;
+            // DigitalOcean never answers more than it was asked for.
+            if parsed.items.len() > PER_PAGE as usize {
+                return Err(response.invalid(format!(
+                    "page {page} holds {} reserved IPv6 addresses, more than the per_page={PER_PAGE} asked for",
+                    parsed.items.len()
+                )));
+            }
             items.extend(parsed.items);
             match parsed.next_page {
                 Some(next) if next > page && next <= MAX_PAGES => page = next,
@@ -737,6 +744,8 @@ pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Result<Assignment, St
             next_hop: None,
             origin: format!("reserved_ipv6 {}", item.ip),
         });
+        // Checked as they come, which also bounds the duplicate search above.
+        crate::rules::check_prefix_count("the reserved IPv6 of this droplet", prefixes.len())?;
     }
     Ok(Assignment {
         prefixes,

@@ -568,6 +568,8 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
                 next_hop: Some(next_hop),
                 origin,
             });
+            // Checked as they come, which also bounds the duplicate search above.
+            rules::check_prefix_count("the account view", prefixes.len())?;
         }
     }
     Ok(Assignment {
