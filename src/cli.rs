@@ -353,6 +353,12 @@ pub fn check_config(path: &Path) -> CommandResult {
             "note: interface {name} does not exist (yet); routed6d run waits for it and programs it when it appears"
         );
     }
+    if let crate::config::ProviderSettings::DigitalOcean(settings) = &config.provider.settings {
+        println!(
+            "note: {}",
+            crate::provider::digitalocean::scopes_needed(settings)
+        );
+    }
     println!(
         "{}: OK (provider {} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
         path.display(),

@@ -23,6 +23,7 @@ use crate::model::{
     Assignment, DesiredState, ObservedState, Op, Plan, Planned, RouteKind, RoutedPrefix,
 };
 use crate::next_hop::{Change, NextHopBook};
+use crate::provider::allocation::AllocationGate;
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
 
@@ -155,7 +156,8 @@ pub struct Poller<P> {
     pub provider: P,
     /// The (next hops, suggested) pair a refresh was already asked for.
     refreshed_for: Option<(Vec<Ipv6Addr>, Ipv6Addr)>,
-    allocate_tried: bool,
+    /// When allocate may be asked again (`provider::allocation`).
+    allocation: AllocationGate,
 }
 
 impl<P: Provider> Poller<P> {
@@ -163,7 +165,7 @@ impl<P: Provider> Poller<P> {
         Poller {
             provider,
             refreshed_for: None,
-            allocate_tried: false,
+            allocation: AllocationGate::default(),
         }
     }
 
@@ -177,7 +179,18 @@ impl<P: Provider> Poller<P> {
         if self.provider.needs_identity() {
             self.provider.identify(uplink_ips).await?;
         }
-        let mut assignment = self.provider.fetch().await?;
+        let mut assignment = match self.provider.fetch().await {
+            Ok(assignment) => assignment,
+            Err(e)
+                if settings.allocate() && self.provider.fetch_failure_may_mean_unallocated(&e) =>
+            {
+                return self
+                    .allocation
+                    .allocate_after_failure(&mut self.provider, e)
+                    .await;
+            }
+            Err(e) => return Err(e),
+        };
 
         if settings.refresh_next_hop() == RefreshNextHop::Auto
             && assignment.next_hop_is_stale()
@@ -203,20 +216,10 @@ impl<P: Provider> Poller<P> {
             }
         }
 
-        if settings.allocate() && self.provider.wants_allocation(&assignment) {
-            if !self.allocate_tried {
-                self.allocate_tried = true;
-                info!(
-                    "{}: asking the provider for it",
-                    self.provider.missing_what()
-                );
-                match self.provider.allocate().await {
-                    Ok(allocated) => assignment = allocated,
-                    Err(e) => warn!("allocate failed: {e}"),
-                }
-            }
-        } else if !assignment.prefixes.is_empty() {
-            self.allocate_tried = false;
+        if settings.allocate() {
+            assignment = (self.allocation)
+                .allocate_if_missing(&mut self.provider, assignment)
+                .await;
         }
         Ok(assignment)
     }

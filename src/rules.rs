@@ -16,6 +16,23 @@ use ipnet::Ipv6Net;
 /// provider's error, not an allocation.
 pub const MIN_PREFIX_LEN: u8 = 32;
 
+/// The most prefixes one answer may route to one host. A VPS gets a handful (a /48,
+/// some /56s and /64s, a few reserved addresses); thousands are a provider's fault or
+/// a hostile answer, and each costs kernel objects and a line in every pass. An answer
+/// over it is refused as a whole, so the kernel keeps its state. See issue 14, item 9.
+pub const MAX_PREFIXES: usize = 64;
+
+/// `count` prefixes routed here by one answer (`what` names them) are within
+/// `MAX_PREFIXES`.
+pub fn check_prefix_count(what: &str, count: usize) -> Result<(), String> {
+    if count > MAX_PREFIXES {
+        return Err(format!(
+            "{what}: more than {MAX_PREFIXES} prefixes routed to this host in one answer; refusing it"
+        ));
+    }
+    Ok(())
+}
+
 /// What makes `addr` unusable as a next hop or a routed address, if anything: the
 /// kinds of address that never leave a link or a host (`non_global_kind`), and the
 /// IANA special-purpose ranges no provider routes to a host (`SPECIAL_PURPOSE`).

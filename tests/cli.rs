@@ -81,6 +81,28 @@ fn check_config_accepts_a_good_file() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
 }
 
+/// A DigitalOcean config: check-config names the scopes the token needs, droplet:read
+/// among them (issue 14, item 5).
+#[test]
+fn check_config_names_the_digitalocean_scopes() {
+    let (_dir, path) = config_dir("[uplink]\ninterface = \"eth0\"\n", 0o600);
+    let text = std::fs::read_to_string(&path).expect("config");
+    let text = text.replace(
+        "kind = \"hostup\"",
+        "kind = \"digitalocean\"\ndroplet_id = 7\nreserved_ipv6 = [\"2604:a880::1\"]\nclaim = true",
+    );
+    std::fs::write(&path, text).expect("config");
+    let out = routed6d(&["check-config", "--config", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "note: the DigitalOcean token needs reserved_ip:read, droplet:read, reserved_ip:update, actions:read (droplet:read: "
+        ),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn every_command_refuses_a_bad_config_with_one_line_and_78() {
     let cases: [(&str, u32, &str); 4] = [

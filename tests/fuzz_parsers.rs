@@ -121,6 +121,10 @@ fn assert_safe(assignment: &Assignment) {
 /// `warnings` says so: the legacy API's own documentation routes a /48 to an address
 /// inside it, and routed6d accepts that from the legacy API with a warning.
 fn assert_safe_but(assignment: &Assignment, warnings: &[String]) {
+    // Advisory, but it may become the next hop after a refresh: global or absent.
+    if let Some(hop) = assignment.suggested_next_hop {
+        assert_eq!(non_global_kind(hop), None, "suggested next hop {hop}");
+    }
     for routed in &assignment.prefixes {
         let prefix = routed.prefix;
         assert_eq!(prefix.trunc(), prefix, "host bits in {prefix}");
@@ -143,8 +147,8 @@ fn assert_safe_but(assignment: &Assignment, warnings: &[String]) {
 
 /// Every body parser on one input.
 fn parse_everything(body: &[u8]) {
-    if let Ok(a) = hostup::assignment_from_state(body) {
-        assert_safe(&a);
+    if let Ok(parsed) = hostup::assignment_from_state(body) {
+        assert_safe(&parsed.value);
     }
     if let Ok(a) = hostup::assignment_from_account(body, VPS) {
         assert_safe(&a);

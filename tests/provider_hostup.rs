@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv6Net;
 use routed6d::config::{Config, HostupSettings, ProviderSettings, Secret};
+use routed6d::daemon::Poller;
 use routed6d::provider::ProviderError;
 use routed6d::provider::hostup::HostUp;
 use routed6d::provider::http::HttpClient;
@@ -139,6 +140,88 @@ async fn fetch_returns_the_allocation() {
         a.unavailable.as_deref(),
         Some("Assign IPv6 to the net0 interface first to enable routed IPv6.")
     );
+}
+
+/// `suggestedNextHop` is advisory: a value that cannot be a next hop costs itself, not
+/// the allocation beside it (issue 14, item 6).
+#[tokio::test]
+async fn a_bad_suggested_next_hop_leaves_the_allocation_routed() {
+    let sim = start_sim().await;
+    let mut hostup = client(&sim).await;
+    sim.set_allocation(VPS, net("2001:db8:42:100::/64"), v6("2001:db8:ffff::10"))
+        .unwrap();
+    sim.set_suggested_next_hop(VPS, Some(v6("fe80::1")))
+        .unwrap();
+    let a = hostup.fetch().await.unwrap();
+    assert_eq!(a.prefixes.len(), 1, "the allocation is programmed");
+    assert_eq!(a.prefixes[0].next_hop, Some(v6("2001:db8:ffff::10")));
+    assert_eq!(a.suggested_next_hop, None, "the bad suggestion is ignored");
+    assert!(!a.next_hop_is_stale(), "so no refresh is asked for");
+
+    // Not even a string: the same.
+    let body = r#"{"available":true,"reason":null,"suggestedNextHop":["x"],"allocation":{"id":"ripv6_1","prefix":"2001:db8:42:100::/64","prefixLength":64,"nextHop":"2001:db8:ffff::10","status":"active"}}"#;
+    sim.push_fault(Fault::body(200, body), 1);
+    let a = hostup.fetch().await.unwrap();
+    assert_eq!(a.prefixes.len(), 1);
+    assert_eq!(a.suggested_next_hop, None);
+}
+
+/// `allocate = true` through the daemon's poller: a transient failure of the allocate
+/// is asked again at the next poll, a refusal only once the answer changes
+/// (issue 14, item 3).
+#[tokio::test]
+async fn allocate_is_retried_after_a_transient_failure_not_after_a_refusal() {
+    let sim = start_sim().await;
+    let text = format!(
+        "[provider]\nkind = \"hostup\"\nbase_url = \"{}\"\nvps_id = \"{VPS}\"\nallocate = true\n[uplink]\ninterface = \"eth0\"\n",
+        sim.base_url()
+    );
+    let config = Config::from_text(Path::new("routed6d.toml"), &text, None).unwrap();
+    let settings = config.provider.clone();
+    let hostup = HostUp::with_http(
+        fast_http(),
+        &hostup_settings(config),
+        Secret::new(TOKEN.into()),
+    );
+    let mut poller = Poller::new(hostup);
+    let posts = || sim.count("POST", &format!("/api/v2/vps/{VPS}/routed-ipv6"));
+
+    // The allocate answers 503: nothing yet, asked again at the next poll.
+    sim.push_write_fault(Fault::status(503, "service_unavailable"), 1);
+    assert!(
+        poller
+            .poll(&settings, &[])
+            .await
+            .unwrap()
+            .prefixes
+            .is_empty()
+    );
+    assert_eq!(posts(), 1);
+    let a = poller.poll(&settings, &[]).await.unwrap();
+    assert_eq!(a.prefixes.len(), 1, "allocated at the second poll");
+    assert_eq!(posts(), 2);
+
+    // Released; the next allocate is refused (403: the key lacks write:network). The
+    // same answer is not asked again, however many polls.
+    sim.clear_allocation(VPS).unwrap();
+    sim.push_write_fault(Fault::status(403, "forbidden"), 1);
+    for _ in 0..3 {
+        assert!(
+            poller
+                .poll(&settings, &[])
+                .await
+                .unwrap()
+                .prefixes
+                .is_empty()
+        );
+    }
+    assert_eq!(posts(), 3, "one refused allocate");
+    // The provider's answer changes: asked again, and allocated.
+    sim.set_suggested_next_hop(VPS, Some(v6("2001:db8:ffff::11")))
+        .unwrap();
+    let a = poller.poll(&settings, &[]).await.unwrap();
+    assert_eq!(a.prefixes.len(), 1);
+    assert_eq!(posts(), 4);
 }
 
 #[tokio::test]

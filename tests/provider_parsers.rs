@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use routed6d::provider::ProviderError;
 use routed6d::provider::digitalocean::{
-    self, ActionRequest, ActionStatus, droplet_id_from_text, metadata_from_json,
+    self, ActionRequest, ActionStatus, DropletMetadata, Holder, droplet_id_from_text,
+    metadata_from_json,
 };
 use routed6d::provider::hostup::{self, assignment_from_account};
 use routed6d::provider::hostup_legacy;
@@ -135,14 +136,18 @@ fn digitalocean_lists_pages_and_objects() {
     let page = digitalocean::reserved_page(&fixture("digitalocean", "list_page1.json")).unwrap();
     assert_eq!(page.next_page, Some(2));
     assert_eq!(page.items.len(), 2);
-    assert_eq!(page.items[0].droplet_id, Some(3164444));
+    assert_eq!(page.items[0].holder, Holder::Droplet(3164444));
     // Upper-case, fully expanded: parsed as an address, not compared as text.
     assert_eq!(page.items[1].ip, v6("2604:a880:800:14::42c3:d001"));
-    assert_eq!(page.items[1].droplet_id, None);
+    assert_eq!(page.items[1].holder, Holder::Unassigned);
     assert_eq!(page.items[1].region.as_deref(), Some("nyc3"));
     let last = digitalocean::reserved_page(&fixture("digitalocean", "list_page2.json")).unwrap();
     assert_eq!(last.next_page, None);
-    assert_eq!(last.items[0].droplet_id, Some(3164444), "id as a string");
+    assert_eq!(
+        last.items[0].holder,
+        Holder::Droplet(3164444),
+        "id as a string"
+    );
 
     let all: Vec<_> = page.items.into_iter().chain(last.items).collect();
     let a = digitalocean::assignment_for(3164444, &all).expect("usable");
@@ -170,10 +175,20 @@ fn digitalocean_lists_pages_and_objects() {
         "a reserved_ipv6 assigned to this droplet, fd53:616d:6d60::dc9:c001 is unique local, not a reserved IPv6"
     );
 
-    for name in ["get_unassigned.json", "get_no_droplet_key.json"] {
-        let r = digitalocean::reserved_from_get(&fixture("digitalocean", name)).unwrap();
-        assert_eq!(r.droplet_id, None, "{name}");
-    }
+    let r =
+        digitalocean::reserved_from_get(&fixture("digitalocean", "get_unassigned.json")).unwrap();
+    assert_eq!(r.holder, Holder::Unassigned);
+    // No droplet key: the token lacks droplet:read, and the answer does not say.
+    let r = digitalocean::reserved_from_get(&fixture("digitalocean", "get_no_droplet_key.json"))
+        .unwrap();
+    assert_eq!(r.holder, Holder::Unknown);
+    assert!(
+        digitalocean::assignment_for(3164444, &[r])
+            .unwrap()
+            .prefixes
+            .is_empty(),
+        "an unknown holder is never taken for this droplet"
+    );
     let e =
         digitalocean::reserved_from_get(&fixture("digitalocean", "get_bad_ip.json")).unwrap_err();
     assert_eq!(
@@ -199,6 +214,60 @@ fn digitalocean_lists_pages_and_objects() {
         let e = digitalocean::reserved_page(body).unwrap_err();
         assert!(e.contains(expect), "{}: {e}", String::from_utf8_lossy(body));
     }
+}
+
+/// What settles an unknown holder (the metadata service's reserved IPv6 of this
+/// droplet) and which unassigned addresses a claim may ask for (issue 14, item 5).
+#[test]
+fn digitalocean_unknown_holders_and_regions() {
+    let item = |ip: &str, holder, region: Option<&str>| digitalocean::Reserved {
+        ip: v6(ip),
+        holder,
+        region: region.map(str::to_string),
+    };
+    let metadata = DropletMetadata {
+        droplet_id: Some(7),
+        reserved_ipv6: Some(v6("2604:a880::1")),
+        ..DropletMetadata::default()
+    };
+    let mut items = vec![
+        item("2604:a880::1", Holder::Unknown, None),
+        item("2604:a880::2", Holder::Unknown, None),
+        item("2604:a880::3", Holder::Unassigned, None),
+    ];
+    let unknown = digitalocean::resolve_with_metadata(7, &mut items, Some(&metadata));
+    assert_eq!(
+        unknown,
+        vec![v6("2604:a880::2")],
+        "only the one the metadata names"
+    );
+    assert_eq!(items[0].holder, Holder::Droplet(7));
+    assert_eq!(items[2].holder, Holder::Unassigned);
+    // Metadata of another droplet, or none, settles nothing.
+    let mut items = vec![item("2604:a880::1", Holder::Unknown, None)];
+    assert_eq!(
+        digitalocean::resolve_with_metadata(8, &mut items, Some(&metadata)).len(),
+        1
+    );
+    assert_eq!(
+        digitalocean::resolve_with_metadata(7, &mut items, None).len(),
+        1
+    );
+
+    let same = item("2604:a880::4", Holder::Unassigned, Some("nyc3"));
+    let other = item("2604:a880::5", Holder::Unassigned, Some("ams3"));
+    let unsaid = item("2604:a880::6", Holder::Unassigned, None);
+    let (claim, refused) = digitalocean::split_by_region(&[&same, &other, &unsaid], Some("nyc3"));
+    assert_eq!(claim, vec![same.ip, unsaid.ip]);
+    assert_eq!(
+        refused,
+        vec![
+            "not claiming reserved IPv6 2604:a880::5: it is reserved in region ams3 and this droplet is in nyc3"
+                .to_string()
+        ]
+    );
+    let (claim, refused) = digitalocean::split_by_region(&[&same, &other], None);
+    assert_eq!((claim.len(), refused.len()), (2, 0), "DigitalOcean decides");
 }
 
 #[test]
@@ -240,6 +309,7 @@ fn digitalocean_actions_errors_and_metadata() {
     assert_eq!(m.public_ipv6, Some(v6("2604:a880:800:10::17d:2001")));
     assert_eq!(m.public_ipv6_gateway, Some(v6("2604:a880:800:10::1")));
     assert_eq!(m.reserved_ipv6, Some(v6("2604:a880:800:14::42c3:d000")));
+    assert_eq!(m.region.as_deref(), Some("nyc3"));
     let m = metadata_from_json(&fixture("do-metadata", "v1_no_ipv6.json")).unwrap();
     assert_eq!(
         (m.droplet_id, m.public_ipv6, m.reserved_ipv6),

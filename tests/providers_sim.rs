@@ -10,6 +10,7 @@ use routed6d::config::{
     Config, DigitalOceanSettings, HostupSettings, LegacySettings, ProviderConfig, ProviderSettings,
     Secret,
 };
+use routed6d::daemon::Poller;
 use routed6d::provider::digitalocean::DigitalOcean;
 use routed6d::provider::hostup::HostUp;
 use routed6d::provider::hostup_legacy::HostUpLegacy;
@@ -201,6 +202,38 @@ async fn account_routes_are_all_routed_here_each_with_its_next_hop() {
     no_token(&e);
 }
 
+/// More routes to this VPS than `rules::MAX_PREFIXES` refuse the answer (issue 14,
+/// item 9): a provider's fault or a hostile answer, never a VPS's allocation.
+#[tokio::test]
+async fn account_view_with_too_many_routes_is_refused() {
+    let mut state = account_state();
+    state.account_routes.clear();
+    let pool = ("ripv6_big", net("2001:db8:99::/48"));
+    for i in 0..=routed6d::rules::MAX_PREFIXES {
+        state.account_routes.push(SimRoute::new(
+            &format!("ripv6rt_{i}"),
+            pool,
+            net(&format!("2001:db8:99:{i:x}::/64")),
+            v6("2001:db8:1::10"),
+            None,
+            VPS,
+        ));
+    }
+    let sim = start(state).await;
+    let config = provider_config(&format!(
+        "kind = \"hostup\"\nsource = \"account\"\nvps_id = \"{VPS}\"\nbase_url = \"{}\"",
+        sim.base_url()
+    ));
+    let mut hostup = HostUp::with_http(fast_http(), hostup(&config), key());
+    let e = hostup.fetch().await.unwrap_err();
+    assert!(e.to_string().contains("more than 64 prefixes"), "{e}");
+    // At the bound, it is an answer like any other.
+    sim.update(|s| {
+        s.account_routes.pop();
+    });
+    assert_eq!(hostup.fetch().await.unwrap().prefixes.len(), 64);
+}
+
 // ----------------------------------------------------------------------------------------
 // HostUp legacy
 
@@ -256,6 +289,58 @@ async fn legacy_polls_with_refresh_and_never_allocates_by_itself() {
     assert_eq!(release.cooldown_days, Some(30));
     assert!(release.cooldown_until.as_deref().unwrap().contains('T'));
     assert!(legacy.fetch().await.unwrap().prefixes.is_empty());
+}
+
+/// `allocate = true` on the legacy API allocates whichever way the API says "no
+/// allocation" to `refresh_next_hop`: `allocation: null`, or a 4xx problem (the
+/// documented schema has no null allocation). Without `allocate` the problem stays a
+/// failed poll, and nothing is created (issue 14, item 4).
+#[tokio::test]
+async fn legacy_allocates_whether_no_allocation_is_null_or_a_problem() {
+    for problem in [false, true] {
+        let sim = start(legacy_state()).await;
+        sim.update(|s| s.legacy_refresh_problem = problem);
+        let base = format!(
+            "kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"",
+            sim.base_url()
+        );
+
+        let readonly = provider_config(&base);
+        let legacy = HostUpLegacy::with_http(fast_http(), legacy_settings(&readonly), key());
+        let mut poller = Poller::new(legacy);
+        let first = poller.poll(&readonly, &[]).await;
+        if problem {
+            let e = first.unwrap_err();
+            assert_eq!(
+                status_of(&e),
+                (404, Some("allocation_not_found".into()), None)
+            );
+        } else {
+            assert!(first.unwrap().prefixes.is_empty());
+        }
+        assert!(
+            sim.vps(VPS).unwrap().allocation.is_none(),
+            "nothing created"
+        );
+
+        let allocating = provider_config(&format!("{base}\nallocate = true"));
+        let legacy = HostUpLegacy::with_http(fast_http(), legacy_settings(&allocating), key());
+        let mut poller = Poller::new(legacy);
+        let a = poller
+            .poll(&allocating, &[])
+            .await
+            .unwrap_or_else(|e| panic!("problem = {problem}: {e}"));
+        assert_eq!(a.prefixes.len(), 1, "problem = {problem}");
+        assert_eq!(a.prefixes[0].next_hop, Some(v6("2001:db8:1::10")));
+        // Once allocated, the poll is a plain refresh again.
+        let again = poller.poll(&allocating, &[]).await.unwrap();
+        assert_eq!(again.prefixes, a.prefixes);
+        let allocates = sim.requests().iter().filter(|r| r.method == "POST").count();
+        assert_eq!(
+            allocates, 4,
+            "problem = {problem}: refresh, refresh, allocate, refresh"
+        );
+    }
 }
 
 #[tokio::test]
@@ -459,18 +544,169 @@ async fn digitalocean_configured_addresses_and_claims() {
     assert_eq!(state.reserved[&v6(THEIRS)].droplet_id, Some(42));
 }
 
+/// A token without droplet:read: DigitalOcean leaves the `droplet` key out, which says
+/// nothing about where the address is. The metadata service settles this droplet's one
+/// reserved IPv6; anything still unknown fails the poll naming the scope, so it is
+/// never withdrawn and never claimed (issue 14, item 5).
 #[tokio::test]
-async fn digitalocean_errors_and_rate_limits() {
+async fn digitalocean_without_droplet_read_never_withdraws_or_claims() {
+    let sim = start(do_state()).await;
+    sim.update(|s| s.digitalocean.without_droplet_read = true);
+
+    // The metadata service names MINE as this droplet's reserved IPv6: programmed.
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\"]"),
+    );
+    let mut one = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    let a = one.fetch().await.unwrap();
+    assert_eq!(addresses(&a), vec![format!("{MINE}/128")]);
+    assert_eq!(sim.count("GET", "/metadata/v1.json"), 1, "the cross-check");
+
+    // MINE2 is assigned here too, but nothing the token may read says so: the poll
+    // fails (the kernel keeps what it has) and names the scope.
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\", \"{MINE2}\"]"),
+    );
+    let mut two = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    let e = two.fetch().await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains(&format!("reserved IPv6 {MINE2} ")), "{text}");
+    assert!(
+        !text.contains(&format!("{MINE},")),
+        "MINE is settled: {text}"
+    );
+    assert!(text.contains("lacks the droplet:read scope"), "{text}");
+    no_token(&e);
+
+    // The whole account listed: every other droplet's address is unknown too.
+    let config = do_config(&sim, &format!("droplet_id = {DROPLET}"));
+    let mut listing = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    assert!(listing.fetch().await.is_err());
+
+    // An unassigned address without droplet:read is unknown: never claimed.
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{FREE}\"]\nclaim = true"),
+    );
+    let mut claiming = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    assert!(claiming.fetch().await.is_err());
+    assert!(!claiming.wants_allocation(&Default::default()));
+    assert_eq!(sim.count("POST", "/v2/"), 0, "no claim");
+
+    // With the scope back, the same configuration reads as before.
+    sim.update(|s| s.digitalocean.without_droplet_read = false);
+    assert_eq!(
+        addresses(&two.fetch().await.unwrap()),
+        vec![format!("{MINE}/128"), format!("{MINE2}/128")]
+    );
+}
+
+/// DigitalOcean assigns a reserved IPv6 only to a droplet of its region: a claim for
+/// one reserved elsewhere is refused here, with one line, and never sent.
+#[tokio::test]
+async fn digitalocean_claim_refuses_an_address_of_another_region() {
+    let sim = start(do_state()).await;
+    const AMS: &str = "2604:a880:900:14::1";
+    sim.update(|s| {
+        s.digitalocean.reserved.insert(
+            v6(AMS),
+            routed6d_sim::api::SimReserved {
+                ip: v6(AMS),
+                region: "ams3".into(),
+                droplet_id: None,
+            },
+        )
+    });
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{AMS}\", \"{FREE}\"]\nclaim = true"),
+    );
+    let mut claiming = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    claiming.action_poll = Duration::from_millis(10);
+    let a = claiming.fetch().await.unwrap();
+    assert!(claiming.wants_allocation(&a));
+    assert!(claiming.missing_what().contains(FREE));
+    assert!(
+        !claiming.missing_what().contains(AMS),
+        "{}",
+        claiming.missing_what()
+    );
+    let after = claiming.allocate().await.unwrap();
+    assert_eq!(addresses(&after), vec![format!("{FREE}/128")]);
+    assert!(!claiming.wants_allocation(&after), "nothing left to claim");
+    assert_eq!(
+        sim.count("POST", &format!("/v2/reserved_ipv6/{AMS}/")),
+        0,
+        "the other region's address is never asked for"
+    );
+    assert_eq!(sim.state().digitalocean.reserved[&v6(AMS)].droplet_id, None);
+}
+
+/// One configured address that DigitalOcean answers 404 `not_found` for no longer
+/// exists: it is withdrawn while the others go on (issue 14, item 6).
+#[tokio::test]
+async fn digitalocean_a_vanished_address_is_withdrawn_alone() {
     let sim = start(do_state()).await;
     let config = do_config(
         &sim,
-        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"2604:a880:800:14::dead\"]"),
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\", \"{MINE2}\"]"),
     );
     let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    assert_eq!(
+        addresses(&provider.fetch().await.unwrap()),
+        vec![format!("{MINE}/128"), format!("{MINE2}/128")]
+    );
+    // Released from the account: DigitalOcean answers 404 {"id":"not_found"}.
+    sim.update(|s| s.digitalocean.reserved.remove(&v6(MINE2)));
+    let a = provider.fetch().await.unwrap();
+    assert_eq!(addresses(&a), vec![format!("{MINE}/128")], "{a:?}");
+    assert_eq!(sim.count("GET", &format!("/v2/reserved_ipv6/{MINE2}")), 2);
+    // Every configured address gone: a well-formed "nothing here".
+    sim.update(|s| s.digitalocean.reserved.remove(&v6(MINE)));
+    assert!(provider.fetch().await.unwrap().prefixes.is_empty());
+}
+
+/// A page with more items than the `per_page` asked for is not DigitalOcean's: the
+/// answer is refused and nothing of it is used (issue 14, item 9).
+#[tokio::test]
+async fn digitalocean_a_page_larger_than_asked_is_refused() {
+    let sim = start(do_state()).await;
+    let config = do_config(&sim, &format!("droplet_id = {DROPLET}"));
+    let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    let items: Vec<String> = (0..=200)
+        .map(|i| {
+            format!(r#"{{"ip":"2604:a880:800:14::{i:x}","region_slug":"nyc3","droplet":null}}"#)
+        })
+        .collect();
+    let body = format!(
+        r#"{{"reserved_ipv6s":[{}],"links":{{}},"meta":{{"total":201}}}}"#,
+        items.join(",")
+    );
+    sim.push_fault(Fault::body(200, &body), 1);
+    let e = provider.fetch().await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("page 1 holds 201 reserved IPv6 addresses, more than the per_page=200"),
+        "{e}"
+    );
+    assert_eq!(provider.fetch().await.unwrap().prefixes.len(), 2);
+}
+
+#[tokio::test]
+async fn digitalocean_errors_and_rate_limits() {
+    let sim = start(do_state()).await;
+    // A 404 that is not DigitalOcean's "no such reserved IPv6" (a proxy's page) fails
+    // the poll.
+    let config = do_config(
+        &sim,
+        &format!("droplet_id = {DROPLET}\nreserved_ipv6 = [\"{MINE}\"]"),
+    );
+    let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());
+    sim.push_fault(Fault::body(404, "<html>Not Found</html>"), 1);
     let e = provider.fetch().await.unwrap_err();
     assert_eq!(status_of(&e).0, 404);
-    assert_eq!(status_of(&e).1.as_deref(), Some("not_found"));
-    assert!(e.to_string().contains("could not be found"), "{e}");
 
     let config = do_config(&sim, &format!("droplet_id = {DROPLET}"));
     let mut provider = DigitalOcean::with_http(fast_http(), digitalocean(&config), key());

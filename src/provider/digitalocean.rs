@@ -8,10 +8,17 @@
 //! assigned to this droplet (`POST …/actions {"type":"assign"}`, then the action is
 //! polled until `completed` or `errored`), and `routed6d release` unassigns.
 //!
-//! Parsing follows what the OpenAPI spec and godo's tests send: `reserved_at`,
-//! `region_slug` and `droplet` may be missing, `droplet` may be null or `{"id": N}`
-//! only, action types come back as `assign_ip`/`unassign_ip`, metadata addresses come
-//! upper-case and fully expanded, `droplet_id` is an integer or a string.
+//! Parsing follows what the OpenAPI spec and godo's tests send: `reserved_at` and
+//! `region_slug` may be missing, `droplet` may be null or `{"id": N}` only, action
+//! types come back as `assign_ip`/`unassign_ip`, metadata addresses come upper-case and
+//! fully expanded, `droplet_id` is an integer or a string.
+//!
+//! The embedded `droplet` "requires droplet:read scope" (the spec): an answer without
+//! the key does not say where the address is, which is not "unassigned". Such an
+//! address is checked against the metadata service's `reserved_ip.ipv6` (the one
+//! reserved IPv6 DigitalOcean reports for this droplet; routed6d already asks the
+//! metadata service for the droplet id). One still unknown after that fails the poll
+//! with the missing scope named: it is never withdrawn and never claimed (issue 14).
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
@@ -21,7 +28,7 @@ use serde_json::Value;
 
 use super::hostup::parse_json;
 use super::http::{Auth, HttpClient, HttpResponse};
-use super::{Provider, ProviderError, Release};
+use super::{Provider, ProviderError, Release, WarnOnce};
 use crate::config::{BaseUrl, DigitalOceanSettings, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 
@@ -46,19 +53,37 @@ pub struct DigitalOcean {
     claim: bool,
     /// Configured addresses that were unassigned at the last fetch (claim candidates).
     unassigned: Vec<Ipv6Addr>,
+    /// This droplet's region (from the metadata service), once read: a claim is only
+    /// asked for an address reserved in it.
+    region: Option<String>,
     /// How often and how long an action is polled (tests make these short).
     pub action_poll: Duration,
     pub action_timeout: Duration,
+    /// Oddities of the answers, each logged once.
+    warned: WarnOnce,
 }
 
 /// One reserved IPv6 as the API describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reserved {
     pub ip: Ipv6Addr,
-    /// The droplet it is assigned to; `None`: unassigned.
-    pub droplet_id: Option<u64>,
+    pub holder: Holder,
     pub region: Option<String>,
 }
+
+/// Which droplet holds a reserved IPv6, as far as the answer says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// `droplet: null`.
+    Unassigned,
+    /// `droplet: {"id": N, …}`.
+    Droplet(u64),
+    /// No `droplet` key: the token lacks droplet:read, and the answer does not say.
+    Unknown,
+}
+
+/// The scope DigitalOcean needs to embed the droplet in a reserved IPv6.
+pub const DROPLET_SCOPE: &str = "droplet:read";
 
 /// One page of `GET /v2/reserved_ipv6`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +132,8 @@ pub struct DropletMetadata {
     pub public_ipv6_gateway: Option<Ipv6Addr>,
     /// `reserved_ip.ipv6.ip_address` when `active` is true.
     pub reserved_ipv6: Option<Ipv6Addr>,
+    /// `region`: the droplet's region slug.
+    pub region: Option<String>,
 }
 
 impl DigitalOcean {
@@ -124,8 +151,10 @@ impl DigitalOcean {
             configured: config.reserved_ipv6.clone(),
             claim: config.claim,
             unassigned: Vec::new(),
+            region: None,
             action_poll: ACTION_POLL,
             action_timeout: ACTION_TIMEOUT,
+            warned: WarnOnce::default(),
         }
     }
 
@@ -150,11 +179,26 @@ impl DigitalOcean {
     }
 
     /// Every reserved IPv6 this poll looks at: the configured ones, or the account's.
-    async fn read_all(&self) -> Result<Vec<Reserved>, ProviderError> {
+    async fn read_all(&mut self) -> Result<Vec<Reserved>, ProviderError> {
         if !self.configured.is_empty() {
             let mut items = Vec::new();
             for ip in &self.configured {
-                let response = self.get(&format!("/v2/reserved_ipv6/{ip}")).await?;
+                let response = match self.get(&format!("/v2/reserved_ipv6/{ip}")).await {
+                    Ok(response) => response,
+                    // DigitalOcean's own "no such reserved IPv6": this address is gone
+                    // (released from the account) and is withdrawn, while the others
+                    // go on (issue 14, item 6). Any other failure fails the poll.
+                    Err(error) if is_not_found(&error) => {
+                        self.warned.warn(
+                            "DigitalOcean",
+                            vec![format!(
+                                "reserved IPv6 {ip} does not exist (HTTP 404 not_found): it is not routed here"
+                            )],
+                        );
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
                 let item = reserved_from_get(&response.body).map_err(|m| response.invalid(m))?;
                 if item.ip != *ip {
                     return Err(
@@ -174,6 +218,13 @@ impl DigitalOcean {
                 ))
                 .await?;
             let parsed = reserved_page(&response.body).map_err(|m| response.invalid(m))?;
+            // DigitalOcean never answers more than it was asked for.
+            if parsed.items.len() > PER_PAGE as usize {
+                return Err(response.invalid(format!(
+                    "page {page} holds {} reserved IPv6 addresses, more than the per_page={PER_PAGE} asked for",
+                    parsed.items.len()
+                )));
+            }
             items.extend(parsed.items);
             match parsed.next_page {
                 Some(next) if next > page && next <= MAX_PAGES => page = next,
@@ -190,6 +241,64 @@ impl DigitalOcean {
                 None => return Ok(items),
             }
         }
+    }
+
+    /// `/metadata/v1.json`: this droplet as the metadata service describes it.
+    async fn metadata(&self) -> Result<DropletMetadata, ProviderError> {
+        let url = self.metadata.join("/metadata/v1.json");
+        let response = self.http.send(Method::GET, url, Auth::None, None).await?;
+        metadata_from_json(&response.body).map_err(|m| response.invalid(m))
+    }
+
+    /// Settle the addresses whose holder the answer left unknown (no `droplet` key)
+    /// with the metadata service, or fail the poll naming the missing scope.
+    async fn resolve_unknown(
+        &self,
+        droplet: u64,
+        items: &mut [Reserved],
+    ) -> Result<(), ProviderError> {
+        if items.iter().all(|r| r.holder != Holder::Unknown) {
+            return Ok(());
+        }
+        let metadata = self.metadata().await;
+        if let Err(e) = &metadata {
+            tracing::debug!("the metadata service cannot settle unknown reserved IPv6: {e}");
+        }
+        let unknown = resolve_with_metadata(droplet, items, metadata.ok().as_ref());
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let ips: Vec<String> = unknown.iter().map(Ipv6Addr::to_string).collect();
+        Err(ProviderError::Invalid {
+            url: super::http::display_url(&self.base.join("/v2/reserved_ipv6")),
+            message: format!(
+                "DigitalOcean does not say which droplet holds reserved IPv6 {} (no droplet key: the token lacks the {DROPLET_SCOPE} scope); nothing is added, withdrawn or claimed until it does",
+                ips.join(", ")
+            ),
+            request_id: None,
+        })
+    }
+
+    /// The claim candidates among `items`: unassigned, and reserved in this droplet's
+    /// region where both regions are known (DigitalOcean assigns an address only to a
+    /// droplet of its region; asking anyway fails every poll).
+    async fn claimable(&mut self, items: &[Reserved]) -> Vec<Ipv6Addr> {
+        let unassigned: Vec<&Reserved> = items
+            .iter()
+            .filter(|r| r.holder == Holder::Unassigned)
+            .collect();
+        if unassigned.is_empty() {
+            return Vec::new();
+        }
+        if self.region.is_none() {
+            match self.metadata().await {
+                Ok(m) => self.region = m.region,
+                Err(e) => tracing::debug!("cannot read this droplet's region: {e}"),
+            }
+        }
+        let (claim, refused) = split_by_region(&unassigned, self.region.as_deref());
+        self.warned.warn("DigitalOcean", refused);
+        claim
     }
 
     /// POST an action for `ip` and wait for it to finish.
@@ -281,18 +390,16 @@ impl Provider for DigitalOcean {
 
     async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
         let droplet = self.droplet()?;
-        let items = self.read_all().await?;
+        let mut items = self.read_all().await?;
+        self.resolve_unknown(droplet, &mut items).await?;
         self.unassigned = if self.claim {
-            items
-                .iter()
-                .filter(|r| r.droplet_id.is_none())
-                .map(|r| r.ip)
-                .collect()
+            self.claimable(&items).await
         } else {
             Vec::new()
         };
         for item in &items {
-            if let Some(other) = item.droplet_id.filter(|d| *d != droplet)
+            if let Holder::Droplet(other) = item.holder
+                && other != droplet
                 && self.configured.contains(&item.ip)
             {
                 tracing::debug!(
@@ -347,6 +454,28 @@ impl Provider for DigitalOcean {
     }
 }
 
+/// The token scopes `settings` need, as `check-config` prints them: without
+/// droplet:read DigitalOcean's answers leave out which droplet holds an address.
+pub fn scopes_needed(settings: &DigitalOceanSettings) -> String {
+    let mut scopes = vec!["reserved_ip:read", DROPLET_SCOPE];
+    if settings.claim {
+        scopes.extend(["reserved_ip:update", "actions:read"]);
+    }
+    format!(
+        "the DigitalOcean token needs {} ({DROPLET_SCOPE}: without it the answers do not say which droplet holds a reserved IPv6, and routed6d changes nothing it cannot settle)",
+        scopes.join(", ")
+    )
+}
+
+/// DigitalOcean's 404 for a resource that does not exist: its error document's `id` is
+/// `not_found`. A 404 without it (a proxy, a wrong base URL) is an ordinary failure.
+fn is_not_found(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::Status { status: 404, code: Some(code), .. } if code == "not_found"
+    )
+}
+
 // ---------------------------------------------------------------------------------------
 // The pure part.
 
@@ -384,9 +513,10 @@ fn reserved_from_value(value: &Value, field: &str) -> Result<Reserved, String> {
         .as_object()
         .ok_or_else(|| format!("{field} is not an object"))?;
     let ip = parse_ip(&format!("{field}.ip"), object.get("ip"))?;
-    let droplet_id = match object.get("droplet") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(droplet)) => Some(
+    let holder = match object.get("droplet") {
+        None => Holder::Unknown,
+        Some(Value::Null) => Holder::Unassigned,
+        Some(Value::Object(droplet)) => Holder::Droplet(
             droplet
                 .get("id")
                 .and_then(id_of)
@@ -402,12 +532,8 @@ fn reserved_from_value(value: &Value, field: &str) -> Result<Reserved, String> {
         .get("region_slug")
         .and_then(Value::as_str)
         .or_else(|| object.get("region")?.get("slug")?.as_str())
-        .map(str::to_string);
-    Ok(Reserved {
-        ip,
-        droplet_id,
-        region,
-    })
+        .map(crate::rules::provider_text);
+    Ok(Reserved { ip, holder, region })
 }
 
 /// `GET /v2/reserved_ipv6/{ip}` (and the create answer): `{reserved_ipv6: {…}}`.
@@ -549,13 +675,65 @@ pub fn metadata_from_json(body: &[u8]) -> Result<DropletMetadata, String> {
         public_ipv6: ipv6("/interfaces/public/0/ipv6/ip_address"),
         public_ipv6_gateway: ipv6("/interfaces/public/0/ipv6/gateway"),
         reserved_ipv6: ipv6("/reserved_ip/ipv6/ip_address").filter(|_| reserved_active),
+        region: value
+            .get("region")
+            .and_then(Value::as_str)
+            .map(crate::rules::provider_text)
+            .filter(|r| !r.is_empty()),
     })
+}
+
+/// Settle unknown holders with the metadata service, which describes this droplet: the
+/// address it names as this droplet's active reserved IPv6 is held here. Returns the
+/// addresses still unknown. Metadata for another droplet (a `droplet_id` configured
+/// for some other droplet) settles nothing.
+pub fn resolve_with_metadata(
+    droplet: u64,
+    items: &mut [Reserved],
+    metadata: Option<&DropletMetadata>,
+) -> Vec<Ipv6Addr> {
+    let here = metadata
+        .filter(|m| m.droplet_id.is_none_or(|id| id == droplet))
+        .and_then(|m| m.reserved_ipv6);
+    let mut unknown = Vec::new();
+    for item in items.iter_mut().filter(|r| r.holder == Holder::Unknown) {
+        if Some(item.ip) == here {
+            item.holder = Holder::Droplet(droplet);
+        } else {
+            unknown.push(item.ip);
+        }
+    }
+    unknown
+}
+
+/// Unassigned addresses split into those a claim may ask for and one line for each
+/// refused because it is reserved in another region than this droplet's. Unknown
+/// regions refuse nothing: DigitalOcean itself has the last word.
+pub fn split_by_region(
+    unassigned: &[&Reserved],
+    droplet_region: Option<&str>,
+) -> (Vec<Ipv6Addr>, Vec<String>) {
+    let mut claim = Vec::new();
+    let mut refused = Vec::new();
+    for item in unassigned {
+        match (item.region.as_deref(), droplet_region) {
+            (Some(theirs), Some(ours)) if theirs != ours => refused.push(format!(
+                "not claiming reserved IPv6 {}: it is reserved in region {theirs} and this droplet is in {ours}",
+                item.ip
+            )),
+            _ => claim.push(item.ip),
+        }
+    }
+    (claim, refused)
 }
 
 /// The reserved IPv6 addresses assigned to `droplet`, as /128s without a next hop.
 pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Result<Assignment, String> {
     let mut prefixes: Vec<RoutedPrefix> = Vec::new();
-    for item in items.iter().filter(|r| r.droplet_id == Some(droplet)) {
+    for item in items
+        .iter()
+        .filter(|r| r.holder == Holder::Droplet(droplet))
+    {
         crate::rules::check_reserved("a reserved_ipv6 assigned to this droplet,", item.ip)?;
         let prefix = ipnet::Ipv6Net::new(item.ip, 128).expect("128 is a valid length");
         if prefixes.iter().any(|p| p.prefix == prefix) {
@@ -566,6 +744,8 @@ pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Result<Assignment, St
             next_hop: None,
             origin: format!("reserved_ipv6 {}", item.ip),
         });
+        // Checked as they come, which also bounds the duplicate search above.
+        crate::rules::check_prefix_count("the reserved IPv6 of this droplet", prefixes.len())?;
     }
     Ok(Assignment {
         prefixes,

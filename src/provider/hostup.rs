@@ -14,7 +14,7 @@ use reqwest::{Method, Url};
 use serde::{Deserialize, Deserializer, de};
 
 use super::http::{HttpClient, HttpResponse};
-use super::{Provider, ProviderError, Release};
+use super::{Parsed, Provider, ProviderError, Release, WarnOnce};
 use crate::config::{BaseUrl, HostupSettings, HostupSource, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 use crate::rules::{self, Fields, Leniency};
@@ -31,6 +31,8 @@ pub struct HostUp {
     /// `provider.vps_id`, or found by `identify` on the first poll.
     vps_id: Option<String>,
     source: HostupSource,
+    /// Oddities of the answers, each logged once.
+    warned: WarnOnce,
 }
 
 impl HostUp {
@@ -48,6 +50,7 @@ impl HostUp {
             token,
             vps_id: config.vps_id.clone(),
             source: config.source,
+            warned: WarnOnce::default(),
         }
     }
 
@@ -140,7 +143,7 @@ impl HostUp {
     }
 
     async fn state_call(
-        &self,
+        &mut self,
         method: Method,
         body: Option<serde_json::Value>,
     ) -> Result<Assignment, ProviderError> {
@@ -148,7 +151,9 @@ impl HostUp {
             .http
             .request(method, self.state_url()?, &self.token, body.as_ref())
             .await?;
-        assignment_from_state(&response.body).map_err(|m| response.invalid(m))
+        let parsed = assignment_from_state(&response.body).map_err(|m| response.invalid(m))?;
+        self.warned.warn("HostUp", parsed.warnings);
+        Ok(parsed.value)
     }
 
     /// GET /api/v2/vps?primaryIp=<ip> for each address until exactly one VPS matches.
@@ -223,8 +228,10 @@ struct RawState {
     available: bool,
     #[serde(default)]
     reason: Option<String>,
+    /// Advisory (it only decides whether to ask for a refresh), so any JSON is read
+    /// and a bad value costs itself, not the answer.
     #[serde(default, rename = "suggestedNextHop")]
-    suggested_next_hop: Option<String>,
+    suggested_next_hop: Option<serde_json::Value>,
     /// Required, but may be null. A body without it is not a state, and reading it as
     /// "nothing allocated" would remove working routes.
     #[serde(deserialize_with = "object_or_null")]
@@ -341,11 +348,31 @@ pub(crate) fn parse_json<T: de::DeserializeOwned>(body: &[u8], what: &str) -> Re
 ///
 /// `available: false` and an allocation that is null or not `active` mean "nothing is
 /// routed here"; an active allocation must be fully usable or the whole answer is refused.
-pub fn assignment_from_state(body: &[u8]) -> Result<Assignment, String> {
+pub fn assignment_from_state(body: &[u8]) -> Result<Parsed<Assignment>, String> {
     let state: RawState = parse_json(body, "a HostUp routed-IPv6 state object")?;
-    let suggested_next_hop = match &state.suggested_next_hop {
-        Some(text) => Some(rules::parse_next_hop("suggestedNextHop", text)?),
-        None => None,
+    let mut warnings = Vec::new();
+    // Advisory: a bad suggestion means no refresh is asked for, never that the
+    // allocation beside it goes unprogrammed (issue 14, item 6).
+    let suggested_next_hop = match state.suggested_next_hop {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(text)) => {
+            match rules::parse_next_hop("suggestedNextHop", &text) {
+                Ok(hop) => Some(hop),
+                Err(message) => {
+                    warnings.push(format!(
+                        "{message}; ignoring it (no next-hop refresh is asked for)"
+                    ));
+                    None
+                }
+            }
+        }
+        Some(other) => {
+            warnings.push(format!(
+                "suggestedNextHop is {}, not an address; ignoring it (no next-hop refresh is asked for)",
+                json_kind(&other)
+            ));
+            None
+        }
     };
     // `available: false` says a new allocation cannot be had now, not that an active
     // one is gone: an active allocation beside it stays programmed (issue 14).
@@ -356,10 +383,13 @@ pub fn assignment_from_state(body: &[u8]) -> Result<Assignment, String> {
     {
         prefixes.push(routed_prefix(allocation)?);
     }
-    Ok(Assignment {
-        prefixes,
-        unavailable,
-        suggested_next_hop,
+    Ok(Parsed {
+        value: Assignment {
+            prefixes,
+            unavailable,
+            suggested_next_hop,
+        },
+        warnings,
     })
 }
 
@@ -538,6 +568,8 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
                 next_hop: Some(next_hop),
                 origin,
             });
+            // Checked as they come, which also bounds the duplicate search above.
+            rules::check_prefix_count("the account view", prefixes.len())?;
         }
     }
     Ok(Assignment {
@@ -631,8 +663,13 @@ mod tests {
         )
     }
 
+    /// The assignment of a per-VPS state, its warnings dropped.
+    fn state(body: &[u8]) -> Result<Assignment, String> {
+        assignment_from_state(body).map(|parsed| parsed.value)
+    }
+
     fn refused(body: &str) -> String {
-        match assignment_from_state(body.as_bytes()) {
+        match state(body.as_bytes()) {
             Ok(a) => panic!("accepted {body}: {a:?}"),
             Err(message) => message,
         }
@@ -640,7 +677,7 @@ mod tests {
 
     #[test]
     fn unavailable_keeps_the_reason_verbatim() {
-        let a = assignment_from_state(&fixture("state_unavailable.json")).unwrap();
+        let a = state(&fixture("state_unavailable.json")).unwrap();
         assert!(a.prefixes.is_empty());
         assert_eq!(
             a.unavailable.as_deref(),
@@ -651,7 +688,7 @@ mod tests {
 
     #[test]
     fn available_false_never_withdraws_an_active_allocation() {
-        let a = assignment_from_state(
+        let a = state(
             br#"{"available":false,"reason":"Cooldown","allocation":{"id":"ripv6_1","prefix":"2001:db8:42:100::/64","prefixLength":64,"nextHop":"2001:db8::10","status":"active"}}"#,
         )
         .unwrap();
@@ -669,10 +706,8 @@ mod tests {
 
     #[test]
     fn provider_text_reaches_nothing_as_control() {
-        let a = assignment_from_state(
-            br#"{"available":false,"reason":"x\nWATCHDOG=trigger","allocation":null}"#,
-        )
-        .unwrap();
+        let a = state(br#"{"available":false,"reason":"x\nWATCHDOG=trigger","allocation":null}"#)
+            .unwrap();
         assert_eq!(a.unavailable.as_deref(), Some("x WATCHDOG=trigger"));
         let account = br#"{"pools":[{"id":"pool\n1","routes":[{"id":"rt\u001b[2J","label":"web\r\nEVIL=1","prefix":"2001:db8:42:100::/64","nextHop":"2001:db8::10","vpsId":"vps_1","status":"active"}]}]}"#;
         let a = assignment_from_account(account, "vps_1").unwrap();
@@ -683,14 +718,13 @@ mod tests {
 
     #[test]
     fn unavailable_without_reason_still_says_so() {
-        let a = assignment_from_state(br#"{"available":false,"reason":null,"allocation":null}"#)
-            .unwrap();
+        let a = state(br#"{"available":false,"reason":null,"allocation":null}"#).unwrap();
         assert_eq!(a.unavailable.as_deref(), Some(NO_REASON));
     }
 
     #[test]
     fn allocated() {
-        let a = assignment_from_state(&fixture("state_allocated.json")).unwrap();
+        let a = state(&fixture("state_allocated.json")).unwrap();
         assert_eq!(
             a.prefixes,
             vec![RoutedPrefix {
@@ -706,7 +740,7 @@ mod tests {
 
     #[test]
     fn stale_next_hop_is_visible() {
-        let a = assignment_from_state(&fixture("state_stale_next_hop.json")).unwrap();
+        let a = state(&fixture("state_stale_next_hop.json")).unwrap();
         assert_eq!(a.prefixes[0].next_hop, Some(addr("2001:db8:42::1")));
         assert_eq!(a.suggested_next_hop, Some(addr("2001:db8:42::2")));
         assert!(a.next_hop_is_stale());
@@ -716,14 +750,14 @@ mod tests {
     fn released_allocation_in_cooldown_routes_nothing() {
         // The doc's own example: prefix /64 but prefixLength 48. Not active, so its
         // inconsistency does not matter: nothing is routed.
-        let a = assignment_from_state(&fixture("state_cooldown.json")).unwrap();
+        let a = state(&fixture("state_cooldown.json")).unwrap();
         assert!(a.prefixes.is_empty());
         assert_eq!(a.unavailable, None);
     }
 
     #[test]
     fn no_allocation_and_other_statuses_route_nothing() {
-        let a = assignment_from_state(&fixture("state_no_allocation.json")).unwrap();
+        let a = state(&fixture("state_no_allocation.json")).unwrap();
         assert_eq!(
             a,
             Assignment {
@@ -736,10 +770,7 @@ mod tests {
                 r#"{{"available":true,"allocation":{{"prefix":"2001:db8:42:100::/64","nextHop":"2001:db8:42::1","status":{status}}}}}"#
             );
             assert!(
-                assignment_from_state(body.as_bytes())
-                    .unwrap()
-                    .prefixes
-                    .is_empty(),
+                state(body.as_bytes()).unwrap().prefixes.is_empty(),
                 "{status}"
             );
         }
@@ -747,27 +778,21 @@ mod tests {
 
     #[test]
     fn nulls_everywhere() {
-        let a = assignment_from_state(&fixture("state_nulls.json")).unwrap();
+        let a = state(&fixture("state_nulls.json")).unwrap();
         assert_eq!(a, Assignment::default());
         // An active allocation whose other fields are null: origin falls back, length
         // is taken from the prefix.
-        let a = assignment_from_state(&fixture("state_active_sparse.json")).unwrap();
+        let a = state(&fixture("state_active_sparse.json")).unwrap();
         assert_eq!(a.prefixes[0].origin, "allocation");
         assert_eq!(a.prefixes[0].prefix, net("2001:db8:42:200::/56"));
     }
 
     #[test]
     fn prefix_length_as_string_and_float() {
-        let a = assignment_from_state(&fixture("state_prefix_length_string.json")).unwrap();
+        let a = state(&fixture("state_prefix_length_string.json")).unwrap();
         assert_eq!(a.prefixes[0].prefix, net("2001:db8:42:100::/64"));
         let body = active("\"2001:db8:42:100::/64\"", "64.0", "\"2001:db8:42::1\"");
-        assert_eq!(
-            assignment_from_state(body.as_bytes())
-                .unwrap()
-                .prefixes
-                .len(),
-            1
-        );
+        assert_eq!(state(body.as_bytes()).unwrap().prefixes.len(), 1);
         let body = active(
             "\"2001:db8:42:100::/64\"",
             "\"sixty-four\"",
@@ -812,10 +837,7 @@ mod tests {
         for prefix in ["2001:db9::/32", "2001:db8:42:100::5/128"] {
             let body = active(&format!("\"{prefix}\""), "null", "\"2001:db8:42::1\"");
             assert_eq!(
-                assignment_from_state(body.as_bytes())
-                    .unwrap()
-                    .prefixes
-                    .len(),
+                state(body.as_bytes()).unwrap().prefixes.len(),
                 1,
                 "{prefix}"
             );
@@ -869,7 +891,7 @@ mod tests {
     #[test]
     fn next_hop_as_slash_128_is_normalised() {
         let body = active("\"2001:db8:42:100::/64\"", "64", "\"2001:db8:42::1/128\"");
-        let a = assignment_from_state(body.as_bytes()).unwrap();
+        let a = state(body.as_bytes()).unwrap();
         assert_eq!(a.prefixes[0].next_hop, Some(addr("2001:db8:42::1")));
     }
 
@@ -887,42 +909,63 @@ mod tests {
         let body =
             br#"{"available":true,"allocation":{"status":"active","nextHop":"2001:db8::1"}}"#;
         assert!(
-            assignment_from_state(body)
+            state(body)
                 .unwrap_err()
                 .contains("allocation.prefix is missing")
         );
         let body = br#"{"available":true,"allocation":{"status":"active","prefix":"2001:db8:42:100::/64","nextHop":null}}"#;
         assert!(
-            assignment_from_state(body)
+            state(body)
                 .unwrap_err()
                 .contains("allocation.nextHop is missing")
         );
     }
 
     #[test]
-    fn suggested_next_hop_follows_the_same_rules() {
-        let body = br#"{"available":true,"suggestedNextHop":"fe80::1","allocation":null}"#;
-        assert!(
-            assignment_from_state(body)
-                .unwrap_err()
-                .starts_with("suggestedNextHop fe80::1 is link-local")
-        );
-        let body = br#"{"available":true,"suggestedNextHop":"nope","allocation":null}"#;
-        assert!(
-            assignment_from_state(body)
-                .unwrap_err()
-                .starts_with("suggestedNextHop")
-        );
+    fn a_bad_suggested_next_hop_is_ignored_with_a_warning() {
+        // Advisory: the allocation beside it is programmed, no refresh is asked for.
+        for (value, warning) in [
+            (
+                "\"fe80::1\"",
+                "suggestedNextHop fe80::1 is link-local, not usable as a next hop; ignoring it",
+            ),
+            (
+                "\"nope\"",
+                "suggestedNextHop \"nope\" is not an IPv6 address; ignoring it",
+            ),
+            ("\"fd00::1\"", "suggestedNextHop fd00::1 is unique local"),
+            (
+                "17",
+                "suggestedNextHop is a number, not an address; ignoring it",
+            ),
+            (
+                "{}",
+                "suggestedNextHop is an object, not an address; ignoring it",
+            ),
+        ] {
+            let body = format!(
+                r#"{{"available":true,"suggestedNextHop":{value},"allocation":{{"id":"ripv6_x","prefix":"2001:db8:42:100::/64","nextHop":"2001:db8:42::1","status":"active"}}}}"#
+            );
+            let parsed = assignment_from_state(body.as_bytes()).unwrap();
+            assert_eq!(parsed.value.prefixes.len(), 1, "{value}");
+            assert_eq!(parsed.value.suggested_next_hop, None, "{value}");
+            assert!(!parsed.value.next_hop_is_stale());
+            assert_eq!(parsed.warnings.len(), 1, "{value}");
+            assert!(
+                parsed.warnings[0].starts_with(warning),
+                "{:?}",
+                parsed.warnings
+            );
+        }
         let body = br#"{"available":false,"reason":"x","suggestedNextHop":"2001:db8::9/128","allocation":null}"#;
-        assert_eq!(
-            assignment_from_state(body).unwrap().suggested_next_hop,
-            Some(addr("2001:db8::9"))
-        );
+        let parsed = assignment_from_state(body).unwrap();
+        assert_eq!(parsed.value.suggested_next_hop, Some(addr("2001:db8::9")));
+        assert!(parsed.warnings.is_empty());
     }
 
     #[test]
     fn unknown_fields_are_ignored() {
-        let a = assignment_from_state(&fixture("state_unknown_fields.json")).unwrap();
+        let a = state(&fixture("state_unknown_fields.json")).unwrap();
         assert_eq!(a.prefixes.len(), 1);
         assert_eq!(a.prefixes[0].origin, "ripv6_01hxa3b4c5d6e7f8g9h0j1k2m3");
     }
@@ -945,18 +988,14 @@ mod tests {
             b"<html>maintenance</html>",
             b"\xff\xfe",
         ] {
-            let result = assignment_from_state(body);
+            let result = state(body);
             assert!(
                 result.is_err(),
                 "{:?} gave {result:?}",
                 String::from_utf8_lossy(body)
             );
         }
-        assert!(
-            assignment_from_state(b"")
-                .unwrap_err()
-                .starts_with("empty body")
-        );
+        assert!(state(b"").unwrap_err().starts_with("empty body"));
     }
 
     #[test]
@@ -1083,7 +1122,7 @@ mod tests {
                 if name.contains("delete") {
                     release_from_body(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
                 } else {
-                    assignment_from_state(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+                    state(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
                 }
                 seen += 1;
             } else if name.starts_with("problem_") {

@@ -13,15 +13,15 @@
 //! prefix (accepted with a warning: the example itself does it, which works when the
 //! provider's router has a more specific on-link route to the next hop).
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
+pub use super::Parsed;
 use super::hostup::{lenient_string, lenient_u64, object_or_null, parse_json};
 use super::http::{Auth, HttpClient};
-use super::{Provider, ProviderError, Release};
+use super::{Provider, ProviderError, Release, WarnOnce};
 use crate::config::{BaseUrl, LegacySettings, Secret};
 use crate::model::{Assignment, RoutedPrefix};
 use crate::rules::{self, Fields, Leniency};
@@ -34,14 +34,7 @@ pub struct HostUpLegacy {
     token: Secret,
     vmid: u64,
     /// Warnings already logged (a trap in every answer is worth one line, not one an hour).
-    warned: BTreeSet<String>,
-}
-
-/// A parsed answer: the assignment, and what is odd about it (for the log).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Parsed<T> {
-    pub value: T,
-    pub warnings: Vec<String>,
+    warned: WarnOnce,
 }
 
 impl HostUpLegacy {
@@ -56,7 +49,7 @@ impl HostUpLegacy {
             base: config.api.base_url.clone(),
             token,
             vmid: config.vmid,
-            warned: BTreeSet::new(),
+            warned: WarnOnce::default(),
         }
     }
 
@@ -77,16 +70,8 @@ impl HostUpLegacy {
             )
             .await?;
         let parsed = assignment_from_post(&response.body).map_err(|m| response.invalid(m))?;
-        self.warn_once(parsed.warnings);
+        self.warned.warn("HostUp legacy API", parsed.warnings);
         Ok(parsed.value)
-    }
-
-    fn warn_once(&mut self, warnings: Vec<String>) {
-        for warning in warnings {
-            if self.warned.insert(warning.clone()) {
-                tracing::warn!("HostUp legacy API: {warning}");
-            }
-        }
     }
 }
 
@@ -96,6 +81,18 @@ impl Provider for HostUpLegacy {
     }
     async fn identify(&mut self, _uplink_ips: &[IpAddr]) -> Result<(), ProviderError> {
         Ok(())
+    }
+    /// The documented answer always holds an allocation, so for a VM without one the
+    /// API may answer `refresh_next_hop` with a 4xx problem rather than
+    /// `allocation: null`. Any 4xx but a key or rate problem may mean that: `allocate`
+    /// is idempotent (200 with an existing allocation), so asking it costs nothing
+    /// when the reading is wrong. See issue 14, item 4.
+    fn fetch_failure_may_mean_unallocated(&self, error: &ProviderError) -> bool {
+        matches!(
+            error,
+            ProviderError::Status { status, .. }
+                if (400..500).contains(status) && !matches!(status, 401 | 403 | 429)
+        )
     }
     /// `refresh_next_hop`: the legacy API's only way to read, and it never allocates.
     async fn fetch(&mut self) -> Result<Assignment, ProviderError> {

@@ -9,12 +9,14 @@
 //! | `digitalocean` | `digitalocean.rs` | GET reserved IPv6 (+ the metadata service for the droplet id) |
 //! | `static` | `static_routes.rs` | the config's routes; no network at all |
 
+pub mod allocation;
 pub mod digitalocean;
 pub mod hostup;
 pub mod hostup_legacy;
 pub mod http;
 pub mod static_routes;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -92,6 +94,39 @@ impl ProviderError {
     }
 }
 
+/// A parsed answer, and what was odd in it but did not stop it from being used (an
+/// advisory field that is malformed, a prefix written with host bits): one line each,
+/// for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed<T> {
+    pub value: T,
+    pub warnings: Vec<String>,
+}
+
+/// Warnings a provider logs once, not on every poll that repeats them.
+#[derive(Debug, Default)]
+pub(crate) struct WarnOnce {
+    seen: BTreeSet<String>,
+}
+
+/// Distinct warnings remembered at most: a provider that words its oddity differently
+/// on every answer costs a line per poll, never unbounded memory.
+const WARN_ONCE_MAX: usize = 64;
+
+impl WarnOnce {
+    /// Log each warning not logged before, prefixed with the provider's name.
+    pub(crate) fn warn(&mut self, provider: &str, warnings: Vec<String>) {
+        for warning in warnings {
+            if self.seen.len() >= WARN_ONCE_MAX {
+                self.seen.clear();
+            }
+            if self.seen.insert(warning.clone()) {
+                tracing::warn!("{provider}: {warning}");
+            }
+        }
+    }
+}
+
 /// The answer to a release.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Release {
@@ -121,6 +156,12 @@ pub trait Provider {
     /// Default: nothing is routed here and the provider did not say it cannot be.
     fn wants_allocation(&self, assignment: &Assignment) -> bool {
         assignment.prefixes.is_empty() && assignment.unavailable.is_none()
+    }
+    /// Does this failure of `fetch` say that nothing is allocated (so that `allocate`,
+    /// when configured, is still asked)? The poll stays a failure unless the
+    /// allocation succeeds: the kernel is never changed on this reading alone.
+    fn fetch_failure_may_mean_unallocated(&self, _error: &ProviderError) -> bool {
+        false
     }
     /// What `wants_allocation` found missing, for the log line.
     fn missing_what(&self) -> String {
@@ -195,6 +236,9 @@ impl Provider for AnyProvider {
     }
     fn missing_what(&self) -> String {
         each!(self, p => p.missing_what())
+    }
+    fn fetch_failure_may_mean_unallocated(&self, error: &ProviderError) -> bool {
+        each!(self, p => p.fetch_failure_may_mean_unallocated(error))
     }
     async fn identify(&mut self, uplink_ips: &[IpAddr]) -> Result<(), ProviderError> {
         each!(self, p => p.identify(uplink_ips).await)

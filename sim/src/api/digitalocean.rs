@@ -4,11 +4,11 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | GET | `/v2/reserved_ipv6?page=&per_page=` | `{reserved_ipv6s, links:{pages:{next?}}, meta:{total}}`; pages of `min(per_page, page_size)` |
-//! | GET | `/v2/reserved_ipv6/{ip}` | `{reserved_ipv6:{ip, region_slug, reserved_at, droplet}}`, droplet null when unassigned |
-//! | POST | `/v2/reserved_ipv6/{ip}/actions` | `{"type":"assign","droplet_id":N}` / `{"type":"unassign"}` → 201 `{action:{id, status:"in-progress", type:"assign_ip"…}}` |
+//! | GET | `/v2/reserved_ipv6/{ip}` | `{reserved_ipv6:{ip, region_slug, reserved_at, droplet}}`, droplet null when unassigned; no `droplet` key at all with `without_droplet_read` (the spec: the embedded droplet requires droplet:read) |
+//! | POST | `/v2/reserved_ipv6/{ip}/actions` | `{"type":"assign","droplet_id":N}` / `{"type":"unassign"}` → 201 `{action:{id, status:"in-progress", type:"assign_ip"…}}`; assigning to a droplet of another region: 422 (inferred) |
 //! | GET | `/v2/actions/{id}` | the action; it completes (and takes effect) after `action_polls` GETs, or ends `errored` with `fail_actions` |
 //! | GET | `/metadata/v1/id` | the droplet id as text (no auth) |
-//! | GET | `/metadata/v1.json` | `{droplet_id, interfaces:{public:[{ipv6:{ip_address, cidr, gateway}}]}, reserved_ip:{ipv6:{active, ip_address}}}`, addresses upper-case and fully expanded |
+//! | GET | `/metadata/v1.json` | `{droplet_id, region, interfaces:{public:[{ipv6:{ip_address, cidr, gateway}}]}, reserved_ip:{ipv6:{active, ip_address}}}`, addresses upper-case and fully expanded |
 //!
 //! Auth `Authorization: Bearer <token>` (the sim's one token). Errors
 //! `{id, message, request_id}`; every answer carries `ratelimit-limit`,
@@ -46,6 +46,8 @@ pub struct SimDigitalOcean {
     pub fail_actions: bool,
     /// Droplets in answers carry only `{"id": N}` (as in godo's tests).
     pub droplet_id_only: bool,
+    /// The token lacks droplet:read: answers leave the `droplet` key out.
+    pub without_droplet_read: bool,
     pub actions: BTreeMap<u64, SimAction>,
 }
 
@@ -56,6 +58,8 @@ pub struct SimDroplet {
     pub id: u64,
     pub name: String,
     pub public_ipv6: Option<Ipv6Addr>,
+    /// Its region slug (`nyc3` unless a test moves it).
+    pub region: String,
 }
 
 /// A reserved IPv6 address of the account.
@@ -91,6 +95,7 @@ impl SimDigitalOcean {
                 id,
                 name: name.into(),
                 public_ipv6,
+                region: "nyc3".into(),
             },
         );
         self
@@ -135,12 +140,15 @@ impl SimDigitalOcean {
     }
 
     fn reserved_json(&self, r: &SimReserved) -> Value {
-        json!({
+        let mut item = json!({
             "ip": r.ip.to_string(),
             "region_slug": r.region,
             "reserved_at": "2024-11-20T11:08:30Z",
-            "droplet": r.droplet_id.map(|id| self.droplet_json(id)),
-        })
+        });
+        if !self.without_droplet_read {
+            item["droplet"] = json!(r.droplet_id.map(|id| self.droplet_json(id)));
+        }
+        item
     }
 }
 
@@ -273,11 +281,19 @@ impl Sim {
                     }
                     let (kind, droplet_id) = match request {
                         ActionRequest::Assign { droplet_id } => {
-                            if !state.droplets.contains_key(&droplet_id) {
+                            let Some(droplet) = state.droplets.get(&droplet_id) else {
                                 return error(
                                     StatusCode::UNPROCESSABLE_ENTITY,
                                     "unprocessable_entity",
                                     "Droplet not found",
+                                    request_id,
+                                );
+                            };
+                            if droplet.region != state.reserved[&ip].region {
+                                return error(
+                                    StatusCode::UNPROCESSABLE_ENTITY,
+                                    "unprocessable_entity",
+                                    "The reserved IPv6 and the Droplet must be in the same region.",
                                     request_id,
                                 );
                             }
@@ -359,7 +375,7 @@ impl Sim {
                     // A string, as in cloud-init's sample from a real droplet.
                     "droplet_id": droplet.id.to_string(),
                     "hostname": droplet.name,
-                    "region": "nyc3",
+                    "region": droplet.region,
                     "interfaces": { "public": [{
                         "ipv6": droplet.public_ipv6.map(|a| json!({
                             "ip_address": expanded(a),

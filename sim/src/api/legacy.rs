@@ -6,6 +6,10 @@
 //! | POST | `/api/vm/{vmid}/routed-ipv6` | body `{"action":"allocate"}` (201 when created) or `{"action":"refresh_next_hop"}` (200); `{success, timestamp, requestId, data:{created, allocation}}`, allocation snake_case with an integer id and PostgreSQL timestamps; `allocation: null` when there is none (inferred) |
 //! | DELETE | `/api/vm/{vmid}/routed-ipv6` | `{success, …, data:{released, cooldownDays, allocation}}` |
 //!
+//! For a VM without an active allocation, `refresh_next_hop` answers `allocation: null`,
+//! or with `legacy_refresh_problem` a 404 `allocation_not_found` problem: the documented
+//! schema has no null allocation, and the documentation does not say which it is.
+//!
 //! Auth `X-API-Key: <token>`. Errors `{error, message, code, timestamp, requestId}`;
 //! a 429 `{error, message, retryAfter, requestId}`. With `legacy_host_bits`, `prefix`
 //! is written with host bits set, as in the documentation's example.
@@ -47,11 +51,12 @@ impl Sim {
                 request_id,
             );
         };
-        let (vps_id, host_bits) = {
+        let (vps_id, host_bits, refresh_problem) = {
             let inner = super::lock(&self.inner);
             (
                 inner.state.legacy_vms.get(&vmid).cloned(),
                 inner.state.legacy_host_bits,
+                inner.state.legacy_refresh_problem,
             )
         };
         let Some(vps_id) = vps_id else {
@@ -75,6 +80,7 @@ impl Sim {
                         );
                     }
                 };
+                let refresh = matches!(action, Action::RefreshNextHop);
                 self.mutate(|inner| match routed_action(inner, &vps_id, action) {
                     None => error(
                         StatusCode::NOT_FOUND,
@@ -82,6 +88,18 @@ impl Sim {
                         "VM not found",
                         request_id,
                     ),
+                    Some(_)
+                        if refresh
+                            && refresh_problem
+                            && inner.state.vpses[&vps_id].active_route().is_none() =>
+                    {
+                        error(
+                            StatusCode::NOT_FOUND,
+                            "allocation_not_found",
+                            "No routed IPv6 allocation exists for this VM",
+                            request_id,
+                        )
+                    }
                     Some((status, created)) => {
                         let allocation = inner.state.vpses[&vps_id]
                             .allocation

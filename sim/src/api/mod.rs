@@ -61,7 +61,9 @@
 //! `{"kind":"body","status":200,"body":"{\"avail"}`, `{"kind":"hugeBody","bytes":10485760}`,
 //! `{"kind":"delay","ms":500}`, `{"kind":"hang"}`, `{"kind":"close"}`. Faults apply to
 //! every API request (`/api/`, `/v2/`, `/metadata/`; not `/_sim/`), before
-//! authentication, and a delay then answers normally.
+//! authentication, and a delay then answers normally. `SimHandle::push_write_fault`
+//! queues faults for writes only (POST, DELETE), taken before the others: a poll's
+//! read answers while the allocate after it fails.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -121,6 +123,10 @@ pub struct SimState {
     /// Legacy API: write `prefix` with host bits set, as the documentation's example
     /// does (`2001:db8::1/48`).
     pub legacy_host_bits: bool,
+    /// Legacy API: `refresh_next_hop` for a VM without an active allocation answers a
+    /// 404 problem (the documented schema has no null allocation) instead of
+    /// `allocation: null`. The documentation does not say which; both are served.
+    pub legacy_refresh_problem: bool,
     /// DigitalOcean's side.
     pub digitalocean: SimDigitalOcean,
 }
@@ -183,6 +189,7 @@ impl SimState {
             account_routes: Vec::new(),
             legacy_vms: BTreeMap::new(),
             legacy_host_bits: false,
+            legacy_refresh_problem: false,
             digitalocean: SimDigitalOcean::default(),
         }
     }
@@ -425,6 +432,8 @@ pub type TableHook = Box<dyn Fn(&BTreeMap<Ipv6Net, Ipv6Addr>) + Send + Sync>;
 struct Inner {
     state: SimState,
     faults: VecDeque<Fault>,
+    /// Faults for the next writes (POST, DELETE) only.
+    write_faults: VecDeque<Fault>,
     sticky: Option<Fault>,
     log: Vec<RequestRecord>,
     started: Instant,
@@ -454,8 +463,13 @@ impl Inner {
         format!("req_sim{:08}", self.next_request)
     }
 
-    fn take_fault(&mut self) -> Option<Fault> {
-        self.faults.pop_front().or_else(|| self.sticky.clone())
+    fn take_fault(&mut self, method: &Method) -> Option<Fault> {
+        let write = matches!(*method, Method::POST | Method::DELETE);
+        write
+            .then(|| self.write_faults.pop_front())
+            .flatten()
+            .or_else(|| self.faults.pop_front())
+            .or_else(|| self.sticky.clone())
     }
 }
 
@@ -475,6 +489,7 @@ pub async fn serve(listener: TcpListener, state: SimState) -> std::io::Result<Si
     let inner = Arc::new(Mutex::new(Inner {
         state,
         faults: VecDeque::new(),
+        write_faults: VecDeque::new(),
         sticky: None,
         log: Vec::new(),
         started: Instant::now(),
@@ -659,7 +674,7 @@ impl Sim {
                 at,
                 at_ms,
             });
-            inner.take_fault()
+            inner.take_fault(&method)
         };
         let request_id = lock(&self.inner).request_id();
         let flavour = Flavour::of(&path);
@@ -861,6 +876,7 @@ impl Sim {
             (Method::DELETE, ["fault"]) => {
                 let mut inner = lock(&self.inner);
                 inner.faults.clear();
+                inner.write_faults.clear();
                 inner.sticky = None;
                 Ok(json!({}))
             }
@@ -1223,6 +1239,14 @@ impl SimHandle {
         }
     }
 
+    /// Apply `fault` to the next `times` writes (POST, DELETE) only.
+    pub fn push_write_fault(&self, fault: Fault, times: usize) {
+        let mut inner = lock(&self.inner);
+        for _ in 0..times {
+            inner.write_faults.push_back(fault.clone());
+        }
+    }
+
     /// Apply `fault` to every API request (once the queue is empty) until cleared.
     pub fn set_sticky_fault(&self, fault: Fault) {
         lock(&self.inner).sticky = Some(fault);
@@ -1232,6 +1256,7 @@ impl SimHandle {
     pub fn clear_faults(&self) {
         let mut inner = lock(&self.inner);
         inner.faults.clear();
+        inner.write_faults.clear();
         inner.sticky = None;
     }
 
