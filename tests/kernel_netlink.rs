@@ -986,13 +986,55 @@ fn auto_finds_address_protocols_on_this_kernel_and_leaves_no_probe_behind() {
             let mut kernel = NetlinkKernel::open(&config).await.expect("open");
             assert_eq!(kernel.record_path(), None, "this kernel keeps IFA_PROTO");
             let state = observe(&mut kernel).await;
-            assert_eq!(
-                protocol_of(&state, routed6d::kernel::netlink::PROBE_ADDRESS),
-                None
-            );
+            let probes: Vec<String> = state
+                .addresses
+                .iter()
+                .filter(|a| routed6d::kernel::netlink::PROBE_PREFIX.contains(&a.address.addr))
+                .map(|a| a.address.addr.to_string())
+                .collect();
+            assert_eq!(probes, vec!["fd72:6f75:7465:6436::1"], "only the leftover");
             assert!(
                 std::fs::read_dir(dir.path()).expect("dir").next().is_none(),
                 "no record without need"
+            );
+        },
+    );
+}
+
+/// An operator's `routed6d status` while the daemon starts: probes at the same time
+/// each see their own answer, and none is taken for a kernel without IFA_PROTO.
+#[test]
+fn probes_at_the_same_time_each_find_address_protocols() {
+    netns_test(
+        "probes_at_the_same_time_each_find_address_protocols",
+        || async {
+            let dirs: Vec<_> = (0..4)
+                .map(|_| tempfile::tempdir().expect("tempdir"))
+                .collect();
+            let configs: Vec<_> = dirs
+                .iter()
+                .map(|d| daemon_config(routed6d::config::AddressOwnership::Auto, d.path()))
+                .collect();
+            // Interleaved on one runtime: each waits on the kernel while the others run.
+            let (a, b, c, d) = tokio::join!(
+                NetlinkKernel::open(&configs[0]),
+                NetlinkKernel::open(&configs[1]),
+                NetlinkKernel::open(&configs[2]),
+                NetlinkKernel::open(&configs[3]),
+            );
+            let opened = [a, b, c, d];
+            for kernel in &opened {
+                let kernel = kernel.as_ref().expect("open");
+                assert_eq!(kernel.record_path(), None, "each probe saw IFA_PROTO");
+            }
+            let mut kernel = opened.into_iter().next().expect("one").expect("open");
+            let state = observe(&mut kernel).await;
+            assert!(
+                !state
+                    .addresses
+                    .iter()
+                    .any(|a| routed6d::kernel::netlink::PROBE_PREFIX.contains(&a.address.addr)),
+                "every probe removed its address"
             );
         },
     );

@@ -19,6 +19,7 @@ use std::io;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
+use ipnet::Ipv6Net;
 use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, Parseable};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
@@ -46,10 +47,26 @@ use errno::{NlResult, ignore_errno, op_error};
 /// the table changed while it was being dumped) before giving up.
 const DUMP_ATTEMPTS: usize = 5;
 
-/// The address `open` adds to `lo` for a moment to learn whether the kernel keeps
-/// IFA_PROTO: a unique local address whose prefix fd72:6f75:7465:6436::/64 spells
-/// "routed6" in ASCII, so nobody else has a reason to use it.
-pub const PROBE_ADDRESS: Ipv6Addr = Ipv6Addr::new(0xfd72, 0x6f75, 0x7465, 0x6436, 0, 0, 0, 1);
+/// Where `open` adds an address to `lo` for a moment to learn whether the kernel keeps
+/// IFA_PROTO: a unique local prefix that spells "routed6" in ASCII, so nobody else has
+/// a reason to use it.
+pub const PROBE_PREFIX: Ipv6Net = match Ipv6Net::new(
+    Ipv6Addr::new(0xfd72, 0x6f75, 0x7465, 0x6436, 0, 0, 0, 0),
+    64,
+) {
+    Ok(net) => net,
+    Err(_) => panic!("a /64 is a valid prefix length"),
+};
+
+/// This probe's own address in `PROBE_PREFIX`: the process id and a count of this
+/// process's probes. Probes that run at once (the daemon starting while an operator
+/// runs `routed6d status`) never add, read or delete each other's address.
+fn probe_address() -> Ipv6Addr {
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let count = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let interface_id = u64::from(std::process::id()) << 32 | u64::from(count);
+    Ipv6Addr::from(u128::from(PROBE_PREFIX.network()) | u128::from(interface_id))
+}
 /// `lo` has this index in every network namespace.
 const LOOPBACK_IFINDEX: u32 = 1;
 
@@ -155,14 +172,14 @@ impl NetlinkKernel {
         }
     }
 
-    /// Does the kernel keep IFA_PROTO? Adds `PROBE_ADDRESS` to `lo` with it, reads the
+    /// Does the kernel keep IFA_PROTO? Adds a probe address to `lo` with it, reads the
     /// address back and deletes it. Kernels before 5.18 parse RTM_NEWADDR leniently and
     /// drop the unknown attribute, so only reading it back tells; a doit RTM_GETADDR
     /// (not a dump) reads the one address.
     async fn probe_address_protocol(&mut self) -> NlResult<bool> {
         let probe = Address {
             ifindex: LOOPBACK_IFINDEX,
-            addr: PROBE_ADDRESS,
+            addr: probe_address(),
             prefix_len: 128,
             ifname: "lo".into(),
             no_prefix_route: false,
@@ -177,12 +194,13 @@ impl NetlinkKernel {
             .as_ref()
             .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST))
         {
-            // Left by a probe that was cut short: start from a clean slate.
+            // Left by a probe of an earlier process with this pid that was cut short:
+            // start from a clean slate.
             ignore_errno(self.ack(delete(), 0).await, &[libc::EADDRNOTAVAIL])?;
             added = self.ack(add(), NLM_F_CREATE | NLM_F_EXCL).await;
         }
         added?;
-        let read = self.get_address(LOOPBACK_IFINDEX, PROBE_ADDRESS).await;
+        let read = self.get_address(LOOPBACK_IFINDEX, probe.addr).await;
         let deleted = ignore_errno(self.ack(delete(), 0).await, &[libc::EADDRNOTAVAIL]);
         let read = read?;
         deleted?;
