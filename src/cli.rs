@@ -111,7 +111,8 @@ async fn fetch(
 }
 
 pub async fn run(path: &Path) -> CommandResult {
-    forbid_core_dumps();
+    // Reading the key (token::read) makes the process non-dumpable, here and in every
+    // other command that holds it.
     let config = load(path)?;
     let provider = provider_for(&config)?;
     let reload = |old: &Config| -> Result<(Config, AnyProvider), String> {
@@ -405,20 +406,6 @@ fn interface_exists(name: &str) -> bool {
     // SAFETY: if_nametoindex reads a valid NUL-terminated string and has no other
     // preconditions.
     unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
-}
-
-/// The daemon holds the API token in memory for its whole life: keep it out of core
-/// dumps (and out of reach of ptrace by other processes of the same user). Best effort:
-/// a failure only loses that protection, so it is logged, not fatal.
-fn forbid_core_dumps() {
-    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers and only changes this
-    // process's dumpable flag.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        tracing::warn!(
-            "cannot mark the process non-dumpable (the token could end up in a core dump): {}",
-            std::io::Error::last_os_error()
-        );
-    }
 }
 
 pub async fn refresh_next_hop(path: &Path) -> CommandResult {

@@ -17,3 +17,4 @@ pub mod reconcile;
 pub mod rules;
 pub mod sim;
 pub mod timer;
+pub mod token;
