@@ -58,6 +58,11 @@ pub enum Command {
     },
     /// Show routed6d at work on a simulated provider in throwaway network namespaces (root).
     Demo,
+    /// For the unit's ExecCondition=: exit 78 while the provider's API key has not been
+    /// written yet (systemd then skips the unit quietly), 0 otherwise; a broken
+    /// configuration also exits 0, so that `run` refuses it with its line.
+    #[command(hide = true)]
+    Configured,
 }
 
 /// `wait-online --timeout`: a humane duration of at most a day, so that adding it to

@@ -362,6 +362,32 @@ pub fn check_config(path: &Path) -> CommandResult {
     Ok(())
 }
 
+/// `routed6d configured`, the units' ExecCondition=: a host whose API key has not been
+/// written yet is not configured, and boots quietly (the unit is skipped) instead of
+/// failing at every boot. Static routes need no key. Only the key file's existence is
+/// looked at, as the service user (which cannot read root's key, and need not):
+/// anything else wrong, an empty or open key file or a broken configuration, is
+/// `run`'s to refuse, loudly.
+pub fn configured(path: &Path) -> CommandResult {
+    let Ok(config) = Config::load(path) else {
+        return Ok(());
+    };
+    let Some(key_file) = config.key_file() else {
+        return Ok(());
+    };
+    match std::fs::symlink_metadata(key_file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
+            Exit::Config,
+            format!(
+                "{}: not configured yet, not starting: no API key in {} (write it there, chmod 600)",
+                path.display(),
+                key_file.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `routed6d wait-online`: until the daemon's status says the routed prefixes are
 /// programmed, or `timeout`. At boot, routed6d-wait-online.service runs it after
 /// routed6d.service is up, so that routed6d-online.target is reached only then.

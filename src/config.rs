@@ -52,13 +52,7 @@ pub enum ConfigError {
         message: String,
     },
     #[error("{path}: {message}")]
-    Token {
-        path: PathBuf,
-        message: String,
-        /// The key has not been written yet (missing or empty): not configured,
-        /// rather than misconfigured.
-        unwritten: bool,
-    },
+    Token { path: PathBuf, message: String },
 }
 
 /// The token's type lives with the code that reads it; providers name it from here.
@@ -869,8 +863,7 @@ impl Config {
         crate::token::read(&api.token_file)
             .map(Some)
             .map_err(|e| {
-                let unwritten = e.is_unwritten();
-                let message = if unwritten && api.token_from_credentials {
+                let message = if e.is_unwritten() && api.token_from_credentials {
                     format!(
                         "provider.token_file is unset and systemd's credential {} {}: the shipped unit loads it from {DEFAULT_TOKEN_FILE}; write the API key there (chmod 600)",
                         api.token_file.display(),
@@ -882,9 +875,19 @@ impl Config {
                 ConfigError::Token {
                     path: self.path.clone(),
                     message,
-                    unwritten,
                 }
             })
+    }
+
+    /// The file the operator writes the API key to (None for `static`): `token_file`,
+    /// or for systemd's credential the file the shipped unit loads it from.
+    pub fn key_file(&self) -> Option<&Path> {
+        let api = self.provider.api()?;
+        Some(if api.token_from_credentials {
+            Path::new(DEFAULT_TOKEN_FILE)
+        } else {
+            &api.token_file
+        })
     }
 
     /// The interfaces the config names, uplink first.

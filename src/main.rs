@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             Command::Plan => cli::plan(&path).await,
             Command::Status { json } => cli::status(&path, json).await,
             Command::CheckConfig => cli::check_config(&path),
+            Command::Configured => cli::configured(&path),
             Command::RefreshNextHop => cli::refresh_next_hop(&path).await,
             Command::Release { yes } => cli::release(&path, yes).await,
             Command::WaitOnline { timeout } => cli::wait_online(&path, timeout).await,
