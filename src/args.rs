@@ -38,6 +38,9 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Only the kernel and the daemon's status file: no API call, no token.
+        #[arg(long)]
+        offline: bool,
     },
     /// Validate the configuration and the token file, then exit.
     CheckConfig,

@@ -180,11 +180,19 @@ struct ProviderStatus {
     error: Option<String>,
 }
 
-pub async fn status(path: &Path, json: bool) -> CommandResult {
+/// `offline`: what routed6d owns in the kernel, without the provider (no key read, no
+/// request): what the package's removal shows stays behind.
+pub async fn status(path: &Path, json: bool, offline: bool) -> CommandResult {
     let config = load(path)?;
-    let mut provider = provider_for(&config)?;
+    let mut provider = match offline {
+        true => None,
+        false => Some(provider_for(&config)?),
+    };
     let mut kernel = NetlinkKernel::open(&config.daemon).await?;
-    let answer = fetch(&mut kernel, &mut provider, &config).await;
+    let answer = match provider.as_mut() {
+        Some(provider) => Some(fetch(&mut kernel, provider, &config).await),
+        None => None,
+    };
     let observed = kernel.observe(&[]).await?;
     let protocol = config.daemon.protocol;
     let owned: Vec<String> = observed
@@ -202,7 +210,7 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
         .collect();
     let mut origins = std::collections::BTreeMap::new();
     let (pending, conflicts) = match &answer {
-        Ok(assignment) => {
+        Some(Ok(assignment)) => {
             let reconcile::Look { desired, plan, .. } =
                 reconcile::plan(&mut kernel, &config, assignment, Moment::first()).await?;
             for line in &owned {
@@ -225,16 +233,19 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
                     .collect(),
             )
         }
-        Err(_) => (Vec::new(), Vec::new()),
+        _ => (Vec::new(), Vec::new()),
     };
     let report = StatusReport {
         config: config.path.display().to_string(),
         provider: ProviderStatus {
             kind: config.provider.kind().name().to_string(),
             base_url: api_of(&config),
-            host_id: provider.host_id(),
-            error: answer.as_ref().err().map(|e| e.to_string()),
-            answer: answer.ok(),
+            host_id: provider.as_ref().and_then(|p| p.host_id()),
+            error: match &answer {
+                Some(answer) => answer.as_ref().err().map(|e| e.to_string()),
+                None => Some("not asked (--offline)".into()),
+            },
+            answer: answer.and_then(Result::ok),
         },
         owned,
         origins,
@@ -298,7 +309,9 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
             }
         }
     }
-    if report.pending.is_empty() {
+    if report.provider.answer.is_none() {
+        let _ = writeln!(out, "pending:   unknown (no answer from the provider)");
+    } else if report.pending.is_empty() {
         let _ = writeln!(out, "pending:   nothing (kernel matches the provider)");
     } else {
         for line in &report.pending {

@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             Command::Run => cli::run(&path).await,
             Command::Once => cli::once(&path).await,
             Command::Plan => cli::plan(&path).await,
-            Command::Status { json } => cli::status(&path, json).await,
+            Command::Status { json, offline } => cli::status(&path, json, offline).await,
             Command::CheckConfig => cli::check_config(&path),
             Command::Configured => cli::configured(&path),
             Command::RefreshNextHop => cli::refresh_next_hop(&path).await,
