@@ -38,6 +38,9 @@ pub enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Only the kernel and the daemon's status file: no API call, no token.
+        #[arg(long)]
+        offline: bool,
     },
     /// Validate the configuration and the token file, then exit.
     CheckConfig,
@@ -56,6 +59,11 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = wait_timeout)]
         timeout: std::time::Duration,
     },
+    /// For the unit's ExecCondition=: exit 78 while the provider's API key has not been
+    /// written yet (systemd then skips the unit quietly), 0 otherwise; a broken
+    /// configuration also exits 0, so that `run` refuses it with its line.
+    #[command(hide = true)]
+    Configured,
 }
 
 /// `wait-online --timeout`: a humane duration of at most a day, so that adding it to

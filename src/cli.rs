@@ -110,7 +110,8 @@ async fn fetch(
 }
 
 pub async fn run(path: &Path) -> CommandResult {
-    forbid_core_dumps();
+    // Reading the key (token::read) makes the process non-dumpable, here and in every
+    // other command that holds it.
     let config = load(path)?;
     let provider = provider_for(&config)?;
     let reload = |old: &Config| -> Result<(Config, AnyProvider), String> {
@@ -184,15 +185,23 @@ struct ProviderStatus {
     error: Option<String>,
 }
 
-pub async fn status(path: &Path, json: bool) -> CommandResult {
+/// `offline`: what routed6d owns in the kernel, without the provider (no key read, no
+/// request): what the package's removal shows stays behind.
+pub async fn status(path: &Path, json: bool, offline: bool) -> CommandResult {
     let config = load(path)?;
-    let mut provider = provider_for(&config)?;
+    let mut provider = match offline {
+        true => None,
+        false => Some(provider_for(&config)?),
+    };
     let mut kernel = NetlinkKernel::open(&config.daemon).await?;
-    let answer = fetch(&mut kernel, &mut provider, &config).await;
+    let answer = match provider.as_mut() {
+        Some(provider) => Some(fetch(&mut kernel, provider, &config).await),
+        None => None,
+    };
     let observed = kernel.observe(&[]).await?;
     let protocol = config.daemon.protocol;
     let (desired, pending, conflicts) = match &answer {
-        Ok(assignment) => {
+        Some(Ok(assignment)) => {
             let reconcile::Pass { desired, plan, .. } =
                 reconcile::plan(&mut kernel, &config, assignment, Moment::first()).await?;
             let pending = plan
@@ -210,7 +219,7 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
                 .collect();
             (desired, pending, conflicts)
         }
-        Err(_) => (DesiredState::default(), Vec::new(), Vec::new()),
+        _ => (DesiredState::default(), Vec::new(), Vec::new()),
     };
     let origins = desired.origins();
     let origin_of = |identity| origins.get(&identity).map(|o| o.origin.clone());
@@ -238,9 +247,12 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
         provider: ProviderStatus {
             kind: config.provider.kind().name().to_string(),
             base_url: api_of(&config),
-            host_id: provider.host_id(),
-            error: answer.as_ref().err().map(|e| e.to_string()),
-            answer: answer.ok(),
+            host_id: provider.as_ref().and_then(|p| p.host_id()),
+            error: match &answer {
+                Some(answer) => answer.as_ref().err().map(|e| e.to_string()),
+                None => Some("not asked (--offline)".into()),
+            },
+            answer: answer.and_then(Result::ok),
         },
         owned,
         pending,
@@ -302,7 +314,9 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
             }
         }
     }
-    if report.pending.is_empty() {
+    if report.provider.answer.is_none() {
+        let _ = writeln!(out, "pending:   unknown (no answer from the provider)");
+    } else if report.pending.is_empty() {
         let _ = writeln!(out, "pending:   nothing (kernel matches the provider)");
     } else {
         for line in &report.pending {
@@ -372,6 +386,32 @@ pub fn check_config(path: &Path) -> CommandResult {
     Ok(())
 }
 
+/// `routed6d configured`, the units' ExecCondition=: a host whose API key has not been
+/// written yet is not configured, and boots quietly (the unit is skipped) instead of
+/// failing at every boot. Static routes need no key. Only the key file's existence is
+/// looked at, as the service user (which cannot read root's key, and need not):
+/// anything else wrong, an empty or open key file or a broken configuration, is
+/// `run`'s to refuse, loudly.
+pub fn configured(path: &Path) -> CommandResult {
+    let Ok(config) = Config::load(path) else {
+        return Ok(());
+    };
+    let Some(key_file) = config.key_file() else {
+        return Ok(());
+    };
+    match std::fs::symlink_metadata(key_file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::new(
+            Exit::Config,
+            format!(
+                "{}: not configured yet, not starting: no API key in {} (write it there, chmod 600)",
+                path.display(),
+                key_file.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `routed6d wait-online`: until the daemon's status says the routed prefixes are
 /// programmed, or `timeout`. At boot, routed6d-wait-online.service runs it after
 /// routed6d.service is up, so that routed6d-online.target is reached only then.
@@ -410,26 +450,7 @@ pub async fn wait_online(path: &Path, timeout: std::time::Duration) -> CommandRe
 
 /// Does a network interface of this name exist in this network namespace?
 fn interface_exists(name: &str) -> bool {
-    let Ok(name) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: if_nametoindex reads a valid NUL-terminated string and has no other
-    // preconditions.
-    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
-}
-
-/// The daemon holds the API token in memory for its whole life: keep it out of core
-/// dumps (and out of reach of ptrace by other processes of the same user). Best effort:
-/// a failure only loses that protection, so it is logged, not fatal.
-fn forbid_core_dumps() {
-    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes no pointers and only changes this
-    // process's dumpable flag.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        tracing::warn!(
-            "cannot mark the process non-dumpable (the token could end up in a core dump): {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    nix::net::if_::if_nametoindex(name).is_ok()
 }
 
 pub async fn refresh_next_hop(path: &Path) -> CommandResult {

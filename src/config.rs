@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::net::Ipv6Addr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,31 +55,8 @@ pub enum ConfigError {
     Token { path: PathBuf, message: String },
 }
 
-/// A secret read from disk. Its Debug and Display never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Secret(value)
-    }
-    /// The only way to read the value: at the one place it is put on the wire.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// The token's type lives with the code that reads it; providers name it from here.
+pub use crate::token::Secret;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -577,6 +553,9 @@ pub enum ProviderSettings {
 pub struct Api {
     pub base_url: BaseUrl,
     pub token_file: PathBuf,
+    /// `token_file` is unset and the key is systemd's credential: where the operator
+    /// writes it is the file the unit loads, not the path read.
+    pub token_from_credentials: bool,
 }
 
 /// `kind = "hostup"`.
@@ -875,21 +854,40 @@ impl Config {
         })
     }
 
-    /// The provider's API key (None for `static`, which has no API): it must exist, be
-    /// non-empty and be readable by its owner only.
+    /// The provider's API key (None for `static`, which has no API), read and checked
+    /// by `token::read`.
     pub fn read_token(&self) -> Result<Option<Secret>, ConfigError> {
         let Some(api) = self.provider.api() else {
             return Ok(None);
         };
-        read_token(&api.token_file)
+        crate::token::read(&api.token_file)
             .map(Some)
-            .map_err(|message| ConfigError::Token {
-                path: self.path.clone(),
-                message: format!(
-                    "provider.token_file {}: {message}",
-                    api.token_file.display()
-                ),
+            .map_err(|e| {
+                let message = if e.is_unwritten() && api.token_from_credentials {
+                    format!(
+                        "provider.token_file is unset and systemd's credential {} {}: the shipped unit loads it from {DEFAULT_TOKEN_FILE}; write the API key there (chmod 600)",
+                        api.token_file.display(),
+                        if matches!(e, crate::token::TokenError::Empty) { "is empty" } else { "does not exist" }
+                    )
+                } else {
+                    format!("provider.token_file {}: {e}", api.token_file.display())
+                };
+                ConfigError::Token {
+                    path: self.path.clone(),
+                    message,
+                }
             })
+    }
+
+    /// The file the operator writes the API key to (None for `static`): `token_file`,
+    /// or for systemd's credential the file the shipped unit loads it from.
+    pub fn key_file(&self) -> Option<&Path> {
+        let api = self.provider.api()?;
+        Some(if api.token_from_credentials {
+            Path::new(DEFAULT_TOKEN_FILE)
+        } else {
+            &api.token_file
+        })
     }
 
     /// The interfaces the config names, uplink first.
@@ -993,10 +991,10 @@ fn resolve_provider(
         }
     }
 
-    let token_file = match (&raw.token_file, credentials_dir) {
-        (Some(file), _) => file.clone(),
-        (None, Some(dir)) => dir.join("token"),
-        (None, None) => PathBuf::from(DEFAULT_TOKEN_FILE),
+    let (token_file, token_from_credentials) = match (&raw.token_file, credentials_dir) {
+        (Some(file), _) => (file.clone(), false),
+        (None, Some(dir)) => (dir.join("token"), true),
+        (None, None) => (PathBuf::from(DEFAULT_TOKEN_FILE), false),
     };
     let api = |default_base: &str| Api {
         base_url: raw
@@ -1004,6 +1002,7 @@ fn resolve_provider(
             .clone()
             .unwrap_or_else(|| BaseUrl::parse(default_base).expect("built-in URL is valid")),
         token_file: token_file.clone(),
+        token_from_credentials,
     };
     let default_interval = match kind {
         ProviderKind::HostupLegacy => LEGACY_POLL_INTERVAL,
@@ -1044,36 +1043,6 @@ fn resolve_provider(
         poll_interval: raw.poll_interval.map(|p| p.0).unwrap_or(default_interval),
         settings,
     })
-}
-
-/// Read the token: it must exist, be non-empty, and be readable by its owner only
-/// (a token readable by others is refused, as ssh refuses such a key).
-fn read_token(path: &Path) -> Result<Secret, String> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            "does not exist; write the API key there (chmod 600)".to_string()
-        }
-        _ => format!("cannot be read: {e}"),
-    })?;
-    if !meta.is_file() {
-        return Err("is not a regular file".into());
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "is readable by group or others (mode {mode:04o}); run: chmod 600 {}",
-            path.display()
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err("is empty; write the API key there".into());
-    }
-    if token.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err("holds more than one token (whitespace or control characters inside)".into());
-    }
-    Ok(Secret::new(token.to_string()))
 }
 
 /// The `section.key` whose line holds byte `offset` of `text` (None when that line is

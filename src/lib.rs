@@ -14,3 +14,4 @@ pub mod provider;
 pub mod reconcile;
 pub mod rules;
 pub mod timer;
+pub mod token;

@@ -1,6 +1,6 @@
 //! Bad input and the exact message the user sees (issue 5): every configuration key
 //! with a wrong type, unknown keys and sections, keys that conflict, the token file
-//! missing, empty or readable by others, an interface that does not exist, unknown
+//! missing, empty, readable by others or a symlink, an interface that does not exist, unknown
 //! flags and commands, `release` without `--yes`. Each is refused with exit 78
 //! (configuration) or 64 (usage) and exactly one line on stderr naming what is wrong;
 //! the tests compare that line in full. No root needed: nothing here reaches the
@@ -424,6 +424,31 @@ fn a_token_file_readable_by_others_is_refused_with_the_fix() {
         )
     );
     assert!(!got.contains("secret-0123"), "the token is never shown");
+}
+
+#[test]
+fn a_token_file_that_is_a_symlink_is_refused() {
+    let files = Files::new();
+    // Even to a private file: the link's target is whatever its owner points it at.
+    let link = files.path("link-token");
+    std::os::unix::fs::symlink(files.path("token"), &link).expect("symlink");
+    let (text, _) = with_key(
+        &files.base(),
+        "provider",
+        "token_file",
+        &format!("\"{}\"", link.display()),
+    );
+    let config = files.config(&text);
+    let (code, got) = refused(&config);
+    assert_eq!(code, CONFIG);
+    assert_eq!(
+        got,
+        format!(
+            "routed6d: {}: provider.token_file {}: is a symbolic link; routed6d reads the key only from a regular file (point token_file at the file itself)",
+            config.display(),
+            link.display()
+        )
+    );
 }
 
 #[test]

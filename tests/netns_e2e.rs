@@ -635,6 +635,22 @@ fn the_operator_commands_work_against_the_provider() {
         "{}",
         text(&human.stdout)
     );
+    // status --offline: what routed6d owns, without a request or the key.
+    let asked = h.sim().count("GET", "/api/v2/vps");
+    let offline = h.cli(&["status", "--offline"]);
+    assert!(offline.status.success(), "{}", text(&offline.stderr));
+    let offline_text = text(&offline.stdout);
+    assert!(
+        offline_text.contains(&format!("owned:     {} object(s)", programmed.len()))
+            && offline_text.contains("routed:    unknown: not asked (--offline)")
+            && offline_text.contains("pending:   unknown"),
+        "{offline_text}"
+    );
+    assert_eq!(
+        h.sim().count("GET", "/api/v2/vps"),
+        asked,
+        "asked the provider"
+    );
     for output in [&status, &human, &plan, &once] {
         assert!(!text(&output.stdout).contains(TOKEN) && !text(&output.stderr).contains(TOKEN));
     }

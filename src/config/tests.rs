@@ -297,6 +297,22 @@ fn token_defaults_to_systemd_credentials() {
 }
 
 #[test]
+fn a_missing_credential_names_the_file_the_unit_loads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "[provider]\nkind = \"hostup\"\n[uplink]\ninterface = \"eth0\"\n";
+    let config = Config::from_text(Path::new("x.toml"), text, Some(dir.path())).expect("valid");
+    assert_eq!(config.key_file(), Some(Path::new("/etc/routed6d/token")));
+    let e = config.read_token().expect_err("no credential");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "x.toml: provider.token_file is unset and systemd's credential {} does not exist: the shipped unit loads it from /etc/routed6d/token; write the API key there (chmod 600)",
+            dir.path().join("token").display()
+        )
+    );
+}
+
+#[test]
 fn token_never_shows_in_debug_output() {
     let dir = Dir::new();
     let (config, token) = with_token(dir.parse("[uplink]\ninterface = \"eth0\"\n")).expect("valid");

@@ -140,13 +140,16 @@ impl HttpClient {
         json: Option<&serde_json::Value>,
     ) -> Result<HttpResponse, ProviderError> {
         let shown = display_url(&url);
+        // Zeroed when dropped, like the Secret it copies (the HeaderValue hyper keeps
+        // for the request is its own copy).
         let credential = match auth {
-            Auth::Bearer(token) => {
-                Some((header::AUTHORIZATION, format!("Bearer {}", token.expose())))
-            }
+            Auth::Bearer(token) => Some((
+                header::AUTHORIZATION,
+                zeroize::Zeroizing::new(format!("Bearer {}", token.expose())),
+            )),
             Auth::ApiKey(token) => Some((
                 header::HeaderName::from_static("x-api-key"),
-                token.expose().to_string(),
+                zeroize::Zeroizing::new(token.expose().to_string()),
             )),
             Auth::None => None,
         };

@@ -132,11 +132,22 @@ impl CacheLock {
     }
 }
 
-/// A package built by `packaging/build.sh <kind>` from this tree (kind: deb or rpm).
+/// A package built by `packaging/build.sh <kind>` from this tree (kind: deb or rpm),
+/// once per test binary: a second build would rewrite the file while another test
+/// copies it.
 pub fn build_package(kind: &str) -> PathBuf {
     // One build at a time: both write the generated man pages and completions.
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _building = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, path)) = built.iter().find(|(k, _)| k == kind) {
+        return path.clone();
+    }
+    let path = build(kind);
+    built.push((kind.to_string(), path.clone()));
+    path
+}
+
+fn build(kind: &str) -> PathBuf {
     step(&format!("packaging/build.sh {kind}"));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     // A target dir of its own: the outer `cargo test` may hold the main one's lock.
