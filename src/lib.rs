@@ -4,6 +4,7 @@ pub mod args;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod damping;
 pub mod demo;
 pub mod desired;
 pub mod kernel;
