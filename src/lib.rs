@@ -8,6 +8,7 @@ pub mod damping;
 pub mod demo;
 pub mod desired;
 pub mod kernel;
+pub mod lock;
 pub mod logging;
 pub mod model;
 pub mod netns;
