@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::daemon::{self, Agent, Poller, StatusFile};
 use crate::kernel::Kernel;
 use crate::kernel::netlink::NetlinkKernel;
+use crate::lock::{Lock, LockError};
 use crate::model::{Assignment, DesiredState, ObservedAddress, ObservedRoute, Planned};
 use crate::provider::{AnyProvider, Provider, ProviderError};
 use crate::reconcile::{self, Moment};
@@ -25,6 +26,8 @@ pub enum Exit {
     Unavailable = 69,
     Software = 70,
     OsErr = 71,
+    /// Another routed6d is writing with the same protocol right now (`lock`).
+    TempFail = 75,
     NoPerm = 77,
     Config = 78,
 }
@@ -89,6 +92,45 @@ fn load(path: &Path) -> Result<Config, Failure> {
     Ok(Config::load(path)?)
 }
 
+/// How long `run` waits for a one-shot command (`once`, …) holding the lock to finish:
+/// a cron `once` as the service starts is not a second daemon.
+const ONE_SHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Take the lock of the configured protocol in this network namespace for `command`
+/// (`lock`). A daemon finding another daemon there is a second instance: exit 78, a
+/// conflict of configurations that restarting cannot fix (the unit does not restart
+/// on 78). A one-shot command finding a writer there, or a daemon whose one-shot
+/// holder outlasts `ONE_SHOT_WAIT`: exit 75, try later.
+async fn lock(config: &Config, command: &str) -> Result<Lock, Failure> {
+    let protocol = config.daemon.protocol;
+    let deadline = tokio::time::Instant::now() + ONE_SHOT_WAIT;
+    loop {
+        match Lock::take(protocol, command) {
+            Ok(lock) => return Ok(lock),
+            Err(LockError::Held { holder, .. })
+                if command == "run"
+                    && holder.is_one_shot()
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e @ LockError::Held { .. }) => {
+                let exit = if command == "run" {
+                    Exit::Config
+                } else {
+                    Exit::TempFail
+                };
+                return Err(Failure::new(exit, e.to_string()));
+            }
+            Err(e @ LockError::Io { .. }) => {
+                let denied = matches!(&e, LockError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied);
+                let exit = if denied { Exit::NoPerm } else { Exit::OsErr };
+                return Err(Failure::new(exit, e.to_string()));
+            }
+        }
+    }
+}
+
 fn provider_for(config: &Config) -> Result<AnyProvider, Failure> {
     AnyProvider::new(config).map_err(Failure::from)
 }
@@ -114,8 +156,16 @@ pub async fn run(path: &Path) -> CommandResult {
     // other command that holds it.
     let config = load(path)?;
     let provider = provider_for(&config)?;
+    let _lock = lock(&config, "run").await?;
     let reload = |old: &Config| -> Result<(Config, AnyProvider), String> {
         let new = Config::load(&old.path).map_err(|e| e.to_string())?;
+        if new.daemon.protocol != old.daemon.protocol {
+            // The lock and the kernel's stamp are the running protocol's.
+            return Err(format!(
+                "daemon.protocol {} differs from the running {}: a reload keeps the protocol; restart routed6d to change it",
+                new.daemon.protocol, old.daemon.protocol
+            ));
+        }
         let provider = AnyProvider::new(&new).map_err(|e| e.to_string())?;
         Ok((new, provider))
     };
@@ -127,6 +177,7 @@ pub async fn run(path: &Path) -> CommandResult {
 pub async fn once(path: &Path) -> CommandResult {
     let config = load(path)?;
     let provider = provider_for(&config)?;
+    let _lock = lock(&config, "once").await?;
     let kernel = NetlinkKernel::open(&config.daemon).await?;
     let mut agent = Agent::new(config, kernel);
     agent.poll(&mut Poller::new(provider)).await;
@@ -456,6 +507,7 @@ fn interface_exists(name: &str) -> bool {
 pub async fn refresh_next_hop(path: &Path) -> CommandResult {
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
+    let _lock = lock(&config, "refresh-next-hop").await?;
     let mut kernel = NetlinkKernel::open(&config.daemon).await?;
     let before = fetch(&mut kernel, &mut provider, &config).await?;
     let after = provider.refresh_next_hop().await?;
@@ -487,6 +539,7 @@ pub async fn release(path: &Path, yes: bool) -> CommandResult {
     }
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
+    let _lock = lock(&config, "release").await?;
     let mut kernel = NetlinkKernel::open(&config.daemon).await?;
     let before = fetch(&mut kernel, &mut provider, &config).await?;
     // What the released answer called for names what is withdrawn.

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, OnStop, ProviderConfig, RefreshNextHop};
+use crate::damping::{self, Damper, Fight, Object, Verdict};
 use crate::kernel::{Kernel, KernelEvent};
 use crate::model::{
     Assignment, DesiredState, ObservedState, Op, Plan, Planned, RouteKind, RoutedPrefix,
@@ -128,6 +129,24 @@ pub fn restore_for(
         _ => None,
     };
     wanted.map(|(op, origin)| Planned::new(op, Some(origin.clone())))
+}
+
+/// The object of routed6d's that `event` says was removed, if the last pass wanted it
+/// (`desired`): a removal that counts towards a fight (`damping`). routed6d's own
+/// deletes remove what it no longer wants, so they never count.
+pub fn lost(event: &KernelEvent, desired: &DesiredState, protocol: u8) -> Option<Object> {
+    let object = Object::removed_in(event, protocol)?;
+    let wanted = match object {
+        Object::Address { ifindex, addr } => desired
+            .addresses
+            .iter()
+            .any(|a| a.ifindex == ifindex && a.addr == addr),
+        Object::Route { table, dst } => desired
+            .routes
+            .iter()
+            .any(|r| r.table == table && r.dst == dst),
+    };
+    wanted.then_some(object)
 }
 
 /// What `routed6d status` reads: the daemon's view, written after every poll and repair.
@@ -261,6 +280,10 @@ pub struct Agent<K> {
     online: bool,
     /// Objects put back one by one since the last full pass.
     fast_restores: u32,
+    /// The objects something keeps removing, and when each may be put back.
+    fights: Damper,
+    /// When to look again for a removal notice the last pass waited for (`damping`).
+    notice_wake: Option<Instant>,
     /// Where the OS's next hop forms are kept for a restart (`memory`); None: not kept.
     memory: Option<PathBuf>,
 }
@@ -286,6 +309,8 @@ impl<K: Kernel> Agent<K> {
             next_hop_wake: None,
             online: false,
             fast_restores: 0,
+            fights: Damper::new(),
+            notice_wake: None,
             memory: None,
         }
     }
@@ -305,28 +330,115 @@ impl<K: Kernel> Agent<K> {
     }
 
     /// Put back at once the object of routed6d's that `event` says went, if it is one
-    /// of those `restore_for` allows and the burst has not used up its share. The
-    /// debounced full pass follows as for any relevant event.
+    /// of those `restore_for` allows, the burst has not used up its share, and it is
+    /// not being fought over (then it waits its turn, which a full pass takes: see
+    /// `damping`). The debounced full pass follows as for any relevant event.
     pub async fn restore_at_once(&mut self, event: &KernelEvent) {
-        if self.fast_restores >= FAST_RESTORES_PER_BURST {
+        let Some(object) = lost(event, &self.desired, self.config.daemon.protocol) else {
+            return;
+        };
+        let now = Instant::now();
+        // A fight that ended since the last pass is told before a new one can start.
+        let ended = if self.fights.is_empty() {
+            Vec::new()
+        } else {
+            self.fights.settle(now)
+        };
+        // An object with no fight on record is repaired at once (`FREE_REPAIRS`), and
+        // its removal recorded after the write: before it, a clock read and a look-up.
+        let fought = self.fights.knows(&object);
+        let verdict = if fought {
+            self.fights.removed(object, now)
+        } else {
+            Verdict::Now
+        };
+        if let Verdict::Hold { until, news } = verdict {
+            self.note_fights_ended(&ended);
+            let what = self.describe(object);
+            let wait = humantime::format_duration(until - now);
+            match news {
+                Some(fight) => self.warn_fight(&what, fight),
+                None => debug!(
+                    OP = "fight",
+                    "{what} removed again: putting it back in {wait}"
+                ),
+            }
             return;
         }
-        let Some(planned) = restore_for(event, &self.desired, &self.config) else {
-            return;
+        let planned = restore_for(event, &self.desired, &self.config)
+            .filter(|_| self.fast_restores < FAST_RESTORES_PER_BURST);
+        let restored = planned.is_some();
+        if let Some(planned) = planned {
+            self.fast_restores += 1;
+            self.expected = None;
+            let plan = Plan {
+                ops: vec![planned],
+                conflicts: Vec::new(),
+            };
+            reconcile::apply(&mut self.kernel, plan).await;
+        }
+        if !fought {
+            self.fights.removed(object, now);
+        }
+        if restored {
+            self.fights.put_back(object, now);
+        }
+        self.note_fights_ended(&ended);
+    }
+
+    /// One line for each fight that ended with the object in place.
+    fn note_fights_ended(&self, ended: &[Object]) {
+        for object in ended {
+            info!(
+                OP = "fight",
+                "{} has stayed in place for {} since routed6d put it back: repairing it at once again",
+                self.describe(*object),
+                humantime::format_duration(damping::CALM)
+            );
+        }
+    }
+
+    /// The one warning of a fight: what, how often, and what routed6d does about it.
+    fn warn_fight(&self, what: &str, fight: Fight) {
+        warn!(
+            OP = "fight",
+            "{what} was removed {} times in {}, each time soon after routed6d put it back: something else on this host keeps deleting it (another routed6d with protocol {}, or a manager removing routes it did not add); putting it back after {}, twice as long after each removal, at most every {}",
+            fight.removals,
+            humantime::format_duration(round_ms(fight.over)),
+            self.config.daemon.protocol,
+            humantime::format_duration(fight.hold),
+            humantime::format_duration(damping::MAX_HOLD)
+        );
+    }
+
+    /// An object as `ip` shows it, from the last pass's desired state.
+    fn describe(&self, object: Object) -> String {
+        let found = match object {
+            Object::Address { ifindex, addr } => self
+                .desired
+                .addresses
+                .iter()
+                .find(|a| a.ifindex == ifindex && a.addr == addr)
+                .map(|a| format!("address {a}")),
+            Object::Route { table, dst } => self
+                .desired
+                .routes
+                .iter()
+                .find(|r| r.table == table && r.dst == dst)
+                .map(|r| format!("route {r}")),
         };
-        self.fast_restores += 1;
-        self.expected = None;
-        let plan = Plan {
-            ops: vec![planned],
-            conflicts: Vec::new(),
-        };
-        reconcile::apply(&mut self.kernel, plan).await;
+        found.unwrap_or_else(|| match object {
+            Object::Address { ifindex, addr } => format!("address {addr} on if{ifindex}"),
+            Object::Route { table, dst } => format!("route {dst} in table {table}"),
+        })
     }
 
     /// When a pass is due without any event: a next hop held back for the OS has
-    /// waited long enough.
+    /// waited long enough, or an object held back in a fight may be put back, or a
+    /// fight is over.
     pub fn wake_at(&self) -> Option<Instant> {
-        self.next_hop_wake
+        let fights = earliest(self.fights.next_wake(), self.notice_wake);
+        earliest(self.next_hop_wake, fights)
     }
 
     /// Something may have changed routed6d's objects in the kernel (an event about
@@ -436,6 +548,7 @@ impl<K: Kernel> Agent<K> {
             let now = Instant::now();
             let moment = Moment {
                 book: &self.next_hops,
+                fights: &self.fights,
                 now,
             };
             let outcome = reconcile::reconcile_from(
@@ -468,6 +581,7 @@ impl<K: Kernel> Agent<K> {
         let now = Instant::now();
         let moment = Moment {
             book: &self.next_hops,
+            fights: &self.fights,
             now,
         };
         let pass = reconcile::reconcile(
@@ -492,6 +606,27 @@ impl<K: Kernel> Agent<K> {
     /// state it left.
     fn absorb(&mut self, mut outcome: Outcome, assignment: Assignment, now: Instant) -> Outcome {
         self.expected = outcome.expected.take();
+        self.notice_wake = self.fights.notice_due(&outcome.withheld, now);
+        if !self.fights.is_empty() {
+            let done = |op: &&Op| {
+                !outcome
+                    .failed
+                    .iter()
+                    .any(|(text, _)| *text == op.to_string())
+            };
+            for object in outcome
+                .plan
+                .ops
+                .iter()
+                .map(|p| &p.op)
+                .filter(done)
+                .filter_map(Object::added_by)
+            {
+                self.fights.put_back(object, now);
+            }
+            let ended = self.fights.settle(now);
+            self.note_fights_ended(&ended);
+        }
         let grace = self.config.uplink.next_hop_grace;
         let held_before = self.next_hops.os_forms();
         for change in self
@@ -533,6 +668,7 @@ impl<K: Kernel> Agent<K> {
         self.note_next_hops(&outcome.missing_next_hops);
         self.online = !assignment.prefixes.is_empty()
             && outcome.failed.is_empty()
+            && outcome.withheld.is_empty()
             && outcome.desired.missing_interfaces.is_empty();
         self.desired = outcome.desired.clone();
         self.applied = Some(assignment);
@@ -749,6 +885,11 @@ fn heed<K: Kernel>(event: &KernelEvent, agent: &mut Agent<K>, repair_at: &mut Op
         agent.forget_expected();
         repair_at.get_or_insert(Instant::now() + DEBOUNCE);
     }
+}
+
+/// A duration as a person reads it in a log line: to the millisecond.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

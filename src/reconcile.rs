@@ -9,6 +9,7 @@ use serde::Serialize;
 use tracing::{debug, error, info};
 
 use crate::config::{Config, NextHopPolicy};
+use crate::damping::Damper;
 use crate::desired;
 use crate::kernel::{Applied, Kernel, KernelError};
 use crate::model::{Assignment, DesiredState, ObservedState, Op, Plan, Planned};
@@ -27,6 +28,8 @@ pub struct Outcome {
     /// With `uplink.next_hop = "check"`: next hops the provider routes to that no
     /// address of the uplink holds (routed6d reports them instead of adding them).
     pub missing_next_hops: Vec<Ipv6Addr>,
+    /// Adds of objects being fought over, held back for now (`damping`).
+    pub withheld: Vec<Op>,
     /// Adds that found their object already in the kernel. In a full pass that is a
     /// harmless race; in `reconcile_from` it means the kernel held something the
     /// expected state did not know of, so a full pass must look.
@@ -41,10 +44,13 @@ pub struct Outcome {
 }
 
 /// What a pass knows besides the configuration and the answer: whose the next hops'
-/// places were in earlier passes, and the time the pass judges them at.
+/// places were in earlier passes, which objects are being fought over, and the time
+/// the pass judges them at.
 #[derive(Clone, Copy, Debug)]
 pub struct Moment<'a> {
     pub book: &'a NextHopBook,
+    /// The pass holds back the adds this damper holds back at `now`.
+    pub fights: &'a Damper,
     pub now: tokio::time::Instant,
 }
 
@@ -53,8 +59,10 @@ impl Moment<'static> {
     /// before, judged now.
     pub fn first() -> Self {
         static NOTHING_SEEN: NextHopBook = NextHopBook::new();
+        static NO_FIGHTS: Damper = Damper::new();
         Moment {
             book: &NOTHING_SEEN,
+            fights: &NO_FIGHTS,
             now: tokio::time::Instant::now(),
         }
     }
@@ -177,7 +185,9 @@ pub async fn reconcile<K: Kernel>(
 ) -> Result<Outcome, KernelError> {
     let mut pass = plan(kernel, config, assignment, moment).await?;
     plan::attribute_removals(&mut pass.plan, previous);
-    let mut outcome = apply(kernel, pass.plan).await;
+    let (ops, withheld) = moment.fights.withhold(pass.plan, moment.now);
+    let mut outcome = apply(kernel, ops).await;
+    outcome.withheld = withheld;
     outcome.missing_next_hops = missing_next_hops(config, assignment, &pass.observed);
     outcome.expected = expect(pass.observed, &outcome, config.daemon.protocol);
     outcome.desired = pass.desired;
@@ -203,8 +213,13 @@ pub async fn reconcile_from<K: Kernel>(
     // With `next_hop = "check"` routed6d adds no next hop, so what is missing is
     // known before the ops (whatever becomes of them).
     let missing = missing_next_hops(config, assignment, &expected);
-    let mut outcome =
-        apply_from(kernel, &desired, expected, config.daemon.protocol, previous).await;
+    let protocol = config.daemon.protocol;
+    let mut diff = plan::diff(&desired, &expected, protocol);
+    plan::attribute_removals(&mut diff, previous);
+    let (ops, withheld) = moment.fights.withhold(diff, moment.now);
+    let mut outcome = apply(kernel, ops).await;
+    outcome.expected = expect(expected, &outcome, protocol);
+    outcome.withheld = withheld;
     outcome.missing_next_hops = missing;
     outcome.desired = desired;
     outcome.next_hops = next_hops;

@@ -2,7 +2,8 @@
 //! missing, replaced, bounced or flushed; routed6d's objects removed by hand; a host
 //! busy with hundreds of objects that are not routed6d's; a route of another protocol
 //! in routed6d's place; a burst of netlink events larger than any buffer; SIGKILL in
-//! the middle of an apply; SIGTERM with either `on_stop`; a broken config on SIGHUP.
+//! the middle of an apply; SIGTERM with either `on_stop`; a broken config on SIGHUP;
+//! a second writer with routed6d's protocol (another routed6d, a deleter every 10 ms).
 //! Each test asserts the kernel afterwards: what routed6d owns is as it should be, and
 //! nothing else was touched. Needs root; without it each test says SKIPPED.
 
@@ -664,5 +665,322 @@ fn a_broken_config_on_sighup_is_refused_and_the_running_one_kept() {
     });
     assert_eq!(h.log_count("refusing the new configuration"), 1);
     assert!(!h.log().contains(TOKEN));
+    h.assert_healthy();
+}
+
+// ---- fights: a second writer with routed6d's protocol ---------------------------------
+
+/// A second configuration for the VPS namespace: static routes for another prefix
+/// (`2001:db8:99::/64` via HOP1, `::1` of it on lo), the same protocol, its own files.
+fn second_config(h: &Harness) -> std::path::PathBuf {
+    let path = h.dir.path().join("second.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[provider]\nkind = \"static\"\nroutes = [ {{ prefix = \"2001:db8:99::/64\", next_hop = \"{HOP1}\" }} ]\npoll_interval = \"1h\"\n[uplink]\ninterface = \"eth0\"\n[daemon]\nstatus_file = \"{}\"\nstate_dir = \"{}\"\n",
+            h.dir.path().join("second-status.json").display(),
+            h.dir.path().join("second-state").display()
+        ),
+    )
+    .expect("second config");
+    path
+}
+
+/// `routed6d <args> --config <config>` in the VPS namespace, waited for (bounded).
+fn routed6d_in_vps(h: &Harness, args: &[&str], config: &std::path::Path) -> std::process::Output {
+    let mut child = h
+        .testbed
+        .vps
+        .command(env!("CARGO_BIN_EXE_routed6d"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let exited = netns::wait_until(CONVERGE, || child.try_wait().ok().flatten().is_some());
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Kernel changes and warnings in a daemon log (info and up, not the debug lines).
+fn changes_and_warnings(log: &str) -> (usize, usize) {
+    let change =
+        |l: &str| l.contains(" INFO ") && (l.contains("ip -6 addr ") || l.contains("ip -6 route "));
+    (
+        log.lines().filter(|l| change(l)).count(),
+        log.lines().filter(|l| l.contains(" WARN ")).count(),
+    )
+}
+
+/// Two routed6d with one protocol in one network namespace: the second is refused
+/// before it touches the kernel, with one line naming the first; a one-shot command
+/// is refused too, the read-only ones are not; the first is left exactly as it was.
+#[test]
+fn a_second_routed6d_with_the_same_protocol_is_refused_and_the_first_left_alone() {
+    if skip("second_instance") {
+        return;
+    }
+    let mut h = Harness::hostup("second");
+    hourly(&h);
+    h.start_programmed();
+    let before = h.owned();
+    let first = h.pid();
+    let (changes, warnings) = changes_and_warnings(&h.log());
+    let second = second_config(&h);
+
+    let run = routed6d_in_vps(&h, &["run"], &second);
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    assert_eq!(run.status.code(), Some(78), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "routed6d: protocol 126 is already routed6d's in this network namespace: routed6d run (pid {first}) holds /run/routed6d/protocol-126.net-"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("give this configuration another daemon.protocol"),
+        "{stderr}"
+    );
+
+    let once = routed6d_in_vps(&h, &["once"], &second);
+    let stderr = String::from_utf8_lossy(&once.stderr).to_string();
+    assert_eq!(once.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains(&format!("routed6d run (pid {first})")),
+        "{stderr}"
+    );
+    // Looking needs no lock.
+    let plan = routed6d_in_vps(&h, &["plan"], &second);
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+
+    // Nothing of the first one's was touched, and it said nothing about it.
+    let watched = Instant::now() + Duration::from_secs(2);
+    h.kept_until(&before, CONVERGE, || Instant::now() >= watched);
+    assert_eq!(
+        changes_and_warnings(&h.log()),
+        (changes, warnings),
+        "{}",
+        h.log()
+    );
+    // The first still repairs at full speed.
+    h.delete_address(host(1), "lo");
+    h.wait("restored", |s| has_owned(s, host(1)));
+    h.assert_healthy();
+}
+
+/// A daemon's CPU time so far (utime + stime), from /proc.
+fn cpu_time(pid: libc::pid_t) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat format")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// `ip -6 -force -batch -` in the VPS namespace: one process that runs each line the
+/// test writes as it arrives, errors ignored (a delete of what is not there).
+struct Deleter {
+    child: std::process::Child,
+}
+
+impl Deleter {
+    fn start(h: &Harness) -> Deleter {
+        let child = std::process::Command::new("ip")
+            .args(["-n", &h.testbed.vps.name, "-6", "-force", "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ip -batch");
+        Deleter { child }
+    }
+
+    /// Run `line` every 10 ms for `how_long`.
+    fn every_10ms(&mut self, line: &str, how_long: Duration) {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        let end = Instant::now() + how_long;
+        while Instant::now() < end {
+            stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .expect("write to ip");
+            stdin.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Deleter {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Something deletes routed6d's address every 10 ms (issue 15): 64 repairs at once,
+/// then each one waits twice as long as the last, one warning naming the object and
+/// the fight, next to no CPU; once the deleter stops the address is back within the
+/// running wait, and after standing calm a single deletion is repaired at once again.
+/// 12 s of deleting: the waits have grown to 6.4 s by then (0.1, 0.2 … 6.4 s after the
+/// free repairs), which is the whole schedule but its 10 s cap; the minute with the
+/// cap is counted on the daemon's loop with a paused clock (daemon/tests.rs).
+#[test]
+fn a_deleter_every_10ms_gets_few_repairs_one_warning_then_full_speed_again() {
+    if skip("fight_10ms") {
+        return;
+    }
+    let mut h = Harness::hostup("fight");
+    hourly(&h);
+    h.start_programmed();
+    let before = h.owned();
+    let repair = format!("ip -6 addr add {}/128 dev lo", host(1));
+    let repairs_before = h.log_count(&repair);
+    let cpu = cpu_time(h.pid());
+
+    let mut deleter = Deleter::start(&h);
+    deleter.every_10ms(
+        &format!("addr del {}/128 dev lo", host(1)),
+        Duration::from_secs(12),
+    );
+    drop(deleter);
+    let spent = cpu_time(h.pid()) - cpu;
+    let repairs = h.log_count(&repair) - repairs_before;
+    eprintln!("deleted every 10 ms for 12 s: {repairs} repairs, {spent:?} of CPU");
+    // 64 at once, then after 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s (6.4 s more is past the
+    // 12 s): 70 on this schedule; a loaded machine's slower deleter may shift the
+    // last one out, or let one more through while a hold falls due.
+    assert!(
+        (64..=72).contains(&repairs),
+        "{repairs} repairs\n{}",
+        h.log()
+    );
+    assert_eq!(h.log_count("was removed"), 1, "{}", h.log());
+    assert_eq!(
+        h.log_count(&format!(
+            "address {}/128 dev lo was removed 65 times in",
+            host(1)
+        )),
+        1,
+        "the warning names the object and the fight\n{}",
+        h.log()
+    );
+    assert!(spent < Duration::from_millis(500), "CPU {spent:?}");
+
+    // Stopped: back within the longest hold (the wait then running is at most 6.4 s).
+    h.wait("back after the fight", |s| has_owned(s, host(1)));
+    assert_eq!(h.owned(), before);
+    // Calm: a deletion is repaired at once again.
+    std::thread::sleep(routed6d::damping::CALM + Duration::from_millis(500));
+    let started = Instant::now();
+    h.delete_address(host(1), "lo");
+    h.wait("restored", |s| has_owned(s, host(1)));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "restored in {took:?}");
+    assert_eq!(h.log_count("has stayed in place for 20s"), 1, "{}", h.log());
+    assert_eq!(h.log_count("was removed"), 1);
+    h.assert_healthy();
+}
+
+/// Two routed6d with one protocol in one network namespace that cannot see each other's
+/// lock (the second in a mount namespace of its own with its own /run/routed6d, as two
+/// containers sharing the host's network would be): each removes the other's objects,
+/// and each puts its own back, but damped on both sides, so the fight costs a bounded
+/// number of writes and log lines and one warning per object and side. 30 s: the waits
+/// reach their 10 s cap after about 13 s; after that each side adds at most one repair
+/// and one removal per object every 10 s, which a longer run would only repeat.
+#[test]
+fn two_routed6d_that_cannot_see_each_others_lock_fight_only_boundedly() {
+    if skip("fight_two_instances") {
+        return;
+    }
+    let mut h = Harness::hostup("fight2");
+    hourly(&h);
+    h.start_programmed();
+    let (changes_a, _) = changes_and_warnings(&h.log());
+    let second = second_config(&h);
+    let log_b = h.dir.path().join("second.log");
+    let mut b = h
+        .testbed
+        .vps
+        .command("sh")
+        .args([
+            "-c",
+            // `ip netns exec` already runs this in a mount namespace of its own
+            // (slave to the host's): the tmpfs stays there.
+            "mkdir -p /run/routed6d && mount -t tmpfs routed6d-fight /run/routed6d && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_routed6d"),
+            "run",
+            "--config",
+        ])
+        .arg(&second)
+        .env("ROUTED6D_LOG", "debug")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_b).expect("log"))
+        .spawn()
+        .expect("second routed6d");
+    let stopped = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < stopped {
+        if let Some(status) = b.try_wait().expect("wait") {
+            panic!(
+                "the second routed6d exited: {status}\n{}",
+                std::fs::read_to_string(&log_b).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = b.kill();
+    let _ = b.wait();
+    let log_b = std::fs::read_to_string(&log_b).unwrap_or_default();
+    let log_a = h.log();
+    let (changes_a, warnings_a) = {
+        let (changes, warnings) = changes_and_warnings(&log_a);
+        (changes - changes_a, warnings)
+    };
+    let (changes_b, warnings_b) = changes_and_warnings(&log_b);
+    eprintln!("two instances for 30 s: {changes_a} and {changes_b} kernel changes logged");
+    // Each side's two contested objects (::1 on lo, the unreachable route): per object
+    // at most 64 repairs at once, 7 while the wait doubles to 10 s (by 14 s), and one
+    // per 10 s after that, 74 in 30 s; and one removal of the other's objects for each
+    // of the other's repairs and its first add, 75. 2 × 74 + 2 × 75 and the first
+    // pass's 3: 301 lines each, against thousands undamped.
+    assert!(
+        changes_a <= 301,
+        "{changes_a} changes by the first\n{log_a}"
+    );
+    assert!(
+        changes_b <= 301,
+        "{changes_b} changes by the second\n{log_b}"
+    );
+    assert!(changes_a >= 2 && changes_b >= 2, "they did fight");
+    // One warning per object fought over, on each side.
+    assert_eq!(warnings_a, 2, "{log_a}");
+    assert_eq!(warnings_b, 2, "{log_b}");
+    assert!(
+        log_a.contains("another routed6d with protocol 126"),
+        "{log_a}"
+    );
     h.assert_healthy();
 }

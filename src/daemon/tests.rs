@@ -1372,3 +1372,135 @@ async fn a_restart_while_the_os_address_is_away_still_waits_for_the_os() {
     fresh.poll().await;
     assert_eq!(owns_on_eth0(&fresh), [format!("addr {hop}/128 dev eth0")]);
 }
+
+/// The log lines of this thread's tracing events, as an operator reads them.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Lines at `level` (INFO, WARN, …) containing `needle`.
+    fn count(&self, level: &str, needle: &str) -> usize {
+        let text = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| l.contains(level) && l.contains(needle))
+            .count()
+    }
+}
+
+/// Capture the log lines (info and up) of this thread until the guard is dropped.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleter_every_10ms_for_a_minute_gets_bounded_repairs_then_full_speed_again() {
+    let (logs, _guard) = capture_logs();
+    let Looping {
+        mut agent,
+        provider,
+        surroundings,
+        outside,
+    } = looping("", "2001:db8:42::10");
+    // No poll after the first: every write below is a repair.
+    agent.config.provider.poll_interval = Duration::from_secs(3600);
+    let addr: Ipv6Addr = "2001:db8:42:100::1".parse().expect("addr");
+    let present = |outside: &Outside| {
+        outside
+            .kernel
+            .0
+            .borrow()
+            .state
+            .addresses
+            .iter()
+            .any(|o| o.address.addr == addr && o.protocol == OURS)
+    };
+    let delete = |outside: &Outside| {
+        outside.os_changes(
+            |k| k.state.addresses.retain(|o| o.address.addr != addr),
+            KernelEvent::Address {
+                ifindex: 1,
+                addr,
+                protocol: OURS,
+                removed: true,
+            },
+        );
+    };
+    let counts = |outside: &Outside| {
+        let kernel = outside.kernel.0.borrow();
+        (kernel.writes.len(), kernel.dumps)
+    };
+    let script = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(present(&outside), "{:?}", outside.owned());
+        let (writes, dumps) = counts(&outside);
+
+        // Whenever the address is there, it is gone 10 ms later, for a minute.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(60) {
+            if present(&outside) {
+                delete(&outside);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let repairs: Vec<String> = outside.kernel.0.borrow().writes[writes..]
+            .iter()
+            .map(|o| o.to_string())
+            .collect();
+        let other = repairs
+            .iter()
+            .find(|r| *r != "ip -6 addr add 2001:db8:42:100::1/128 dev lo nodad");
+        assert_eq!(other, None, "only the address was written");
+        // 64 at once; then after 0.1, 0.2, 0.4 … 6.4 s; then one every 10 s.
+        assert_eq!(repairs.len(), 64 + 7 + 4, "repairs in a minute of fighting");
+        // A full pass (one dump) after each removal and at each hold's end, no more.
+        let passes = counts(&outside).1 - dumps;
+        assert!(passes <= 2 * repairs.len(), "{passes} passes");
+        assert_eq!(logs.count("WARN", "was removed"), 1);
+        assert_eq!(
+            logs.count(
+                "WARN",
+                "address 2001:db8:42:100::1/128 dev lo was removed 65 times in 640ms, each time soon after routed6d put it back"
+            ),
+            1,
+            "the warning names the object and the fight"
+        );
+
+        // The deleter stopped: back within the longest hold.
+        tokio::time::sleep(damping::MAX_HOLD).await;
+        assert!(present(&outside), "not back after the fight");
+        // Once it has stood calm, a single removal is repaired at once again.
+        tokio::time::sleep(damping::CALM).await;
+        let (writes, _) = counts(&outside);
+        delete(&outside);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(present(&outside), "not repaired at full speed");
+        assert_eq!(counts(&outside).0, writes + 1);
+        assert_eq!(logs.count("INFO", "has stayed in place for 20s"), 1);
+        assert_eq!(logs.count("WARN", "was removed"), 1);
+        outside.stop();
+    };
+    let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
+    served.expect("served");
+}
