@@ -181,14 +181,21 @@ pub async fn once(path: &Path) -> CommandResult {
     let kernel = NetlinkKernel::open(&config.daemon).await?;
     let mut agent = Agent::new(config, kernel);
     agent.poll(&mut Poller::new(provider)).await;
-    if let Some(error) = &agent.last_error {
+    if let Some(error) = &agent.health.last_error {
         return Err(Failure::new(
             Exit::Unavailable,
             format!("nothing changed: {error}"),
         ));
     }
     println!("{}", agent.summary());
-    Ok(())
+    let failed = &agent.pass.failed;
+    match failed.first() {
+        None => Ok(()),
+        Some((_, first)) => Err(Failure::new(
+            failed_exit(failed.len(), agent.pass.denied),
+            format!("{} kernel change(s) failed, first: {first}", failed.len()),
+        )),
+    }
 }
 
 pub async fn plan(path: &Path) -> CommandResult {
@@ -570,12 +577,22 @@ fn finish(outcome: reconcile::Outcome) -> CommandResult {
     match outcome.first_error() {
         None => Ok(()),
         Some(e) => Err(Failure::new(
-            Exit::Partial,
+            failed_exit(outcome.failed.len(), outcome.denied),
             format!(
                 "{} of {} kernel change(s) failed, first: {e}",
                 outcome.failed.len(),
                 outcome.plan.ops.len()
             ),
         )),
+    }
+}
+
+/// A pass whose every failed change the kernel refused for want of privilege is a
+/// permission problem (77); otherwise some changes failed and others went in (1).
+fn failed_exit(failed: usize, denied: usize) -> Exit {
+    if denied == failed {
+        Exit::NoPerm
+    } else {
+        Exit::Partial
     }
 }

@@ -249,41 +249,81 @@ impl<P: Provider> Poller<P> {
 pub struct Agent<K> {
     pub config: Config,
     pub kernel: K,
+    /// What the last pass left.
+    pub pass: LastPass,
+    /// How the provider has been answering: what `status` and STATUS= report.
+    pub health: Health,
+    /// What was last said about lasting conditions, so each is said once.
+    said: SaidOnce,
+    /// How fast routed6d's removed objects are put back.
+    repairs: Repairs,
+    /// Whose the next hops' places on the uplink were: routed6d waits for the OS to
+    /// put its own address back instead of racing it (`next_hop`).
+    hops: NextHops,
+}
+
+/// What the last pass left: the answer it applied and the kernel state it aimed for.
+#[derive(Default)]
+pub struct LastPass {
     /// The last well-formed answer: what the kernel is kept at while the API fails.
     pub last_good: Option<Assignment>,
     /// The desired state of the last pass, for judging kernel events.
     pub desired: DesiredState,
     /// The assignment of the last pass: whether an answer changed.
     applied: Option<Assignment>,
+    /// What the kernel holds as of the last pass, while no kernel event has touched
+    /// routed6d's objects since: a changed provider answer is applied from it without
+    /// a dump. Any relevant event, resync or reload forgets it.
+    expected: Option<ObservedState>,
+    /// The last pass left the routed prefixes' objects in the kernel.
+    online: bool,
+    /// The kernel changes the last pass could not make, with their errors, and how many
+    /// of them the kernel refused for want of privilege.
+    pub failed: Vec<(String, String)>,
+    pub denied: usize,
+}
+
+/// How the provider has been answering.
+#[derive(Default)]
+pub struct Health {
+    /// Polls that failed in a row.
     pub failures: u32,
     pub last_error: Option<String>,
     /// The provider's id for this host, once known.
     pub host_id: Option<String>,
     last_poll: Option<SystemTime>,
     last_success: Option<SystemTime>,
-    /// The reason last logged for "not available", so it is logged once.
-    unavailable_logged: Option<String>,
-    last_conflicts: Vec<String>,
-    /// The next hops last reported missing (`next_hop = "check"`), so each is
-    /// reported once when it goes and once when it is back.
+}
+
+/// Lasting conditions as last logged: each is logged when it starts and when it ends,
+/// not on every pass.
+#[derive(Default)]
+struct SaidOnce {
+    /// The provider's reason for "not available".
+    unavailable: Option<String>,
+    /// Foreign objects in routed6d's slots.
+    conflicts: Vec<String>,
+    /// The next hops reported missing (`next_hop = "check"`).
     missing_next_hops: Vec<Ipv6Addr>,
-    /// What the kernel holds as of the last pass, while no kernel event has touched
-    /// routed6d's objects since: a changed provider answer is applied from it without
-    /// a dump. Any relevant event, resync or reload forgets it.
-    expected: Option<ObservedState>,
-    /// Whose the next hops' places on the uplink were: routed6d waits for the OS to
-    /// put its own address back instead of racing it (`next_hop`).
-    next_hops: NextHopBook,
-    /// When a next hop held back for the OS is due another look.
-    next_hop_wake: Option<Instant>,
-    /// The last pass left the routed prefixes' objects in the kernel.
-    online: bool,
+}
+
+/// The pace of repairs.
+#[derive(Default)]
+struct Repairs {
     /// Objects put back one by one since the last full pass.
     fast_restores: u32,
     /// The objects something keeps removing, and when each may be put back.
     fights: Damper,
     /// When to look again for a removal notice the last pass waited for (`damping`).
     notice_wake: Option<Instant>,
+}
+
+/// The uplink's next hops: whose each place was, when to look again, where that is kept.
+#[derive(Default)]
+struct NextHops {
+    book: NextHopBook,
+    /// When a next hop held back for the OS is due another look.
+    wake: Option<Instant>,
     /// Where the OS's next hop forms are kept for a restart (`memory`); None: not kept.
     memory: Option<PathBuf>,
 }
@@ -293,25 +333,11 @@ impl<K: Kernel> Agent<K> {
         Agent {
             config,
             kernel,
-            last_good: None,
-            desired: DesiredState::default(),
-            applied: None,
-            failures: 0,
-            last_error: None,
-            host_id: None,
-            last_poll: None,
-            last_success: None,
-            unavailable_logged: None,
-            last_conflicts: Vec::new(),
-            missing_next_hops: Vec::new(),
-            expected: None,
-            next_hops: NextHopBook::default(),
-            next_hop_wake: None,
-            online: false,
-            fast_restores: 0,
-            fights: Damper::new(),
-            notice_wake: None,
-            memory: None,
+            pass: LastPass::default(),
+            health: Health::default(),
+            said: SaidOnce::default(),
+            repairs: Repairs::default(),
+            hops: NextHops::default(),
         }
     }
 
@@ -325,8 +351,8 @@ impl<K: Kernel> Agent<K> {
                 forms.len()
             );
         }
-        self.next_hops = NextHopBook::remembering(forms);
-        self.memory = Some(path);
+        self.hops.book = NextHopBook::remembering(forms);
+        self.hops.memory = Some(path);
     }
 
     /// Put back at once the object of routed6d's that `event` says went, if it is one
@@ -334,21 +360,21 @@ impl<K: Kernel> Agent<K> {
     /// not being fought over (then it waits its turn, which a full pass takes: see
     /// `damping`). The debounced full pass follows as for any relevant event.
     pub async fn restore_at_once(&mut self, event: &KernelEvent) {
-        let Some(object) = lost(event, &self.desired, self.config.daemon.protocol) else {
+        let Some(object) = lost(event, &self.pass.desired, self.config.daemon.protocol) else {
             return;
         };
         let now = Instant::now();
         // A fight that ended since the last pass is told before a new one can start.
-        let ended = if self.fights.is_empty() {
+        let ended = if self.repairs.fights.is_empty() {
             Vec::new()
         } else {
-            self.fights.settle(now)
+            self.repairs.fights.settle(now)
         };
         // An object with no fight on record is repaired at once (`FREE_REPAIRS`), and
         // its removal recorded after the write: before it, a clock read and a look-up.
-        let fought = self.fights.knows(&object);
+        let fought = self.repairs.fights.knows(&object);
         let verdict = if fought {
-            self.fights.removed(object, now)
+            self.repairs.fights.removed(object, now)
         } else {
             Verdict::Now
         };
@@ -365,12 +391,12 @@ impl<K: Kernel> Agent<K> {
             }
             return;
         }
-        let planned = restore_for(event, &self.desired, &self.config)
-            .filter(|_| self.fast_restores < FAST_RESTORES_PER_BURST);
+        let planned = restore_for(event, &self.pass.desired, &self.config)
+            .filter(|_| self.repairs.fast_restores < FAST_RESTORES_PER_BURST);
         let restored = planned.is_some();
         if let Some(planned) = planned {
-            self.fast_restores += 1;
-            self.expected = None;
+            self.repairs.fast_restores += 1;
+            self.pass.expected = None;
             let plan = Plan {
                 ops: vec![planned],
                 conflicts: Vec::new(),
@@ -378,10 +404,10 @@ impl<K: Kernel> Agent<K> {
             reconcile::apply(&mut self.kernel, plan).await;
         }
         if !fought {
-            self.fights.removed(object, now);
+            self.repairs.fights.removed(object, now);
         }
         if restored {
-            self.fights.put_back(object, now);
+            self.repairs.fights.put_back(object, now);
         }
         self.note_fights_ended(&ended);
     }
@@ -415,12 +441,14 @@ impl<K: Kernel> Agent<K> {
     fn describe(&self, object: Object) -> String {
         let found = match object {
             Object::Address { ifindex, addr } => self
+                .pass
                 .desired
                 .addresses
                 .iter()
                 .find(|a| a.ifindex == ifindex && a.addr == addr)
                 .map(|a| format!("address {a}")),
             Object::Route { table, dst } => self
+                .pass
                 .desired
                 .routes
                 .iter()
@@ -437,14 +465,14 @@ impl<K: Kernel> Agent<K> {
     /// waited long enough, or an object held back in a fight may be put back, or a
     /// fight is over.
     pub fn wake_at(&self) -> Option<Instant> {
-        let fights = earliest(self.fights.next_wake(), self.notice_wake);
-        earliest(self.next_hop_wake, fights)
+        let fights = earliest(self.repairs.fights.next_wake(), self.repairs.notice_wake);
+        earliest(self.hops.wake, fights)
     }
 
     /// Something may have changed routed6d's objects in the kernel (an event about
     /// them, a resync, a new configuration): the next pass dumps.
     pub fn forget_expected(&mut self) {
-        self.expected = None;
+        self.pass.expected = None;
     }
 
     /// One whole poll: ask the provider, then reconcile. Returns the delay until the
@@ -463,7 +491,7 @@ impl<K: Kernel> Agent<K> {
         &mut self,
         poller: &Poller<P>,
     ) -> Result<Vec<IpAddr>, ProviderError> {
-        self.last_poll = Some(SystemTime::now());
+        self.health.last_poll = Some(SystemTime::now());
         if !poller.provider.needs_identity() {
             return Ok(Vec::new());
         }
@@ -483,37 +511,41 @@ impl<K: Kernel> Agent<K> {
         host_id: Option<String>,
     ) -> Duration {
         if host_id.is_some() {
-            self.host_id = host_id;
+            self.health.host_id = host_id;
         }
         let retry_after = match result {
             Ok(assignment) => {
-                if self.failures > 0 {
+                if self.health.failures > 0 {
                     info!(
-                        FAILURES = self.failures,
-                        "recovered: provider answered after {} failed poll(s)", self.failures
+                        FAILURES = self.health.failures,
+                        "recovered: provider answered after {} failed poll(s)",
+                        self.health.failures
                     );
                 }
-                self.failures = 0;
-                self.last_error = None;
-                self.last_success = Some(SystemTime::now());
+                self.health.failures = 0;
+                self.health.last_error = None;
+                self.health.last_success = Some(SystemTime::now());
                 self.note_unavailable(&assignment);
-                self.last_good = Some(assignment);
+                self.pass.last_good = Some(assignment);
                 self.converge().await;
                 None
             }
             Err(e) => {
-                self.failures += 1;
-                if self.failures == 1 {
-                    let kept = if self.last_good.is_some() {
+                self.health.failures += 1;
+                if self.health.failures == 1 {
+                    let kept = if self.pass.last_good.is_some() {
                         "keeping the last good state"
                     } else {
                         "changing nothing until a good answer"
                     };
                     warn!("provider poll failed, {kept}; retrying at the poll interval: {e}");
                 } else {
-                    debug!(FAILURES = self.failures, "provider poll failed again: {e}");
+                    debug!(
+                        FAILURES = self.health.failures,
+                        "provider poll failed again: {e}"
+                    );
                 }
-                self.last_error = Some(e.to_string());
+                self.health.last_error = Some(e.to_string());
                 self.write_status();
                 e.retry_after()
             }
@@ -526,11 +558,11 @@ impl<K: Kernel> Agent<K> {
     }
 
     fn note_unavailable(&mut self, assignment: &Assignment) {
-        if assignment.unavailable != self.unavailable_logged {
+        if assignment.unavailable != self.said.unavailable {
             if let Some(reason) = &assignment.unavailable {
                 warn!("provider says routed IPv6 is not available: {reason}");
             }
-            self.unavailable_logged = assignment.unavailable.clone();
+            self.said.unavailable = assignment.unavailable.clone();
         }
     }
 
@@ -539,23 +571,23 @@ impl<K: Kernel> Agent<K> {
     /// against a full dump, which is also the fallback whenever the kernel held
     /// something the expected state did not know of.
     pub async fn converge(&mut self) -> Option<Outcome> {
-        let assignment = self.last_good.clone()?;
-        let changed = self.applied.as_ref() != Some(&assignment);
+        let assignment = self.pass.last_good.clone()?;
+        let changed = self.pass.applied.as_ref() != Some(&assignment);
         if changed
             && !self.config.provider.outbound_source()
-            && let Some(expected) = self.expected.take()
+            && let Some(expected) = self.pass.expected.take()
         {
             let now = Instant::now();
             let moment = Moment {
-                book: &self.next_hops,
-                fights: &self.fights,
+                book: &self.hops.book,
+                fights: &self.repairs.fights,
                 now,
             };
             let outcome = reconcile::reconcile_from(
                 &mut self.kernel,
                 &self.config,
                 &assignment,
-                &self.desired,
+                &self.pass.desired,
                 expected,
                 moment,
             )
@@ -575,27 +607,27 @@ impl<K: Kernel> Agent<K> {
     /// calling the API. Does nothing before the first good answer: an earlier
     /// process's state stays.
     pub async fn repair(&mut self) -> Option<Outcome> {
-        let assignment = self.last_good.clone()?;
-        self.expected = None;
-        self.fast_restores = 0;
+        let assignment = self.pass.last_good.clone()?;
+        self.pass.expected = None;
+        self.repairs.fast_restores = 0;
         let now = Instant::now();
         let moment = Moment {
-            book: &self.next_hops,
-            fights: &self.fights,
+            book: &self.hops.book,
+            fights: &self.repairs.fights,
             now,
         };
         let pass = reconcile::reconcile(
             &mut self.kernel,
             &self.config,
             &assignment,
-            &self.desired,
+            &self.pass.desired,
             moment,
         );
         match pass.await {
             Ok(outcome) => Some(self.absorb(outcome, assignment, now)),
             Err(e) => {
                 error!("cannot read the kernel's state, changing nothing: {e}");
-                self.last_error = Some(e.to_string());
+                self.health.last_error = Some(e.to_string());
                 self.write_status();
                 None
             }
@@ -605,9 +637,9 @@ impl<K: Kernel> Agent<K> {
     /// Take in what a pass judged at `now` and did: log what is news, remember the
     /// state it left.
     fn absorb(&mut self, mut outcome: Outcome, assignment: Assignment, now: Instant) -> Outcome {
-        self.expected = outcome.expected.take();
-        self.notice_wake = self.fights.notice_due(&outcome.withheld, now);
-        if !self.fights.is_empty() {
+        self.pass.expected = outcome.expected.take();
+        self.repairs.notice_wake = self.repairs.fights.notice_due(&outcome.withheld, now);
+        if !self.repairs.fights.is_empty() {
             let done = |op: &&Op| {
                 !outcome
                     .failed
@@ -622,28 +654,29 @@ impl<K: Kernel> Agent<K> {
                 .filter(done)
                 .filter_map(Object::added_by)
             {
-                self.fights.put_back(object, now);
+                self.repairs.fights.put_back(object, now);
             }
-            let ended = self.fights.settle(now);
+            let ended = self.repairs.fights.settle(now);
             self.note_fights_ended(&ended);
         }
         let grace = self.config.uplink.next_hop_grace;
-        let held_before = self.next_hops.os_forms();
+        let held_before = self.hops.book.os_forms();
         for change in self
-            .next_hops
+            .hops
+            .book
             .note(&outcome.next_hops.sightings, now, grace)
         {
             self.log_next_hop(change);
         }
-        let held = self.next_hops.os_forms();
+        let held = self.hops.book.os_forms();
         if held != held_before
-            && let Some(path) = &self.memory
+            && let Some(path) = &self.hops.memory
             && let Err(e) = memory::save(path, &held)
         {
             warn!("cannot keep the OS's next hops in {}: {e}", path.display());
         }
-        self.next_hop_wake = outcome.next_hops.wake_at;
-        if outcome.desired.missing_interfaces != self.desired.missing_interfaces {
+        self.hops.wake = outcome.next_hops.wake_at;
+        if outcome.desired.missing_interfaces != self.pass.desired.missing_interfaces {
             for name in &outcome.desired.missing_interfaces {
                 warn!(IFACE = %name, "interface {name} does not exist: waiting for it");
             }
@@ -657,21 +690,23 @@ impl<K: Kernel> Agent<K> {
         // Reported when new, not on every pass: a foreign route in the way stays in
         // the way until its owner moves it, and one line says so.
         for (text, conflict) in conflicts.iter().zip(&outcome.plan.conflicts) {
-            if !self.last_conflicts.contains(text) {
+            if !self.said.conflicts.contains(text) {
                 warn!(
                     OP = "conflict",
                     "not touching {} (not routed6d's): wanted {}", conflict.found, conflict.wanted
                 );
             }
         }
-        self.last_conflicts = conflicts;
+        self.said.conflicts = conflicts;
         self.note_next_hops(&outcome.missing_next_hops);
-        self.online = !assignment.prefixes.is_empty()
+        self.pass.online = !assignment.prefixes.is_empty()
             && outcome.failed.is_empty()
             && outcome.withheld.is_empty()
             && outcome.desired.missing_interfaces.is_empty();
-        self.desired = outcome.desired.clone();
-        self.applied = Some(assignment);
+        self.pass.failed = outcome.failed.clone();
+        self.pass.denied = outcome.denied;
+        self.pass.desired = outcome.desired.clone();
+        self.pass.applied = Some(assignment);
         self.write_status();
         outcome
     }
@@ -704,7 +739,7 @@ impl<K: Kernel> Agent<K> {
         let uplink = &self.config.uplink.interface;
         for hop in missing
             .iter()
-            .filter(|h| !self.missing_next_hops.contains(h))
+            .filter(|h| !self.said.missing_next_hops.contains(h))
         {
             warn!(
                 NEXT_HOP = %hop,
@@ -714,25 +749,27 @@ impl<K: Kernel> Agent<K> {
         }
         // A next hop the provider no longer names is not "back": it is just gone.
         let still_named = |hop: &Ipv6Addr| {
-            self.last_good
+            self.pass
+                .last_good
                 .iter()
                 .flat_map(|a| &a.prefixes)
                 .any(|p| p.next_hop == Some(*hop))
         };
         for hop in self
+            .said
             .missing_next_hops
             .iter()
             .filter(|h| !missing.contains(h) && still_named(h))
         {
             info!(NEXT_HOP = %hop, IFACE = %uplink, "next hop {hop} is on {uplink} again");
         }
-        self.missing_next_hops = missing.to_vec();
+        self.said.missing_next_hops = missing.to_vec();
     }
 
     /// Leave per `on_stop`.
     pub async fn stop(&mut self) {
         if self.config.daemon.on_stop == OnStop::Withdraw {
-            match reconcile::withdraw(&mut self.kernel, &self.config, &self.desired).await {
+            match reconcile::withdraw(&mut self.kernel, &self.config, &self.pass.desired).await {
                 Ok(outcome) => info!(
                     "stopped: withdrew {} object(s) routed6d owned (on_stop = withdraw)",
                     outcome.applied
@@ -746,7 +783,7 @@ impl<K: Kernel> Agent<K> {
 
     /// One line for systemd's STATUS=.
     pub fn summary(&self) -> String {
-        let state = match &self.last_good {
+        let state = match &self.pass.last_good {
             None => "no answer from the provider yet".to_string(),
             Some(a) if a.prefixes.is_empty() => match &a.unavailable {
                 Some(reason) => format!("not available: {reason}"),
@@ -759,22 +796,22 @@ impl<K: Kernel> Agent<K> {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
-        match &self.last_error {
+        match &self.health.last_error {
             Some(e) => format!("{state}; last poll failed: {e}"),
             None => state,
         }
     }
 
     pub fn status(&self) -> StatusFile {
-        let good = self.last_good.clone().unwrap_or_default();
+        let good = self.pass.last_good.clone().unwrap_or_default();
         StatusFile {
-            online: self.online,
+            online: self.pass.online,
             pid: std::process::id(),
-            host_id: self.host_id.clone().unwrap_or_default(),
-            last_poll: self.last_poll.map(rfc3339),
-            last_success: self.last_success.map(rfc3339),
-            last_error: self.last_error.clone(),
-            consecutive_failures: self.failures,
+            host_id: self.health.host_id.clone().unwrap_or_default(),
+            last_poll: self.health.last_poll.map(rfc3339),
+            last_success: self.health.last_success.map(rfc3339),
+            last_error: self.health.last_error.clone(),
+            consecutive_failures: self.health.failures,
             next_hops: good
                 .prefixes
                 .iter()
@@ -786,8 +823,8 @@ impl<K: Kernel> Agent<K> {
                 .map(|p| format!("{} ({})", p.prefix, p.origin))
                 .collect(),
             unavailable: good.unavailable.clone(),
-            missing_interfaces: self.desired.missing_interfaces.clone(),
-            conflicts: self.last_conflicts.clone(),
+            missing_interfaces: self.pass.desired.missing_interfaces.clone(),
+            conflicts: self.said.conflicts.clone(),
         }
     }
 
@@ -880,7 +917,7 @@ fn announce<K: Kernel>(agent: &Agent<K>, ready: &mut bool) {
 /// A kernel event that touches routed6d's objects: what the last pass left is no
 /// longer to be trusted, and a repair is due once the burst is over.
 fn heed<K: Kernel>(event: &KernelEvent, agent: &mut Agent<K>, repair_at: &mut Option<Instant>) {
-    if is_relevant(event, &agent.desired, &agent.config) {
+    if is_relevant(event, &agent.pass.desired, &agent.config) {
         debug!(?event, "kernel event touches routed6d's state");
         agent.forget_expected();
         repair_at.get_or_insert(Instant::now() + DEBOUNCE);
@@ -1005,7 +1042,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                 let host_id = done.provider.host_id();
                 polling = Polling::Idle(done);
                 clock.set(Instant::now() + agent.finish_poll(result, host_id).await)?;
-                if agent.failures == 0 {
+                if agent.health.failures == 0 {
                     // The good answer was just reconciled: a pending repair is done.
                     repair_at = None;
                 }

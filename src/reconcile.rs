@@ -25,6 +25,8 @@ pub struct Outcome {
     pub applied: usize,
     /// Ops that failed, with their error text.
     pub failed: Vec<(String, String)>,
+    /// How many of them the kernel refused for want of privilege (CAP_NET_ADMIN).
+    pub denied: usize,
     /// With `uplink.next_hop = "check"`: next hops the provider routes to that no
     /// address of the uplink holds (routed6d reports them instead of adding them).
     pub missing_next_hops: Vec<Ipv6Addr>,
@@ -345,6 +347,9 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan) -> Outcome {
                     IFACE = %iface,
                     "{e}"
                 );
+                if e.is_permission_denied() {
+                    outcome.denied += 1;
+                }
                 outcome.failed.push((op.to_string(), e.to_string()));
             }
         }

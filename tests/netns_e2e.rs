@@ -730,3 +730,40 @@ fn the_vps_is_found_by_its_address_and_a_stale_next_hop_is_refreshed() {
     let status = h.signal(libc::SIGTERM);
     assert!(status.success());
 }
+
+/// Without CAP_NET_ADMIN the kernel refuses every change: `once` says so and exits 77
+/// (it exited 0, as if the prefix had been programmed).
+#[test]
+fn once_without_cap_net_admin_says_so_and_exits_77() {
+    if skip_unless_root("once_without_cap_net_admin") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("routed6d.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[provider]\nkind = \"static\"\n[[provider.routes]]\nprefix = \"2001:db8:42:100::/64\"\nnext_hop = \"2001:db8:1::10\"\n\n[uplink]\ninterface = \"lo\"\n\n[daemon]\nstate_dir = \"{}\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("config");
+    // A network namespace of its own, and a /run of its own for the writer's lock.
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "-m", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs tmpfs /run && \
+             exec setpriv --bounding-set=-net_admin --inh-caps=-net_admin \"$0\" once --config \"$1\"",
+        )
+        .arg(env!("CARGO_BIN_EXE_routed6d"))
+        .arg(&config)
+        .output()
+        .expect("unshare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(77), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("routed6d: 2 kernel change(s) failed") && last.contains("CAP_NET_ADMIN"),
+        "{stderr}"
+    );
+}

@@ -179,16 +179,16 @@ async fn every_kind_of_api_failure_keeps_the_last_good_state() {
             a.kernel.owned(),
             programmed,
             "state kept after {:?}",
-            a.last_error
+            a.health.last_error
         );
         assert_eq!(
             a.kernel.writes.len(),
             writes,
             "nothing written during failures"
         );
-        assert!(a.last_error.is_some());
+        assert!(a.health.last_error.is_some());
     }
-    assert_eq!(a.failures, 7);
+    assert_eq!(a.health.failures, 7);
     // Every retry at the poll's pace (the default minute, ±10 %), never sooner.
     let interval = a.config.provider.poll_interval;
     for delay in [0, 1, 2, 3, 4, 6].map(|i| delays[i]) {
@@ -200,8 +200,8 @@ async fn every_kind_of_api_failure_keeps_the_last_good_state() {
     // The 429's Retry-After wins over the poll's pace.
     assert!(delays[5] >= Duration::from_secs(120), "{:?}", delays[5]);
     a.poll().await;
-    assert_eq!(a.failures, 0);
-    assert_eq!(a.last_error, None);
+    assert_eq!(a.health.failures, 0);
+    assert_eq!(a.health.last_error, None);
     assert_eq!(a.kernel.owned(), programmed);
 }
 
@@ -470,7 +470,8 @@ async fn an_unreadable_kernel_changes_nothing() {
     a.poll().await;
     assert_eq!(a.kernel.requests, 0);
     assert!(
-        a.last_error
+        a.health
+            .last_error
             .as_deref()
             .is_some_and(|e| e.contains("ENOBUFS"))
     );
@@ -642,7 +643,7 @@ async fn a_changed_answer_is_applied_from_the_expected_state_without_a_dump() {
     );
     a.poll().await;
     assert!(
-        a.expected.is_some(),
+        a.pass.expected.is_some(),
         "a clean pass leaves an expected state"
     );
     let (dumps, writes) = (a.kernel.dumps, a.kernel.writes.len());
@@ -654,7 +655,7 @@ async fn a_changed_answer_is_applied_from_the_expected_state_without_a_dump() {
     assert!(!second.contains(&"addr 2001:db8:42::1/128 dev eth0".to_string()));
     // What the agent expects is what a dump shows.
     let seen = a.kernel.observe(&[]).await.expect("observe");
-    let expected = a.expected.clone().expect("still expected");
+    let expected = a.pass.expected.clone().expect("still expected");
     assert_eq!(sorted_text(&expected), sorted_text(&seen));
     // The same answer again: a full look, no writes.
     a.poll().await;
@@ -734,7 +735,10 @@ async fn an_object_the_expected_state_missed_sends_the_change_to_a_full_pass() {
             .any(|o| o.protocol == 4 && o.route == foreign),
         "the foreign route is untouched"
     );
-    assert!(a.expected.is_none(), "a conflict leaves nothing to expect");
+    assert!(
+        a.pass.expected.is_none(),
+        "a conflict leaves nothing to expect"
+    );
 }
 
 #[tokio::test]
@@ -748,13 +752,16 @@ async fn a_change_with_a_failed_op_still_knows_which_next_hop_is_missing() {
     );
     let hop: Ipv6Addr = "2001:db8:42::1".parse().expect("hop");
     a.poll().await;
-    assert_eq!(a.missing_next_hops, [hop]);
-    assert!(a.expected.is_some());
+    assert_eq!(a.said.missing_next_hops, [hop]);
+    assert!(a.pass.expected.is_some());
     a.kernel.failures.push_back("injected".into());
     a.poll().await;
-    assert!(a.expected.is_none(), "a failed op leaves nothing to expect");
+    assert!(
+        a.pass.expected.is_none(),
+        "a failed op leaves nothing to expect"
+    );
     assert_eq!(
-        a.missing_next_hops,
+        a.said.missing_next_hops,
         [hop],
         "still missing: a failed op does not make it look back"
     );
