@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run);
     routed6d::logging::init(matches!(command, Command::Run));
     if std::env::var_os(routed6d::logging::PANIC_TEST_ENV).is_some() {
-        // Proves the panic hook (tests/panic_hook.rs; the bench runs it on the
+        // Proves the panic hook (tests/unprivileged/panic_hook.rs; the bench runs it on the
         // release binary, which aborts).
         panic!("deliberate panic ({})", routed6d::logging::PANIC_TEST_ENV);
     }

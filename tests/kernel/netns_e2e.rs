@@ -3,7 +3,7 @@
 //! `routed6d run` binary. Reachability is proven with iputils `ping` from the router.
 //! Needs root; without it every test says SKIPPED loudly and passes nothing off as run.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv6Addr;
 use std::process::ExitStatus;
@@ -353,7 +353,7 @@ fn a_link_flap_leaves_the_os_next_hop_to_the_os() {
     if skip_unless_root("link_flap") {
         return;
     }
-    let mut h = harness("flap", "");
+    let mut h = harness("linkflap", "");
     let os_address = format!("{HOP1}/64");
     h.testbed
         .vps

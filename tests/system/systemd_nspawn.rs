@@ -8,8 +8,7 @@
 //! Debian root in /var/cache/routed6d-systest between runs. Needs root; without it, it
 //! says SKIPPED loudly.
 
-#[path = "common/nspawn.rs"]
-mod nspawn;
+use crate::nspawn;
 
 use std::io::Write;
 use std::net::Ipv6Addr;

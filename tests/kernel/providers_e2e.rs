@@ -6,7 +6,7 @@
 //! config, for static) converges, and an outage changes nothing in the kernel.
 //! Needs root; without it every test says SKIPPED loudly.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv6Addr;
 use std::time::Duration;
@@ -326,7 +326,7 @@ fn digitalocean_reserved_ipv6_follow_their_assignment() {
     h.wait("r1 withdrawn", |s| !has_address(s, r1) && has_owned(s, r2));
 
     // A burst 429 with retry-after (one without it waits for ratelimit-reset, a minute
-    // here: tests/providers_sim.rs checks that wait).
+    // here: tests/unprivileged/providers_sim.rs checks that wait).
     h.outage_changes_nothing(Fault::rate_limited_seconds(1));
     h.outage_changes_nothing(Fault::status(500, "server_error"));
     assert!(h.ping5(r2));

@@ -7,7 +7,7 @@
 //! IFA_PROTO ("auto" here) and the record, with the same assertions. Needs root;
 //! without it each test says SKIPPED.
 
-mod common;
+use crate::common;
 
 use std::net::Ipv6Addr;
 

@@ -6,7 +6,7 @@
 //! Retry-After are respected), and reads the log: one warning per failure streak, one
 //! "recovered", no panic, no token. Needs root; without it each test says SKIPPED.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -565,17 +565,15 @@ fn unknown_flags_and_commands_are_usage_errors() {
 }
 
 #[test]
-fn release_without_yes_is_a_usage_error() {
+fn release_without_yes_is_a_usage_error_before_anything_is_read() {
     let files = Files::new();
     let config = files.config(&files.base());
-    let (code, stderr) = routed6d(&["release", "--config", config.to_str().expect("path")]);
-    assert_eq!(
-        (code, stderr.as_str()),
-        (
-            USAGE,
-            "routed6d: release gives the routed prefix back and starts the provider's cooldown; run again with --yes to confirm\n"
-        )
-    );
+    let want = "routed6d: release gives the routed prefix back and starts the provider's cooldown; run again with --yes to confirm\n";
+    // With a good configuration, and with none at all: refused before reading it.
+    for config in [config.to_str().expect("path"), "/nonexistent.toml"] {
+        let (code, stderr) = routed6d(&["release", "--config", config]);
+        assert_eq!((code, stderr.as_str()), (USAGE, want), "{config}");
+    }
 }
 
 /// Values that were accepted and then hurt: a protocol number that is another

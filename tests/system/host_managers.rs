@@ -19,8 +19,7 @@
 //! runs: the test fails at the end with a table of every scenario, so one run shows all
 //! that is wrong. Needs root; without it, it says SKIPPED loudly.
 
-#[path = "common/nspawn.rs"]
-mod nspawn;
+use crate::nspawn;
 
 use std::io::Write as _;
 use std::net::Ipv6Addr;

@@ -7,7 +7,7 @@
 //! Each test asserts the kernel afterwards: what routed6d owns is as it should be, and
 //! nothing else was touched. Needs root; without it each test says SKIPPED.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
