@@ -378,18 +378,24 @@ fn conflicting_keys_are_refused_naming_both() {
     );
 }
 
-#[test]
-fn a_missing_token_file_is_refused_saying_where_to_put_it() {
-    let files = Files::new();
-    let missing = files.path("nope");
+/// The base config with `provider.token_file` at `token`, and how it is refused.
+fn token_file_refused(files: &Files, token: &Path) -> (PathBuf, i32, String) {
     let (text, _) = with_key(
         &files.base(),
         "provider",
         "token_file",
-        &format!("\"{}\"", missing.display()),
+        &format!("\"{}\"", token.display()),
     );
     let config = files.config(&text);
     let (code, got) = refused(&config);
+    (config, code, got)
+}
+
+#[test]
+fn a_missing_token_file_is_refused_saying_where_to_put_it() {
+    let files = Files::new();
+    let missing = files.path("nope");
+    let (config, code, got) = token_file_refused(&files, &missing);
     assert_eq!(code, CONFIG);
     assert_eq!(
         got,
@@ -405,14 +411,7 @@ fn a_missing_token_file_is_refused_saying_where_to_put_it() {
 fn a_token_file_readable_by_others_is_refused_with_the_fix() {
     let files = Files::new();
     let token = files.token("open-token", "secret-0123", 0o644);
-    let (text, _) = with_key(
-        &files.base(),
-        "provider",
-        "token_file",
-        &format!("\"{}\"", token.display()),
-    );
-    let config = files.config(&text);
-    let (code, got) = refused(&config);
+    let (config, code, got) = token_file_refused(&files, &token);
     assert_eq!(code, CONFIG);
     assert_eq!(
         got,
@@ -432,14 +431,7 @@ fn a_token_file_that_is_a_symlink_is_refused() {
     // Even to a private file: the link's target is whatever its owner points it at.
     let link = files.path("link-token");
     std::os::unix::fs::symlink(files.path("token"), &link).expect("symlink");
-    let (text, _) = with_key(
-        &files.base(),
-        "provider",
-        "token_file",
-        &format!("\"{}\"", link.display()),
-    );
-    let config = files.config(&text);
-    let (code, got) = refused(&config);
+    let (config, code, got) = token_file_refused(&files, &link);
     assert_eq!(code, CONFIG);
     assert_eq!(
         got,
@@ -455,14 +447,7 @@ fn a_token_file_that_is_a_symlink_is_refused() {
 fn an_empty_token_file_is_refused() {
     let files = Files::new();
     let token = files.token("empty-token", " \n", 0o600);
-    let (text, _) = with_key(
-        &files.base(),
-        "provider",
-        "token_file",
-        &format!("\"{}\"", token.display()),
-    );
-    let config = files.config(&text);
-    let (code, got) = refused(&config);
+    let (config, code, got) = token_file_refused(&files, &token);
     assert_eq!(code, CONFIG);
     assert_eq!(
         got,
