@@ -153,9 +153,8 @@ pub struct Route {
     pub kind: RouteKind,
     /// Output interface; `None` for unreachable routes.
     pub ifindex: Option<u32>,
-    /// Interface name, for humans only. Shared (one per interface, not one per
-    /// route): a dump of 10 000 routes otherwise spent a third of its parse
-    /// allocating the same name 10 000 times.
+    /// Interface name, for humans only. Shared: one allocation per interface, not one
+    /// per route, in a dump of tens of thousands of routes.
     pub ifname: Option<Arc<str>>,
 }
 

@@ -133,11 +133,9 @@ pub fn expected_after(mut observed: ObservedState, plan: &Plan, protocol: u8) ->
     observed
 }
 
-/// A map keyed by slots, hashed with foldhash (hashbrown's default hasher): about
-/// three times as fast as std's SipHash on these small keys, which made half of a
-/// 10 000-route steady-state diff, and seeded per process. rustc-hash 2 is not an
-/// option: on (table, prefix, metric) keys of consecutive prefixes its hashes
-/// collide so often that inserting and probing 10 000 of them took 15 ms, not 0.4.
+/// A map keyed by slots, hashed with foldhash (hashbrown's default hasher): fast on
+/// these small keys and seeded per process. Not rustc-hash: (table, prefix, metric)
+/// keys of consecutive prefixes collide under it, and the diff turns quadratic.
 type SlotMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The kernel's key of an IPv6 address: (ifindex, addr).

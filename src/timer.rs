@@ -3,8 +3,7 @@
 //! tokio's timer wheel is hierarchical: a deadline far away sits in a coarse level
 //! and the runtime wakes at each level boundary on the way to re-file it. With a 60 s
 //! poll that is a wakeup up to 4 s before every poll, and another, up to a minute
-//! early, whenever the interval crosses one of the wheel's 262 s boundaries (two in
-//! ten minutes, measured by the bench). A host agent at rest should sleep until it has
+//! early, whenever the interval crosses one of the wheel's 262 s boundaries. A host agent at rest should sleep until it has
 //! work: with no tokio timer pending, the runtime parks in epoll with no timeout and
 //! this fd is the one thing that ends the sleep.
 

@@ -1,13 +1,10 @@
 //! routed6d's one netlink socket for requests: dumps, writes and single gets, each
 //! sent and its answer read straight off the socket, one exchange at a time.
 //!
-//! rtnetlink's connection hands every message through a channel and a task of its
-//! own: with 10 000 routes that per-message cost was more than the kernel's own (the
-//! steady-state pass of issue 6), and every write paid a task hop before it reached
-//! the kernel (a restore that races keepalived, issue 16). Here one `recv` takes a
-//! whole datagram and its messages are parsed in place, so a dump costs what the
-//! kernel takes to produce it plus the parse, and a write is on the wire when the
-//! call is made.
+//! No channel or task between the caller and the kernel (as rtnetlink's connection
+//! has): one `recv` takes a whole datagram and its messages are parsed in place, so a
+//! dump costs what the kernel takes to produce it plus the parse, and a write is on
+//! the wire when the call is made.
 //!
 //! The receive buffer sets the datagram size. The kernel sizes each dump datagram by
 //! the largest `recv` the socket has seen (capped near 32 KiB), so a reader that
