@@ -293,6 +293,9 @@ pub struct Health {
     pub host_id: Option<String>,
     last_poll: Option<SystemTime>,
     last_success: Option<SystemTime>,
+    /// Whether this agent is the daemon, which alone writes the status file: a one-off
+    /// command (root's `once`) leaves the service's file to the service.
+    publishes: bool,
 }
 
 /// Lasting conditions as last logged: each is logged when it starts and when it ends,
@@ -828,7 +831,16 @@ impl<K: Kernel> Agent<K> {
         }
     }
 
+    /// Write the status file after every poll and pass (`routed6d status`,
+    /// `wait-online`). Only the daemon's agent does.
+    pub fn publish_status(&mut self) {
+        self.health.publishes = true;
+    }
+
     fn write_status(&self) {
+        if !self.health.publishes {
+            return;
+        }
         let path = &self.config.daemon.status_file;
         if let Err(e) = write_atomically(path, &self.status()) {
             debug!("cannot write {}: {e}", path.display());
@@ -969,6 +981,7 @@ pub async fn run<P: Provider + 'static>(
     };
     let memory = config.daemon.state_dir.join("next-hops.json");
     let mut agent = Agent::new(config, kernel);
+    agent.publish_status();
     agent.remember_next_hops_in(memory);
     serve(&mut agent, provider, surroundings, reload).await
 }

@@ -109,8 +109,10 @@ fn agent(extra: &str, script: Scripted) -> Rig {
     let mut config = crate::desired::tests::config(extra);
     config.daemon.status_file =
         std::env::temp_dir().join(format!("routed6d-test-{}.json", rand::random::<u64>()));
+    let mut agent = Agent::new(config, FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)]));
+    agent.publish_status();
     Rig {
-        agent: Agent::new(config, FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)])),
+        agent,
         poller: Poller::new(script),
     }
 }
@@ -475,6 +477,22 @@ async fn an_unreadable_kernel_changes_nothing() {
             .as_deref()
             .is_some_and(|e| e.contains("ENOBUFS"))
     );
+}
+
+/// The status file is the daemon's: an agent that does not publish (root's `once`)
+/// writes none, and leaves one there as it was.
+#[tokio::test]
+async fn only_the_daemon_writes_the_status_file() {
+    let answer = || Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1"));
+    let mut a = agent("", script(vec![answer(), answer()]));
+    a.agent.health.publishes = false;
+    a.poll().await;
+    assert!(read_status(&a.config.daemon.status_file).is_none());
+    std::fs::write(&a.config.daemon.status_file, "{\"pid\":1}").expect("the daemon's");
+    a.poll().await;
+    let kept = std::fs::read_to_string(&a.config.daemon.status_file).expect("kept");
+    let _ = std::fs::remove_file(&a.config.daemon.status_file);
+    assert_eq!(kept, "{\"pid\":1}");
 }
 
 #[tokio::test]
