@@ -216,10 +216,10 @@ impl Harness {
         self.daemon.as_ref().expect("running").id() as libc::pid_t
     }
 
-    /// Send `signal` without waiting.
+    /// Send `signal` without waiting (to our own child, not reaped yet).
     pub fn kill(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.pid(), signal) };
+        let signal = nix::sys::signal::Signal::try_from(signal).expect("a signal");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("kill");
     }
 
     /// Send `signal` and wait (bounded) for the daemon to exit.

@@ -26,16 +26,12 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        // Straight to fd 2: libtest captures eprintln!, and this must be seen.
-        let _ = writeln!(std::io::stderr(), "SKIPPED (needs root): {name}");
+    if crate::common::skip_unless_root("kernel_netlink", name) {
         return;
     }
     let result = std::thread::spawn(move || {
-        // SAFETY: unshare(CLONE_NEWNET) only moves this thread to a new namespace.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+        // Only this thread moves to the new namespace.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
         ip("link set lo up");
         ip("link add name v0 type veth peer name v1");
         ip("link set v0 up");
@@ -1175,8 +1171,7 @@ fn record_mode_in_another_namespace_neither_claims_nor_drops_our_entries() {
             // state directory: the same interface index, no such address there.
             let other = config.clone();
             std::thread::spawn(move || {
-                // SAFETY: unshare(CLONE_NEWNET) only moves this thread.
-                assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
                 ip("link add name v0 type veth peer name v1");
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

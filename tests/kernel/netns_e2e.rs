@@ -517,13 +517,11 @@ fn sighup_reloads_a_good_config_and_refuses_a_broken_one() {
     let mut h = harness("hup", "[prefix]\naddresses = [\"::1\"]\n");
     h.start();
     h.wait("programmed", common::programmed);
-    let pid = h.pid();
     let good = std::fs::read_to_string(&h.config).expect("read");
 
     std::fs::write(&h.config, good.replace("[uplink]", "[uplink]\nbogus = 1")).expect("write");
     let before = h.owned();
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(pid, libc::SIGHUP) };
+    h.kill(libc::SIGHUP);
     netns::wait_until(CONVERGE, || {
         h.log().contains("refusing the new configuration")
     })
@@ -541,8 +539,7 @@ fn sighup_reloads_a_good_config_and_refuses_a_broken_one() {
         good.replace("addresses = [\"::1\"]", "addresses = [\"::2\"]"),
     )
     .expect("write");
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGHUP) };
+    h.kill(libc::SIGHUP);
     h.wait("reconfigured", |s| {
         has_owned(s, host(2)) && !has_address(s, host(1))
     });

@@ -398,9 +398,8 @@ fn digitalocean_outbound_source_sends_from_the_reserved_ipv6_and_withdraws_exact
         )
     );
 
+    h.kill(libc::SIGTERM);
     let mut daemon = h.daemon.take().expect("daemon");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(daemon.id() as libc::pid_t, libc::SIGTERM) };
     assert!(daemon.wait().expect("wait").success());
     let after = h
         .testbed
