@@ -94,6 +94,8 @@ impl ProviderKind {
                 "allocate",
                 "refresh_next_hop",
                 "source",
+                "pool",
+                "prefix_length",
             ],
             ProviderKind::HostupLegacy => &[
                 "base_url",
@@ -426,6 +428,8 @@ struct RawProvider {
     allocate: Option<bool>,
     refresh_next_hop: Option<RefreshNextHop>,
     source: Option<HostupSource>,
+    pool: Option<String>,
+    prefix_length: Option<i64>,
     vmid: Option<u64>,
     droplet_id: Option<u64>,
     metadata_url: Option<MetadataUrl>,
@@ -446,6 +450,8 @@ impl RawProvider {
             ("allocate", self.allocate.is_some()),
             ("refresh_next_hop", self.refresh_next_hop.is_some()),
             ("source", self.source.is_some()),
+            ("pool", self.pool.is_some()),
+            ("prefix_length", self.prefix_length.is_some()),
             ("vmid", self.vmid.is_some()),
             ("droplet_id", self.droplet_id.is_some()),
             ("metadata_url", self.metadata_url.is_some()),
@@ -568,7 +574,16 @@ pub struct HostupSettings {
     /// Ask for a prefix when none is allocated.
     pub allocate: bool,
     pub refresh_next_hop: RefreshNextHop,
+    /// `source = "account"`: the pool (`ripv6_…`) a route is created from, when the
+    /// account has more than one.
+    pub pool: Option<String>,
+    /// `source = "account"`: the length of the route created (48, 56 or 64), when the
+    /// account allows more than one.
+    pub prefix_length: Option<u8>,
 }
+
+/// The route lengths HostUp's account API documents (`pools[].routes[].prefixLength`).
+pub const HOSTUP_ROUTE_LENGTHS: [u8; 3] = [48, 56, 64];
 
 /// `kind = "hostup-legacy"`.
 #[derive(Clone, Debug)]
@@ -937,6 +952,37 @@ fn resolve_provider(
             ),
         ));
     }
+    // Which pool and length only mean something where routed6d creates routes itself.
+    for key in ["pool", "prefix_length"] {
+        if raw.present().contains(&key) && raw.source != Some(HostupSource::Account) {
+            return Err(invalid(
+                key,
+                format!("provider.{key} applies only to source = \"account\""),
+            ));
+        }
+    }
+    if let Some(pool) = &raw.pool
+        && !(pool.starts_with("ripv6_") && crate::rules::is_path_id(pool))
+    {
+        return Err(invalid(
+            "pool",
+            format!(
+                "provider.pool {pool:?} is not a pool id such as \"ripv6_01hxa3b4c5d6e7f8g9h0j1k2m3\""
+            ),
+        ));
+    }
+    let prefix_length = match raw.prefix_length {
+        None => None,
+        Some(n) => match u8::try_from(n) {
+            Ok(length) if HOSTUP_ROUTE_LENGTHS.contains(&length) => Some(length),
+            _ => {
+                return Err(invalid(
+                    "prefix_length",
+                    format!("provider.prefix_length {n} is not 48, 56 or 64"),
+                ));
+            }
+        },
+    };
     for (key, value) in [("vmid", raw.vmid), ("droplet_id", raw.droplet_id)] {
         if value == Some(0) {
             return Err(invalid(key, format!("provider.{key} must be 1 or more")));
@@ -1015,6 +1061,8 @@ fn resolve_provider(
             source: raw.source.unwrap_or(HostupSource::Vps),
             allocate: raw.allocate.unwrap_or(false),
             refresh_next_hop: raw.refresh_next_hop.unwrap_or(RefreshNextHop::Auto),
+            pool: raw.pool,
+            prefix_length,
         }),
         ProviderKind::HostupLegacy => ProviderSettings::HostupLegacy(LegacySettings {
             api: api(HOSTUP_BASE_URL),

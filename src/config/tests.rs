@@ -628,3 +628,48 @@ fn shipped_examples_are_valid() {
         ]
     );
 }
+
+#[test]
+fn account_pool_and_prefix_length() {
+    let dir = Dir::new();
+    let c = kind_config(
+        &dir,
+        "kind = \"hostup\"\nsource = \"account\"\npool = \"ripv6_pool3\"\nprefix_length = 56",
+        "",
+    )
+    .expect("account with pool");
+    assert_eq!(hostup(&c).pool.as_deref(), Some("ripv6_pool3"));
+    assert_eq!(hostup(&c).prefix_length, Some(56));
+    for (provider, line, wanted) in [
+        (
+            "kind = \"hostup\"\nsource = \"account\"\nprefix_length = 60",
+            4,
+            "provider.prefix_length 60 is not 48, 56 or 64",
+        ),
+        (
+            "kind = \"hostup\"\nsource = \"account\"\nprefix_length = -1",
+            4,
+            "provider.prefix_length -1 is not 48, 56 or 64",
+        ),
+        (
+            "kind = \"hostup\"\nsource = \"account\"\npool = \"../x\"",
+            4,
+            "provider.pool \"../x\" is not a pool id",
+        ),
+        (
+            "kind = \"hostup\"\npool = \"ripv6_a\"",
+            3,
+            "provider.pool applies only to source = \"account\"",
+        ),
+        (
+            "kind = \"hostup-legacy\"\nvmid = 3\nprefix_length = 64",
+            4,
+            "does not apply to kind = \"hostup-legacy\"",
+        ),
+    ] {
+        let message = err(kind_config(&dir, provider, ""));
+        assert!(message.contains(&format!(":{line}: ")), "{message}");
+        assert!(message.contains(wanted), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+    }
+}

@@ -52,7 +52,9 @@ impl ProviderError {
             | ProviderError::NotFound(_)
             | ProviderError::ActionFailed(_) => true,
             ProviderError::Status { status, .. } => *status >= 500 || *status == 429,
-            ProviderError::Unsupported(_) | ProviderError::Config(_) => false,
+            ProviderError::Unsupported(_)
+            | ProviderError::NotAllowed(_)
+            | ProviderError::Config(_) => false,
         }
     }
 }

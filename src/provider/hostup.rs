@@ -2,7 +2,12 @@
 //! changed with POST (allocate / refresh_next_hop) and DELETE (release), turned into an
 //! `Assignment` by one pure, strict-where-it-matters function. With `source =
 //! "account"` the poll reads the account view (`GET /api/v2/routed-ipv6`) instead: every
-//! active route of every pool whose `vpsId` is this VPS, each with its own next hop.
+//! active route of every pool whose `vpsId` is this VPS, each with its own next hop,
+//! and the writes go to the account API too: allocate is `POST /api/v2/routed-ipv6`
+//! `create_route`, release is `DELETE /api/v2/routed-ipv6/routes/{id}`, each only when
+//! the view's action gates (`canCreateRoute`, `canReceiveRoute`, `canDelete`) are open.
+//! The per-VPS endpoints are never asked in account mode: HostUp documents them as the
+//! wrong ones there.
 //!
 //! Parsing is lenient about shape (unknown fields, nulls, numbers sent as strings) and
 //! strict about meaning: an active allocation whose prefix or next hop could misroute
@@ -31,8 +36,29 @@ pub struct HostUp {
     /// `provider.vps_id`, or found by `identify` on the first poll.
     vps_id: Option<String>,
     source: HostupSource,
+    /// Account mode: routes are created when missing (`provider.allocate`).
+    allocate: bool,
+    /// Account mode: the configured pool and route length, when the account offers a
+    /// choice.
+    choice: RouteChoice,
     /// Oddities of the answers, each logged once.
     warned: WarnOnce,
+}
+
+/// What the config says about the route `create_route` asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteChoice {
+    /// `provider.pool`: the pool id.
+    pub pool: Option<String>,
+    /// `provider.prefix_length`.
+    pub prefix_length: Option<u8>,
+}
+
+/// The body of a `create_route` the account view allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateRoute {
+    pub pool_id: String,
+    pub prefix_length: u8,
 }
 
 impl HostUp {
@@ -50,6 +76,11 @@ impl HostUp {
             token,
             vps_id: config.vps_id.clone(),
             source: config.source,
+            allocate: config.allocate,
+            choice: RouteChoice {
+                pool: config.pool.clone(),
+                prefix_length: config.prefix_length,
+            },
             warned: WarnOnce::default(),
         }
     }
@@ -88,32 +119,78 @@ impl HostUp {
         }
     }
 
-    /// POST `{"action":"refresh_next_hop"}`: HostUp re-reads the VPS's address. With
-    /// `source = "account"`, the account view is read again afterwards.
+    /// POST `{"action":"refresh_next_hop"}`: HostUp re-reads the VPS's address. The
+    /// account API has no such action, and the per-VPS endpoint is not asked in account
+    /// mode.
     pub async fn refresh_next_hop(&mut self) -> Result<Assignment, ProviderError> {
+        if self.source == HostupSource::Account {
+            return Err(ProviderError::Unsupported(
+                "HostUp's account API has no refresh_next_hop (source = \"account\" never uses the per-VPS endpoint)".into(),
+            ));
+        }
         let body = serde_json::json!({ "action": "refresh_next_hop" });
-        let state = self.state_call(Method::POST, Some(body)).await?;
-        match self.source {
-            HostupSource::Vps => Ok(state),
-            HostupSource::Account => self.account().await,
-        }
+        self.state_call(Method::POST, Some(body)).await
     }
 
-    /// POST `{"action":"allocate"}`: 201 when a prefix was allocated, 200 when one existed.
+    /// Per VPS: POST `{"action":"allocate"}` (201 when a prefix was allocated, 200 when
+    /// one existed). Account mode: POST `create_route` from the configured pool, if the
+    /// account view's gates allow it now.
     pub async fn allocate(&mut self) -> Result<Assignment, ProviderError> {
-        let body = serde_json::json!({ "action": "allocate" });
-        let state = self.state_call(Method::POST, Some(body)).await?;
         match self.source {
-            HostupSource::Vps => Ok(state),
-            HostupSource::Account => self.account().await,
+            HostupSource::Vps => {
+                let body = serde_json::json!({ "action": "allocate" });
+                self.state_call(Method::POST, Some(body)).await
+            }
+            HostupSource::Account => self.create_route().await,
         }
     }
 
-    /// GET /api/v2/routed-ipv6 and keep the routes to this VPS.
-    async fn account(&self) -> Result<Assignment, ProviderError> {
-        let id = self.vps_id.as_deref().ok_or_else(|| {
+    /// Read the account view afresh (gates change), then POST `create_route` when it
+    /// allows one for this VPS; the 201's body is the updated account view.
+    async fn create_route(&mut self) -> Result<Assignment, ProviderError> {
+        let id = self.require_id()?.to_string();
+        let url = self.base.join("/api/v2/routed-ipv6");
+        let view = self
+            .http
+            .request(Method::GET, url.clone(), &self.token, None)
+            .await?;
+        let plan = match plan_create_route(&view.body, &id, &self.choice) {
+            Ok(plan) => plan,
+            Err(Blocked::Invalid(m)) => return Err(view.invalid(m)),
+            Err(Blocked::NotAllowed(m)) => return Err(ProviderError::NotAllowed(m)),
+        };
+        tracing::info!(
+            POOL = %plan.pool_id,
+            "asking HostUp for a /{} route from pool {}",
+            plan.prefix_length,
+            plan.pool_id
+        );
+        let body = serde_json::json!({
+            "action": "create_route",
+            "poolId": plan.pool_id,
+            "vpsId": id,
+            "prefixLength": plan.prefix_length,
+        });
+        let response = self
+            .http
+            .request(Method::POST, url, &self.token, Some(&body))
+            .await?;
+        assignment_from_account(&response.body, &id).map_err(|m| response.invalid(m))
+    }
+
+    /// The VPS's id, or why there is none yet.
+    fn require_id(&self) -> Result<&str, ProviderError> {
+        self.vps_id.as_deref().ok_or_else(|| {
             ProviderError::NotFound("this VPS has not been identified at HostUp yet".into())
-        })?;
+        })
+    }
+
+    /// GET /api/v2/routed-ipv6 and keep the routes to this VPS. With `allocate`, when
+    /// nothing is routed here and the gates say no route can be created now, the
+    /// answer says why (`unavailable`): it is logged once, no POST is made, and a
+    /// change of the gates changes the answer, which is when allocate is asked again.
+    async fn account(&self) -> Result<Assignment, ProviderError> {
+        let id = self.require_id()?;
         let response = self
             .http
             .request(
@@ -123,11 +200,26 @@ impl HostUp {
                 None,
             )
             .await?;
-        assignment_from_account(&response.body, id).map_err(|m| response.invalid(m))
+        let mut assignment =
+            assignment_from_account(&response.body, id).map_err(|m| response.invalid(m))?;
+        if self.allocate
+            && assignment.prefixes.is_empty()
+            && assignment.unavailable.is_none()
+            && let Err(Blocked::NotAllowed(m) | Blocked::Invalid(m)) =
+                plan_create_route(&response.body, id, &self.choice)
+        {
+            assignment.unavailable = Some(m);
+        }
+        Ok(assignment)
     }
 
-    /// DELETE: give the prefix back; HostUp starts a cooldown before the next one.
+    /// Per VPS: DELETE, HostUp starts a cooldown before the next prefix. Account mode:
+    /// DELETE each route routed to this VPS, only when every one of them may be deleted
+    /// (`canDelete`): a refusal deletes nothing.
     pub async fn release(&mut self) -> Result<Release, ProviderError> {
+        if self.source == HostupSource::Account {
+            return self.delete_routes().await;
+        }
         let response = self
             .http
             .request(Method::DELETE, self.state_url()?, &self.token, None)
@@ -135,10 +227,43 @@ impl HostUp {
         release_from_body(&response.body).map_err(|m| response.invalid(m))
     }
 
+    async fn delete_routes(&mut self) -> Result<Release, ProviderError> {
+        let id = self.require_id()?.to_string();
+        let view = self
+            .http
+            .request(
+                Method::GET,
+                self.base.join("/api/v2/routed-ipv6"),
+                &self.token,
+                None,
+            )
+            .await?;
+        let routes = match plan_delete_routes(&view.body, &id) {
+            Ok(routes) => routes,
+            Err(Blocked::Invalid(m)) => return Err(view.invalid(m)),
+            Err(Blocked::NotAllowed(m)) => return Err(ProviderError::NotAllowed(m)),
+        };
+        for route in &routes {
+            tracing::info!(ROUTE = %route, "deleting HostUp route {route}");
+            self.http
+                .request(
+                    Method::DELETE,
+                    self.base
+                        .join(&format!("/api/v2/routed-ipv6/routes/{route}")),
+                    &self.token,
+                    None,
+                )
+                .await?;
+        }
+        Ok(Release {
+            released: !routes.is_empty(),
+            cooldown_days: None,
+            cooldown_until: None,
+        })
+    }
+
     fn state_url(&self) -> Result<Url, ProviderError> {
-        let id = self.vps_id.as_deref().ok_or_else(|| {
-            ProviderError::NotFound("this VPS has not been identified at HostUp yet".into())
-        })?;
+        let id = self.require_id()?;
         Ok(self.base.join(&format!("/api/v2/vps/{id}/routed-ipv6")))
     }
 
@@ -634,6 +759,256 @@ pub fn vps_ids_from_list(body: &[u8], ip: IpAddr) -> Result<Vec<String>, String>
     Ok(ids)
 }
 
+// ---------------------------------------------------------------------------------------
+// Account writes: what the account view allows, decided by pure functions.
+
+/// Why no account write is made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// The view says no (a gate is closed or missing), or leaves a choice the config
+    /// must make. The provider's word: asked again only when the view changes.
+    NotAllowed(String),
+    /// The body is not an account view.
+    Invalid(String),
+}
+
+/// `{allowed, reason}`. Only `allowed: true` opens it.
+#[derive(Debug, Deserialize)]
+struct RawGate {
+    allowed: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawActions {
+    #[serde(default, rename = "canCreateRoute")]
+    can_create_route: Option<RawGate>,
+    #[serde(default, rename = "canReceiveRoute")]
+    can_receive_route: Option<RawGate>,
+    #[serde(default, rename = "canDelete")]
+    can_delete: Option<RawGate>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawWriteView {
+    #[serde(default, rename = "allowedPrefixLengths")]
+    allowed_prefix_lengths: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pools: Option<Vec<RawWritePool>>,
+    #[serde(default)]
+    destinations: Option<Vec<RawDestination>>,
+    #[serde(default)]
+    actions: Option<RawActions>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawWritePool {
+    #[serde(default, deserialize_with = "lenient_string")]
+    id: Option<String>,
+    #[serde(default)]
+    routes: Option<Vec<RawWriteRoute>>,
+    #[serde(default)]
+    actions: Option<RawActions>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawWriteRoute {
+    #[serde(default, deserialize_with = "lenient_string")]
+    id: Option<String>,
+    #[serde(default, rename = "vpsId")]
+    vps_id: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    actions: Option<RawActions>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDestination {
+    #[serde(default, rename = "vpsId")]
+    vps_id: Option<String>,
+    #[serde(default)]
+    actions: Option<RawActions>,
+}
+
+/// Open, or why not. A gate that is absent is closed: routed6d writes nothing the
+/// provider did not say it allows.
+fn gate_open(field: &str, gate: Option<&RawGate>) -> Result<(), Blocked> {
+    match gate {
+        Some(RawGate { allowed: true, .. }) => Ok(()),
+        Some(RawGate { reason, .. }) => {
+            let reason = reason
+                .as_deref()
+                .map(rules::provider_text)
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "HostUp gave no reason".into());
+            Err(Blocked::NotAllowed(format!(
+                "{field} is not allowed: {reason}"
+            )))
+        }
+        None => Err(Blocked::NotAllowed(format!(
+            "{field} is missing in the account view: routed6d writes nothing HostUp did not say it allows"
+        ))),
+    }
+}
+
+fn write_view(body: &[u8]) -> Result<RawWriteView, Blocked> {
+    parse_json(body, "a HostUp routed-IPv6 account view").map_err(Blocked::Invalid)
+}
+
+/// The `create_route` the account view allows for `vps_id`, with the configured pool
+/// and length (`choice`) or the only one offered; else why not, in one line.
+pub fn plan_create_route(
+    body: &[u8],
+    vps_id: &str,
+    choice: &RouteChoice,
+) -> Result<CreateRoute, Blocked> {
+    let view = write_view(body)?;
+    if let Some(top) = view
+        .actions
+        .as_ref()
+        .and_then(|a| a.can_create_route.as_ref())
+    {
+        gate_open("actions.canCreateRoute", Some(top))?;
+    }
+    let pools = view
+        .pools
+        .ok_or_else(|| Blocked::Invalid("the account view has no pools array".into()))?;
+    let ids: Vec<String> = pools
+        .iter()
+        .map(|p| {
+            p.id.as_deref()
+                .map(rules::provider_text)
+                .unwrap_or_default()
+        })
+        .collect();
+    let index = match &choice.pool {
+        Some(wanted) => ids.iter().position(|id| id == wanted).ok_or_else(|| {
+            Blocked::NotAllowed(format!(
+                "provider.pool {wanted} is not one of the account's pools ({})",
+                ids.join(", ")
+            ))
+        })?,
+        None => match ids.len() {
+            0 => {
+                return Err(Blocked::NotAllowed(
+                    "the account has no routed /48 pool to create a route from (routed6d does not allocate one)".into(),
+                ));
+            }
+            1 => 0,
+            n => {
+                return Err(Blocked::NotAllowed(format!(
+                    "the account has {n} pools ({}); set provider.pool to choose one",
+                    ids.join(", ")
+                )));
+            }
+        },
+    };
+    let pool_id = &ids[index];
+    if !rules::is_path_id(pool_id) {
+        return Err(Blocked::Invalid(format!(
+            "pools[{index}].id {pool_id:?} is not a pool id"
+        )));
+    }
+    gate_open(
+        &format!("pools[{index}].actions.canCreateRoute ({pool_id})"),
+        pools[index]
+            .actions
+            .as_ref()
+            .and_then(|a| a.can_create_route.as_ref()),
+    )?;
+    let destinations = view.destinations.unwrap_or_default();
+    let (d, destination) = destinations
+        .iter()
+        .enumerate()
+        .find(|(_, d)| d.vps_id.as_deref() == Some(vps_id))
+        .ok_or_else(|| {
+            Blocked::NotAllowed(format!(
+                "this VPS ({vps_id}) is not among the account view's destinations"
+            ))
+        })?;
+    gate_open(
+        &format!("destinations[{d}].actions.canReceiveRoute"),
+        destination
+            .actions
+            .as_ref()
+            .and_then(|a| a.can_receive_route.as_ref()),
+    )?;
+    // Lengths routed6d can ask for: the documented ones the account allows.
+    let allowed: Vec<u8> = match &view.allowed_prefix_lengths {
+        Some(lengths) => crate::config::HOSTUP_ROUTE_LENGTHS
+            .into_iter()
+            .filter(|l| lengths.iter().any(|v| v.as_u64() == Some(u64::from(*l))))
+            .collect(),
+        None => crate::config::HOSTUP_ROUTE_LENGTHS.to_vec(),
+    };
+    let listed = || {
+        allowed
+            .iter()
+            .map(|l| format!("/{l}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let prefix_length = match (choice.prefix_length, allowed.as_slice()) {
+        (Some(length), _) if allowed.contains(&length) => length,
+        (Some(length), _) => {
+            return Err(Blocked::NotAllowed(format!(
+                "provider.prefix_length {length} is not among the account's allowedPrefixLengths ({})",
+                listed()
+            )));
+        }
+        (None, [only]) => *only,
+        (None, []) => {
+            return Err(Blocked::NotAllowed(
+                "the account's allowedPrefixLengths offers no length routed6d can ask for".into(),
+            ));
+        }
+        (None, _) => {
+            return Err(Blocked::NotAllowed(format!(
+                "the account allows {} routes; set provider.prefix_length to choose one",
+                listed()
+            )));
+        }
+    };
+    Ok(CreateRoute {
+        pool_id: pool_id.clone(),
+        prefix_length,
+    })
+}
+
+/// The ids of the active routes routed to `vps_id`, to DELETE, when the view allows
+/// deleting every one of them; else why not. Other VPSes' routes are never named.
+pub fn plan_delete_routes(body: &[u8], vps_id: &str) -> Result<Vec<String>, Blocked> {
+    let view = write_view(body)?;
+    let pools = view
+        .pools
+        .ok_or_else(|| Blocked::Invalid("the account view has no pools array".into()))?;
+    let mut ids = Vec::new();
+    for (p, pool) in pools.iter().enumerate() {
+        for (r, route) in pool.routes.iter().flatten().enumerate() {
+            if route.vps_id.as_deref() != Some(vps_id) || route.status.as_deref() != Some("active")
+            {
+                continue;
+            }
+            let field = format!("pools[{p}].routes[{r}]");
+            let id = route.id.as_deref().unwrap_or_default();
+            if !rules::is_path_id(id) {
+                return Err(Blocked::Invalid(format!(
+                    "{field}.id {:?} is not a route id",
+                    rules::provider_text(id)
+                )));
+            }
+            gate_open(
+                &format!("{field}.actions.canDelete ({id})"),
+                route.actions.as_ref().and_then(|a| a.can_delete.as_ref()),
+            )?;
+            ids.push(id.to_string());
+        }
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1099,6 +1474,97 @@ mod tests {
             let text = error.to_string();
             assert!(text.contains(&format!("code={code}")), "{text}");
         }
+    }
+
+    #[test]
+    fn account_write_plans() {
+        let view = |pool_gate: &str, receive: &str, lengths: &str| {
+            format!(
+                r#"{{"allowedPrefixLengths":{lengths},"pools":[{{"id":"ripv6_a","routes":[
+                {{"id":"ripv6rt_1","vpsId":"vps_me","status":"active","actions":{{"canDelete":{{"allowed":true,"reason":null}}}}}},
+                {{"id":"ripv6rt_2","vpsId":"vps_other","status":"active","actions":{{"canDelete":{{"allowed":false,"reason":"no"}}}}}}],
+                "actions":{{"canCreateRoute":{pool_gate}}}}}],
+                "destinations":[{{"vpsId":"vps_me","actions":{{"canReceiveRoute":{receive}}}}}]}}"#
+            )
+        };
+        let open = r#"{"allowed":true,"reason":null}"#;
+        let closed = r#"{"allowed":false,"reason":"Busy\nWATCHDOG=1"}"#;
+        let none = RouteChoice::default();
+        let plan = plan_create_route(view(open, open, "[64]").as_bytes(), "vps_me", &none);
+        assert_eq!(
+            plan,
+            Ok(CreateRoute {
+                pool_id: "ripv6_a".into(),
+                prefix_length: 64
+            })
+        );
+        let Err(Blocked::NotAllowed(m)) =
+            plan_create_route(view(closed, open, "[64]").as_bytes(), "vps_me", &none)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            m,
+            "pools[0].actions.canCreateRoute (ripv6_a) is not allowed: Busy WATCHDOG=1"
+        );
+        let Err(Blocked::NotAllowed(m)) =
+            plan_create_route(view(open, closed, "[64]").as_bytes(), "vps_me", &none)
+        else {
+            panic!()
+        };
+        assert!(
+            m.starts_with("destinations[0].actions.canReceiveRoute"),
+            "{m}"
+        );
+        // A missing gate is a closed one.
+        let Err(Blocked::NotAllowed(m)) =
+            plan_create_route(view("null", open, "[64]").as_bytes(), "vps_me", &none)
+        else {
+            panic!()
+        };
+        assert!(m.contains("is missing"), "{m}");
+        let Err(Blocked::NotAllowed(m)) =
+            plan_create_route(view(open, open, "[48,56,64]").as_bytes(), "vps_me", &none)
+        else {
+            panic!()
+        };
+        assert!(m.contains("set provider.prefix_length"), "{m}");
+        let choice = RouteChoice {
+            pool: Some("ripv6_a".into()),
+            prefix_length: Some(56),
+        };
+        let plan = plan_create_route(view(open, open, "[48,56,64]").as_bytes(), "vps_me", &choice);
+        assert_eq!(plan.unwrap().prefix_length, 56);
+        let other = RouteChoice {
+            pool: Some("ripv6_b".into()),
+            ..choice
+        };
+        assert!(matches!(
+            plan_create_route(view(open, open, "[56]").as_bytes(), "vps_me", &other),
+            Err(Blocked::NotAllowed(_))
+        ));
+        assert!(matches!(
+            plan_create_route(view(open, open, "[64]").as_bytes(), "vps_nobody", &none),
+            Err(Blocked::NotAllowed(_))
+        ));
+        assert!(matches!(
+            plan_create_route(b"[]", "vps_me", &none),
+            Err(Blocked::Invalid(_))
+        ));
+        // Release names only this VPS's route; the other's closed gate is not ours.
+        assert_eq!(
+            plan_delete_routes(view(open, open, "[64]").as_bytes(), "vps_me"),
+            Ok(vec!["ripv6rt_1".to_string()])
+        );
+        let Err(Blocked::NotAllowed(m)) =
+            plan_delete_routes(view(open, open, "[64]").as_bytes(), "vps_other")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            m,
+            "pools[0].routes[1].actions.canDelete (ripv6rt_2) is not allowed: no"
+        );
     }
 
     /// The researcher's samples in /work/shared, when this checkout sits next to them.

@@ -60,6 +60,11 @@ pub enum ProviderError {
     /// An action the provider accepted did not complete (DigitalOcean `errored`).
     #[error("{0}")]
     ActionFailed(String),
+    /// The provider's own answer says this write is not allowed now (a HostUp action
+    /// gate such as `canCreateRoute` is closed), or the answer leaves a choice the
+    /// config must make: nothing was written.
+    #[error("{0}")]
+    NotAllowed(String),
     /// The provider cannot be built: its key file is missing, empty or readable by
     /// others.
     #[error(transparent)]

@@ -235,6 +235,216 @@ async fn account_view_with_too_many_routes_is_refused() {
 }
 
 // ----------------------------------------------------------------------------------------
+// HostUp account writes (issue 14, item 1)
+
+const POOL3: (&str, &str) = ("ripv6_pool3", "2001:db8:88::/48");
+
+/// This VPS (next hop 2001:db8:1::10) with nothing routed; OTHER has a /56 of pool 3,
+/// so the account has two pools.
+fn write_state() -> SimState {
+    let mut state = SimState::new(TOKEN)
+        .with_vps(
+            SimVps::new(VPS, "web-01", "192.0.2.10".parse().unwrap())
+                .with_suggested_next_hop(v6("2001:db8:1::10")),
+        )
+        .with_vps(SimVps::new(OTHER, "db-01", "192.0.2.11".parse().unwrap()));
+    state.account_routes = vec![SimRoute::new(
+        "ripv6rt_other",
+        (POOL3.0, net(POOL3.1)),
+        net("2001:db8:88:200::/56"),
+        v6("2001:db8:1::99"),
+        None,
+        OTHER,
+    )];
+    state
+}
+
+fn account_writer(sim: &SimHandle, extra: &str) -> (ProviderConfig, HostUp) {
+    let config = provider_config(&format!(
+        "kind = \"hostup\"\nsource = \"account\"\nvps_id = \"{VPS}\"\nbase_url = \"{}\"\n{extra}",
+        sim.base_url()
+    ));
+    let hostup = HostUp::with_http(fast_http(), hostup(&config), key());
+    (config, hostup)
+}
+
+/// Account mode never asks a per-VPS endpoint, whatever the method.
+fn no_per_vps_requests(sim: &SimHandle) {
+    for method in ["GET", "POST", "DELETE"] {
+        assert_eq!(sim.count(method, "/api/v2/vps"), 0, "{method} /api/v2/vps…");
+    }
+}
+
+fn routes_of(a: &routed6d::model::Assignment) -> Vec<(String, Option<Ipv6Addr>)> {
+    a.prefixes
+        .iter()
+        .map(|p| (p.prefix.to_string(), p.next_hop))
+        .collect()
+}
+
+#[tokio::test]
+async fn account_allocate_creates_a_route_from_the_configured_pool() {
+    let sim = start(write_state()).await;
+    let (settings, hostup) = account_writer(
+        &sim,
+        "allocate = true\npool = \"ripv6_pool3\"\nprefix_length = 56",
+    );
+    let mut poller = Poller::new(hostup);
+    let a = poller.poll(&settings, &[]).await.unwrap();
+    // The first free /56 of pool 3 (OTHER holds :200::/56), to this VPS's next hop.
+    assert_eq!(
+        routes_of(&a),
+        vec![("2001:db8:88::/56".into(), Some(v6("2001:db8:1::10")))]
+    );
+    assert_eq!(sim.count("POST", "/api/v2/routed-ipv6"), 1);
+    let created: Vec<SimRoute> = sim
+        .state()
+        .account_routes
+        .into_iter()
+        .filter(|r| r.vps_id == VPS)
+        .collect();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].pool_id, POOL3.0, "the configured pool");
+    assert_eq!(created[0].prefix.prefix_len(), 56, "the configured length");
+    // Routed now: the next poll reads it and asks for nothing.
+    let a = poller.poll(&settings, &[]).await.unwrap();
+    assert_eq!(routes_of(&a).len(), 1);
+    assert_eq!(sim.count("POST", "/api/v2/routed-ipv6"), 1);
+    no_per_vps_requests(&sim);
+
+    // Two pools and no provider.pool: no choice is made for the operator.
+    let sim = start(write_state()).await;
+    let (settings, hostup) = account_writer(&sim, "allocate = true\nprefix_length = 64");
+    let mut poller = Poller::new(hostup);
+    let a = poller.poll(&settings, &[]).await.unwrap();
+    assert!(a.prefixes.is_empty());
+    let why = a.unavailable.unwrap();
+    assert!(why.contains("set provider.pool"), "{why}");
+    assert_eq!(sim.count("POST", "/api/v2/routed-ipv6"), 0);
+    no_per_vps_requests(&sim);
+}
+
+#[tokio::test]
+async fn account_allocate_waits_for_closed_gates_and_says_why() {
+    let mut state = write_state();
+    state.account_routes.clear();
+    state
+        .create_route_denied
+        .insert(api::SIM_POOL.into(), "Pool is being migrated.".into());
+    let sim = start(state).await;
+    let (settings, hostup) = account_writer(&sim, "allocate = true\nprefix_length = 64");
+    let mut poller = Poller::new(hostup);
+    for _ in 0..3 {
+        let a = poller.poll(&settings, &[]).await.unwrap();
+        assert!(a.prefixes.is_empty());
+        let why = a.unavailable.unwrap();
+        assert!(why.contains("canCreateRoute"), "{why}");
+        assert!(why.contains("Pool is being migrated."), "{why}");
+    }
+    assert_eq!(
+        sim.count("POST", "/api/v2/routed-ipv6"),
+        0,
+        "no POST while closed"
+    );
+
+    // The destination's gate closed too; the pool's opens: still no POST.
+    sim.set_available(VPS, false, Some("Assign IPv6 to net0 first."))
+        .unwrap();
+    sim.update(|s| s.create_route_denied.clear());
+    let a = poller.poll(&settings, &[]).await.unwrap();
+    let why = a.unavailable.unwrap();
+    assert!(why.contains("canReceiveRoute"), "{why}");
+    assert!(why.contains("Assign IPv6 to net0 first."), "{why}");
+    assert_eq!(sim.count("POST", "/api/v2/routed-ipv6"), 0);
+    // Asked directly, allocate refuses the same way without writing.
+    let mut direct = account_writer(&sim, "allocate = true\nprefix_length = 64").1;
+    let e = direct.allocate().await.unwrap_err();
+    assert!(matches!(e, ProviderError::NotAllowed(_)), "{e:?}");
+    assert!(!e.is_transient());
+    assert_eq!(sim.count("POST", "/api/v2/routed-ipv6"), 0);
+
+    // Both open: the answer changed, the route is created and routed here.
+    sim.set_available(VPS, true, None).unwrap();
+    let a = poller.poll(&settings, &[]).await.unwrap();
+    assert_eq!(
+        routes_of(&a),
+        vec![("2001:db8:42::/64".into(), Some(v6("2001:db8:1::10")))]
+    );
+    assert_eq!(sim.count("POST", "/api/v2/routed-ipv6"), 1);
+    no_per_vps_requests(&sim);
+}
+
+#[tokio::test]
+async fn account_release_deletes_only_this_vps_routes_when_allowed() {
+    let mut state = write_state();
+    state.account_routes.push(SimRoute::new(
+        "ripv6rt_mine",
+        (POOL3.0, net(POOL3.1)),
+        net("2001:db8:88:100::/56"),
+        v6("2001:db8:1::10"),
+        None,
+        VPS,
+    ));
+    let mut locked = SimRoute::new(
+        "ripv6rt_locked",
+        ("ripv6_pool4", net("2001:db8:99::/48")),
+        net("2001:db8:99::/64"),
+        v6("2001:db8:1::10"),
+        None,
+        VPS,
+    );
+    locked.delete_denied = Some("Route is in use by a load balancer.".into());
+    state.account_routes.push(locked);
+    let sim = start(state).await;
+    let (_, mut hostup) = account_writer(&sim, "");
+
+    // One of this VPS's routes may not be deleted: nothing is deleted.
+    let e = hostup.release().await.unwrap_err();
+    assert!(matches!(e, ProviderError::NotAllowed(_)), "{e:?}");
+    assert!(e.to_string().contains("canDelete"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("Route is in use by a load balancer."),
+        "{e}"
+    );
+    assert_eq!(sim.count("DELETE", "/api/v2/routed-ipv6"), 0);
+    assert_eq!(sim.state().account_routes.len(), 3);
+
+    // Allowed: this VPS's routes go, OTHER's stays.
+    sim.update(|s| {
+        for r in &mut s.account_routes {
+            r.delete_denied = None;
+        }
+    });
+    let released = hostup.release().await.unwrap();
+    assert!(released.released);
+    let left: Vec<String> = sim
+        .state()
+        .account_routes
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(left, vec!["ripv6rt_other".to_string()]);
+    assert_eq!(
+        sim.count("DELETE", "/api/v2/routed-ipv6/routes/ripv6rt_mine"),
+        1
+    );
+    assert_eq!(
+        sim.count("DELETE", "/api/v2/routed-ipv6/routes/ripv6rt_locked"),
+        1
+    );
+    assert_eq!(
+        sim.count("DELETE", "/api/v2/routed-ipv6/routes/ripv6rt_other"),
+        0
+    );
+    // Nothing left to release.
+    assert!(!hostup.release().await.unwrap().released);
+    // refresh_next_hop has no account endpoint, and never falls back to the per-VPS one.
+    assert!(hostup.refresh_next_hop().await.is_err());
+    no_per_vps_requests(&sim);
+}
+
+// ----------------------------------------------------------------------------------------
 // HostUp legacy
 
 fn legacy_state() -> SimState {

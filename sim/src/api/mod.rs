@@ -18,6 +18,8 @@
 //! | POST | `/api/v2/vps/{id}/routed-ipv6` | no body, `{}` or `{"action":"allocate"}`: 201 + `created:true` when it allocated, 200 when one existed; `{"action":"refresh_next_hop"}`: `allocation.nextHop = suggestedNextHop`, 200 |
 //! | DELETE | `/api/v2/vps/{id}/routed-ipv6` | `{"released","cooldownDays","cooldownUntil","allocation"}` (status `cooldown`); afterwards GET shows `allocation: null` |
 //! | GET | `/api/v2/routed-ipv6` | account view: pool `ripv6_simpool` with a route per active allocation, plus the extra pools of `SimState::account_routes`; a destination per VPS |
+//! | POST | `/api/v2/routed-ipv6` | `{"action":"create_route","poolId","vpsId","prefixLength"}` (optional `prefix`, `label`): carves the first free child of `prefixLength` from the pool (or takes `prefix`), routed to the destination's `nextHop`; 201 + the whole account view. `{"action":"allocate_pool"}`: 409 `pool_exists` (the sim's account always has its /48) |
+//! | DELETE | `/api/v2/routed-ipv6/routes/{id}` | deletes one route of `SimState::account_routes` or one per-VPS allocation shown as a route; 200 + the whole account view |
 //!
 //! The legacy API (`X-API-Key`) and DigitalOcean (`Bearer`, same token) are documented
 //! in `legacy.rs` and `digitalocean.rs`; their errors and 429s take their own shapes.
@@ -32,6 +34,19 @@
 //! with the state (allocation null); allocate with no suggested next hop uses the pool's
 //! `::1`; DELETE without an active allocation answers 200 `released:false`; the cooldown is
 //! reported but does not block a new allocation.
+//!
+//! Account writes, inferred where the docs are silent: a write the view's `actions`
+//! forbid answers 409 `action_not_allowed` with the action's `reason` as `detail` (the
+//! docs only say to gate on `actions`); an unknown pool 404 `pool_not_found`, an unknown
+//! route 404 `route_not_found`, an unknown VPS 404 `vps_not_found`; a `prefixLength` not
+//! in `allowedPrefixLengths`, a `prefix` outside the pool or of another length 400
+//! `invalid_request` with `errors[]`; a pool with no free child (or a `prefix` already
+//! routed) 409 `prefix_unavailable`; the DELETE of a route answers 200 with the whole
+//! account view (documented only for the POST); the server's first free child skips a
+//! child that would contain its own next hop; a route carved from `ripv6_simpool` is
+//! listed in that pool. `SimState::create_route_denied` closes a pool's
+//! `canCreateRoute`, `SimRoute::delete_denied` a route's `canDelete`, and a VPS that is
+//! not `available` has `canReceiveRoute` closed with its `reason`.
 //!
 //! # Control API (no auth, JSON; for a sim in another process, e.g. driven by curl)
 //!
@@ -129,7 +144,12 @@ pub struct SimState {
     pub legacy_refresh_problem: bool,
     /// DigitalOcean's side.
     pub digitalocean: SimDigitalOcean,
+    /// Pools (by id) whose `actions.canCreateRoute` is closed, with the reason shown.
+    pub create_route_denied: BTreeMap<String, String>,
 }
+
+/// The id of the account's own pool, `SimState::pool`.
+pub const SIM_POOL: &str = "ripv6_simpool";
 
 /// A route in the account view (`pools[].routes[]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +168,9 @@ pub struct SimRoute {
     /// "active" routes are routed by the provider's router.
     #[serde(default = "active")]
     pub status: String,
+    /// Set: `actions.canDelete` is closed with this reason.
+    #[serde(default)]
+    pub delete_denied: Option<String>,
 }
 
 fn active() -> String {
@@ -173,6 +196,7 @@ impl SimRoute {
             label: label.map(str::to_string),
             vps_id: vps_id.into(),
             status: "active".into(),
+            delete_denied: None,
         }
     }
 }
@@ -191,6 +215,7 @@ impl SimState {
             legacy_host_bits: false,
             legacy_refresh_problem: false,
             digitalocean: SimDigitalOcean::default(),
+            create_route_denied: BTreeMap::new(),
         }
     }
 
@@ -759,6 +784,47 @@ impl Sim {
             ["", "api", "v2", "routed-ipv6"] if method == Method::GET => {
                 let inner = lock(&self.inner);
                 json_response(StatusCode::OK, &account_view(&inner.state), request_id)
+            }
+            ["", "api", "v2", "routed-ipv6"] if method == Method::POST => {
+                match parse_account_write(body) {
+                    Err(errors) => problem(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "Validation failed",
+                        "The request body failed validation.",
+                        path,
+                        request_id,
+                        Some(errors),
+                    ),
+                    Ok(AccountWrite::AllocatePool) => problem(
+                        StatusCode::CONFLICT,
+                        "pool_exists",
+                        "Pool exists",
+                        "This account already has a routed /48.",
+                        path,
+                        request_id,
+                        None,
+                    ),
+                    Ok(AccountWrite::CreateRoute(create)) => {
+                        self.mutate(|inner| match create_route(&mut inner.state, &create) {
+                            Ok(()) => json_response(
+                                StatusCode::CREATED,
+                                &account_view(&inner.state),
+                                request_id,
+                            ),
+                            Err(refusal) => refusal.response(path, request_id),
+                        })
+                    }
+                }
+            }
+            ["", "api", "v2", "routed-ipv6", "routes", id] if method == Method::DELETE => {
+                let id = id.to_string();
+                self.mutate(|inner| match delete_route(&mut inner.state, &id) {
+                    Ok(()) => {
+                        json_response(StatusCode::OK, &account_view(&inner.state), request_id)
+                    }
+                    Err(refusal) => refusal.response(path, request_id),
+                })
             }
             ["", "api", "v2", "vps", id, "routed-ipv6"] => {
                 let id = id.to_string();
@@ -1492,13 +1558,35 @@ fn list_vpses(
 /// GET /api/v2/routed-ipv6: the account's pool and every active allocation as a route.
 fn account_view(state: &SimState) -> Value {
     let now = timestamp(SystemTime::now());
-    let routes: Vec<Value> = state
+    let vps_name = |id: &str| {
+        state
+            .vpses
+            .get(id)
+            .map(|v| v.name.clone())
+            .unwrap_or_default()
+    };
+    let route_json = |r: &SimRoute| {
+        json!({
+            "id": r.id,
+            "prefix": r.prefix.to_string(),
+            "prefixLength": r.prefix.prefix_len(),
+            "nextHop": r.next_hop.to_string(),
+            "label": r.label,
+            "vpsId": r.vps_id,
+            "vpsName": vps_name(&r.vps_id),
+            "status": r.status,
+            "allocatedAt": now,
+            "updatedAt": now,
+            "actions": { "canDelete": gate(r.delete_denied.as_deref()) },
+        })
+    };
+    let mut routes: Vec<Value> = state
         .vpses
         .values()
         .filter_map(|v| {
             let a = v.allocation.as_ref().filter(|a| a.status == "active")?;
             Some(json!({
-                "id": a.id.replacen("ripv6_", "ripv6rt_", 1),
+                "id": allocation_route_id(&a.id),
                 "prefix": a.prefix.to_string(),
                 "prefixLength": a.prefix_length,
                 "nextHop": a.next_hop.to_string(),
@@ -1508,7 +1596,7 @@ fn account_view(state: &SimState) -> Value {
                 "status": "active",
                 "allocatedAt": a.allocated_at,
                 "updatedAt": a.updated_at,
-                "actions": { "canDelete": { "allowed": true, "reason": null } },
+                "actions": { "canDelete": gate(None) },
             }))
         })
         .collect();
@@ -1522,39 +1610,27 @@ fn account_view(state: &SimState) -> Value {
                 "primaryIp": v.primary_ip.to_string(),
                 "nextHop": v.suggested_next_hop.map(|a| a.to_string()),
                 "serviceStatus": "active",
-                "actions": { "canReceiveRoute": {
-                    "allowed": v.available,
-                    "reason": if v.available { None } else { v.reason.clone() },
-                } },
+                "actions": { "canReceiveRoute": receive_gate(v) },
             })
         })
         .collect();
-    let no_routes = routes.is_empty();
     let mut extra: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
     for r in &state.account_routes {
-        let vps_name = state
-            .vpses
-            .get(&r.vps_id)
-            .map(|v| v.name.clone())
-            .unwrap_or_default();
-        extra
-            .entry((r.pool_id.clone(), r.pool_cidr.to_string()))
-            .or_default()
-            .push(json!({
-                "id": r.id,
-                "prefix": r.prefix.to_string(),
-                "prefixLength": r.prefix.prefix_len(),
-                "nextHop": r.next_hop.to_string(),
-                "label": r.label,
-                "vpsId": r.vps_id,
-                "vpsName": vps_name,
-                "status": r.status,
-                "allocatedAt": now,
-                "updatedAt": now,
-                "actions": { "canDelete": { "allowed": true, "reason": null } },
-            }));
+        if r.pool_id == SIM_POOL {
+            routes.push(route_json(r));
+        } else {
+            extra
+                .entry((r.pool_id.clone(), r.pool_cidr.to_string()))
+                .or_default()
+                .push(route_json(r));
+        }
     }
-    let extra_pools = extra.into_iter().map(|((id, cidr), routes)| {
+    let pool_json = |id: &str, cidr: String, routes: Vec<Value>| {
+        let can_release = if routes.is_empty() {
+            gate(None)
+        } else {
+            gate(Some("Remove routed subnets before releasing this /48."))
+        };
         json!({
             "id": id,
             "parentCidr": cidr,
@@ -1563,37 +1639,347 @@ fn account_view(state: &SimState) -> Value {
             "allocatedAt": now,
             "updatedAt": now,
             "routes": routes,
-        })
-    });
-    let mut pools = vec![json!({
-            "id": "ripv6_simpool",
-            "parentCidr": state.pool.to_string(),
-            "prefixLength": state.pool.prefix_len(),
-            "status": "active",
-            "allocatedAt": now,
-            "updatedAt": now,
-            "routes": routes,
             "actions": {
-                "canCreateRoute": { "allowed": true, "reason": null },
-                "canRelease": if no_routes {
-                    json!({ "allowed": true, "reason": null })
-                } else {
-                    json!({ "allowed": false, "reason": "Remove routed subnets before releasing this /48." })
-                },
+                "canCreateRoute": gate(state.create_route_denied.get(id).map(String::as_str)),
+                "canRelease": can_release,
             },
-    })];
-    pools.extend(extra_pools);
+        })
+    };
+    let mut pools = vec![pool_json(SIM_POOL, state.pool.to_string(), routes)];
+    pools.extend(
+        extra
+            .into_iter()
+            .map(|((id, cidr), routes)| pool_json(&id, cidr, routes)),
+    );
     json!({
         "available": true,
         "reason": null,
-        "allowedPrefixLengths": [48, 56, 64],
+        "allowedPrefixLengths": ALLOWED_LENGTHS,
         "pools": pools,
         "destinations": destinations,
         "actions": {
-            "canAllocatePool": { "allowed": false, "reason": "This account already has a routed /48." },
-            "canCreateRoute": { "allowed": true, "reason": null },
+            "canAllocatePool": gate(Some("This account already has a routed /48.")),
+            "canCreateRoute": gate(None),
         },
     })
+}
+
+/// The route lengths the account view offers (`allowedPrefixLengths`).
+const ALLOWED_LENGTHS: [u8; 3] = [48, 56, 64];
+
+/// An action gate, `{allowed, reason}`: open without a reason, closed with one.
+fn gate(denied: Option<&str>) -> Value {
+    json!({ "allowed": denied.is_none(), "reason": denied })
+}
+
+/// A destination's `canReceiveRoute`: closed, with its reason, while it is unavailable.
+fn receive_gate(vps: &SimVps) -> Value {
+    if vps.available {
+        gate(None)
+    } else {
+        gate(Some(
+            vps.reason
+                .as_deref()
+                .unwrap_or("This VPS cannot receive a routed subnet."),
+        ))
+    }
+}
+
+/// The account view's route id for a per-VPS allocation `ripv6_…`.
+fn allocation_route_id(allocation_id: &str) -> String {
+    allocation_id.replacen("ripv6_", "ripv6rt_", 1)
+}
+
+/// A POST /api/v2/routed-ipv6 body, read by the sim's own code.
+#[derive(Debug, PartialEq, Eq)]
+enum AccountWrite {
+    AllocatePool,
+    CreateRoute(CreateRoute),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct CreateRoute {
+    pool_id: String,
+    vps_id: String,
+    prefix_length: u8,
+    prefix: Option<Ipv6Net>,
+    label: Option<String>,
+}
+
+/// The account write's body; errors are `errors[]` entries.
+fn parse_account_write(body: &[u8]) -> Result<AccountWrite, Value> {
+    let error = |pointer: &str, detail: &str, code: &str| json!([{ "pointer": pointer, "detail": detail, "code": code }]);
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| error("", "The request body is not valid JSON.", "invalid_json"))?;
+    let Some(object) = value.as_object() else {
+        return Err(error(
+            "",
+            "The request body must be an object.",
+            "invalid_type",
+        ));
+    };
+    let text = |key: &str| -> Result<Option<String>, Value> {
+        match object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(error(
+                &format!("/{key}"),
+                &format!("`{key}` must be a string."),
+                "invalid_type",
+            )),
+        }
+    };
+    let required = |key: &str| -> Result<String, Value> {
+        text(key)?.ok_or_else(|| {
+            error(
+                &format!("/{key}"),
+                &format!("`{key}` is required for create_route."),
+                "missing_required",
+            )
+        })
+    };
+    match object.get("action").and_then(Value::as_str) {
+        Some("allocate_pool") => Ok(AccountWrite::AllocatePool),
+        Some("create_route") => {
+            let prefix_length = match object.get("prefixLength").and_then(Value::as_u64) {
+                Some(n) if ALLOWED_LENGTHS.iter().any(|a| u64::from(*a) == n) => n as u8,
+                Some(_) => {
+                    return Err(error(
+                        "/prefixLength",
+                        "`prefixLength` must be one of 48, 56, 64.",
+                        "invalid_enum",
+                    ));
+                }
+                None => {
+                    return Err(error(
+                        "/prefixLength",
+                        "`prefixLength` is required for create_route.",
+                        "missing_required",
+                    ));
+                }
+            };
+            let prefix = match text("prefix")? {
+                None => None,
+                Some(p) => Some(p.parse::<Ipv6Net>().map_err(|_| {
+                    error(
+                        "/prefix",
+                        "`prefix` must be an IPv6 CIDR.",
+                        "invalid_format",
+                    )
+                })?),
+            };
+            Ok(AccountWrite::CreateRoute(CreateRoute {
+                pool_id: required("poolId")?,
+                vps_id: required("vpsId")?,
+                prefix_length,
+                prefix,
+                label: text("label")?,
+            }))
+        }
+        _ => Err(error(
+            "/action",
+            "`action` must be one of allocate_pool, create_route.",
+            "invalid_enum",
+        )),
+    }
+}
+
+/// Why an account write was not done: a problem document to answer with.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    errors: Option<Value>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            code,
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    fn invalid(pointer: &str, detail: &str) -> Self {
+        Refusal {
+            errors: Some(
+                json!([{ "pointer": pointer, "detail": detail, "code": "invalid_value" }]),
+            ),
+            ..Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request body failed validation.",
+            )
+        }
+    }
+
+    fn response(self, path: &str, request_id: &str) -> Response<Full<Bytes>> {
+        let title = self.status.canonical_reason().unwrap_or("Request refused");
+        problem(
+            self.status,
+            self.code,
+            title,
+            &self.detail,
+            path,
+            request_id,
+            self.errors,
+        )
+    }
+}
+
+fn overlaps(a: Ipv6Net, b: Ipv6Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// `create_route`: carve a route of `prefixLength` from the pool (or take `prefix`) and
+/// route it to the destination's next hop, if the view's gates are open.
+fn create_route(state: &mut SimState, create: &CreateRoute) -> Result<(), Refusal> {
+    let pool = if create.pool_id == SIM_POOL {
+        state.pool
+    } else {
+        state
+            .account_routes
+            .iter()
+            .find(|r| r.pool_id == create.pool_id)
+            .map(|r| r.pool_cidr)
+            .ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    "pool_not_found",
+                    "No routed IPv6 pool matching the given ID was found.",
+                )
+            })?
+    };
+    if let Some(reason) = state.create_route_denied.get(&create.pool_id) {
+        return Err(Refusal::new(
+            StatusCode::CONFLICT,
+            "action_not_allowed",
+            reason.clone(),
+        ));
+    }
+    let vps = state.vpses.get(&create.vps_id).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::NOT_FOUND,
+            "vps_not_found",
+            "No VPS matching the given ID was found.",
+        )
+    })?;
+    if !vps.available {
+        let reason = receive_gate(vps)["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        return Err(Refusal::new(
+            StatusCode::CONFLICT,
+            "action_not_allowed",
+            reason,
+        ));
+    }
+    let next_hop = vps
+        .suggested_next_hop
+        .unwrap_or_else(|| pool_first_host(pool));
+    let length = create.prefix_length;
+    if length < pool.prefix_len() {
+        return Err(Refusal::invalid(
+            "/prefixLength",
+            "`prefixLength` is shorter than the pool.",
+        ));
+    }
+    let mut taken: Vec<Ipv6Net> = state
+        .account_routes
+        .iter()
+        .filter(|r| r.pool_id == create.pool_id && r.status == "active")
+        .map(|r| r.prefix)
+        .collect();
+    if create.pool_id == SIM_POOL {
+        taken.extend(
+            state
+                .vpses
+                .values()
+                .filter_map(|v| v.active_route().map(|r| r.0)),
+        );
+    }
+    let free = |p: Ipv6Net| !taken.iter().any(|t| overlaps(*t, p));
+    let prefix = match create.prefix {
+        Some(p) => {
+            if p.trunc() != p || p.prefix_len() != length || !pool.contains(&p) {
+                return Err(Refusal::invalid(
+                    "/prefix",
+                    "`prefix` must be a network of `prefixLength` inside the pool.",
+                ));
+            }
+            if !free(p) {
+                return Err(Refusal::new(
+                    StatusCode::CONFLICT,
+                    "prefix_unavailable",
+                    "That prefix is already routed.",
+                ));
+            }
+            p
+        }
+        None => (0..1u128 << (length - pool.prefix_len()))
+            .map(|i| carve(pool, length, i))
+            .find(|p| free(*p) && !p.contains(&next_hop))
+            .ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::CONFLICT,
+                    "prefix_unavailable",
+                    "The pool has no free subnet of that length.",
+                )
+            })?,
+    };
+    let id = (1..)
+        .map(|n| format!("ripv6rt_new{n:06}"))
+        .find(|id| state.account_routes.iter().all(|r| &r.id != id))
+        .expect("an unused id exists");
+    let route = SimRoute {
+        label: create.label.clone(),
+        ..SimRoute::new(
+            &id,
+            (&create.pool_id, pool),
+            prefix,
+            next_hop,
+            None,
+            &create.vps_id,
+        )
+    };
+    state.account_routes.push(route);
+    Ok(())
+}
+
+/// DELETE /api/v2/routed-ipv6/routes/{id}: one account route, or a per-VPS allocation
+/// shown as a route, if its `canDelete` is open.
+fn delete_route(state: &mut SimState, id: &str) -> Result<(), Refusal> {
+    if let Some(index) = state.account_routes.iter().position(|r| r.id == id) {
+        if let Some(reason) = &state.account_routes[index].delete_denied {
+            return Err(Refusal::new(
+                StatusCode::CONFLICT,
+                "action_not_allowed",
+                reason.clone(),
+            ));
+        }
+        state.account_routes.remove(index);
+        return Ok(());
+    }
+    let vps = state.vpses.values_mut().find(|v| {
+        v.allocation
+            .as_ref()
+            .is_some_and(|a| a.status == "active" && allocation_route_id(&a.id) == id)
+    });
+    match vps {
+        Some(vps) => {
+            vps.allocation = None;
+            Ok(())
+        }
+        None => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "No routed subnet matching the given ID was found.",
+        )),
+    }
 }
 
 fn fault_response(fault: &Fault, path: &str, request_id: &str) -> Response<Full<Bytes>> {
@@ -1796,6 +2182,86 @@ mod tests {
         assert!(parse_action(b"[]").is_err());
         let long = format!(r#"{{"rackId":"{}"}}"#, "x".repeat(51));
         assert!(parse_action(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn account_write_bodies() {
+        assert_eq!(
+            parse_account_write(br#"{"action":"allocate_pool"}"#),
+            Ok(AccountWrite::AllocatePool)
+        );
+        assert_eq!(
+            parse_account_write(
+                br#"{"action":"create_route","poolId":"ripv6_a","vpsId":"vps_b","prefixLength":56,"label":"x"}"#
+            ),
+            Ok(AccountWrite::CreateRoute(CreateRoute {
+                pool_id: "ripv6_a".into(),
+                vps_id: "vps_b".into(),
+                prefix_length: 56,
+                prefix: None,
+                label: Some("x".into()),
+            }))
+        );
+        for bad in [
+            &br#"{"action":"create_route","poolId":"p","vpsId":"v","prefixLength":60}"#[..],
+            br#"{"action":"create_route","poolId":"p","prefixLength":64}"#,
+            br#"{"action":"create_route","poolId":"p","vpsId":"v"}"#,
+            br#"{"action":"create_route","poolId":"p","vpsId":"v","prefixLength":64,"prefix":"x"}"#,
+            br#"{"action":"allocate"}"#,
+            b"[]",
+            b"",
+        ] {
+            assert!(
+                parse_account_write(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn create_route_takes_the_first_free_child() {
+        let mut state = SimState::new("t").with_vps(
+            SimVps::new("vps_a", "a", "192.0.2.1".parse().unwrap())
+                .with_suggested_next_hop("2001:db8::10".parse().unwrap()),
+        );
+        let create = |length| CreateRoute {
+            pool_id: SIM_POOL.into(),
+            vps_id: "vps_a".into(),
+            prefix_length: length,
+            prefix: None,
+            label: None,
+        };
+        create_route(&mut state, &create(64)).unwrap();
+        create_route(&mut state, &create(56)).unwrap();
+        let got: Vec<String> = state
+            .account_routes
+            .iter()
+            .map(|r| r.prefix.to_string())
+            .collect();
+        assert_eq!(got, ["2001:db8:42::/64", "2001:db8:42:100::/56"]);
+        // The /48 overlaps both: nothing free.
+        assert_eq!(
+            create_route(&mut state, &create(48)).unwrap_err().code,
+            "prefix_unavailable"
+        );
+        state
+            .create_route_denied
+            .insert(SIM_POOL.into(), "closed".into());
+        let refusal = create_route(&mut state, &create(64)).unwrap_err();
+        assert_eq!(
+            (refusal.code, refusal.detail.as_str()),
+            ("action_not_allowed", "closed")
+        );
+        let id = state.account_routes[0].id.clone();
+        state.account_routes[0].delete_denied = Some("locked".into());
+        assert_eq!(delete_route(&mut state, &id).unwrap_err().detail, "locked");
+        state.account_routes[0].delete_denied = None;
+        delete_route(&mut state, &id).unwrap();
+        assert_eq!(
+            delete_route(&mut state, &id).unwrap_err().code,
+            "route_not_found"
+        );
     }
 
     #[test]
