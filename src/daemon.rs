@@ -24,8 +24,10 @@ use crate::next_hop::{Change, NextHopBook};
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
 
+pub mod fleet;
 pub mod memory;
 pub mod surroundings;
+use fleet::Fleet;
 use surroundings::{Clock, Control, Controls, Events, Signals, Surroundings};
 
 /// How long to wait after a kernel event for more of the same burst before repairing.
@@ -253,10 +255,13 @@ pub struct Agent<K> {
     fast_restores: u32,
     /// Where the OS's next hop forms are kept for a restart (`memory`); None: not kept.
     memory: Option<PathBuf>,
+    /// The metrics (`fleet`).
+    pub fleet: Fleet,
 }
 
 impl<K: Kernel> Agent<K> {
     pub fn new(config: Config, kernel: K) -> Self {
+        let fleet = Fleet::new(&config);
         Agent {
             config,
             kernel,
@@ -277,6 +282,7 @@ impl<K: Kernel> Agent<K> {
             online: false,
             fast_restores: 0,
             memory: None,
+            fleet,
         }
     }
 
@@ -311,7 +317,8 @@ impl<K: Kernel> Agent<K> {
             conflicts: Vec::new(),
         };
         let context: Vec<&Assignment> = self.last_good.iter().collect();
-        reconcile::apply(&mut self.kernel, plan, &context).await;
+        let outcome = reconcile::apply(&mut self.kernel, plan, &context).await;
+        self.restored(&outcome);
     }
 
     /// When a pass is due without any event: a next hop held back for the OS has
@@ -374,7 +381,9 @@ impl<K: Kernel> Agent<K> {
                 }
                 self.failures = 0;
                 self.last_error = None;
-                self.last_success = Some(SystemTime::now());
+                let now = SystemTime::now();
+                self.last_success = Some(now);
+                self.polled(Ok(now));
                 self.note_unavailable(&assignment);
                 self.last_good = Some(assignment);
                 self.converge().await;
@@ -392,6 +401,7 @@ impl<K: Kernel> Agent<K> {
                 } else {
                     debug!(FAILURES = self.failures, "provider poll failed again: {e}");
                 }
+                self.polled(Err(&e));
                 self.last_error = Some(e.to_string());
                 self.write_status();
                 e.retry_after()
@@ -526,6 +536,7 @@ impl<K: Kernel> Agent<K> {
         self.online = !assignment.prefixes.is_empty()
             && outcome.failed.is_empty()
             && outcome.desired.missing_interfaces.is_empty();
+        self.passed(&outcome, &assignment);
         self.desired = outcome.desired.clone();
         self.applied = Some(assignment);
         self.write_status();
@@ -653,6 +664,7 @@ impl<K: Kernel> Agent<K> {
         if let Err(e) = write_atomically(path, &self.status()) {
             debug!("cannot write {}: {e}", path.display());
         }
+        self.publish();
     }
 }
 
@@ -722,6 +734,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error(transparent)]
     Timer(#[from] crate::timer::TimerError),
+    #[error("cannot start: {0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Tell systemd how the poll went. Never block boot on the provider: ready after the
@@ -785,6 +799,7 @@ pub async fn run<P: Provider + 'static>(
     let memory = config.daemon.state_dir.join("next-hops.json");
     let mut agent = Agent::new(config, kernel);
     agent.remember_next_hops_in(memory);
+    agent.fleet.start(&agent.config).await?;
     serve(&mut agent, provider, surroundings, reload).await
 }
 
@@ -888,7 +903,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                     match reload(&agent.config) {
                         Ok((config, provider)) => {
                             info!("configuration reloaded from {}", config.path.display());
-                            agent.config = config;
+                            agent.reconfigure(config);
                             agent.forget_expected();
                             // A poll in flight asked under the old configuration: drop it.
                             polling = Polling::Idle(Poller::new(provider));

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod desired;
 pub mod kernel;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod next_hop;
 pub mod plan;

@@ -27,6 +27,10 @@ pub struct Outcome {
     /// With `uplink.next_hop = "check"`: next hops the provider routes to that no
     /// address of the uplink holds (routed6d reports them instead of adding them).
     pub missing_next_hops: Vec<Ipv6Addr>,
+    /// The ops that reached the kernel and changed it or failed, as (verb, succeeded),
+    /// in order: what the metrics count.
+    #[serde(skip)]
+    pub writes: Vec<(&'static str, bool)>,
     /// Adds that found their object already in the kernel. In a full pass that is a
     /// harmless race; in `reconcile_from` it means the kernel held something the
     /// expected state did not know of, so a full pass must look.
@@ -290,6 +294,9 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan, context: &[&Assignment
         // The write first, what the log line says after: a restore is on the wire
         // before any text is made for it.
         let result = kernel.apply_op(op).await;
+        if !matches!(result, Ok(Applied::AlreadyThere)) {
+            outcome.writes.push((op.verb(), result.is_ok()));
+        }
         if let Ok(applied) = result {
             outcome.applied += 1;
             if applied == Applied::AlreadyThere {

@@ -1,0 +1,111 @@
+//! What the daemon tells beyond the host (issue 18): the metrics, fed from the
+//! agent's passes and polls. Kept apart from the loop: the agent calls in at a few
+//! points (a pass absorbed, a poll finished, a fast restore) and nothing here touches
+//! the kernel.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing::{info, warn};
+
+use super::{Agent, DaemonError};
+use crate::config::Config;
+use crate::kernel::Kernel;
+use crate::metrics::{self, Metrics};
+use crate::model::Assignment;
+use crate::provider::ProviderError;
+use crate::reconcile::Outcome;
+
+/// The agent's observers: the metrics (cheap atomics, whether or not anything reads
+/// them).
+pub struct Fleet {
+    pub metrics: Arc<Metrics>,
+    /// The next pass follows a start or a reload: its writes are the configuration's,
+    /// not repairs of drift.
+    baseline: bool,
+    /// The textfile could not be written last time (logged once per streak).
+    textfile_failing: std::cell::Cell<bool>,
+}
+
+impl Fleet {
+    pub fn new(config: &Config) -> Fleet {
+        Fleet {
+            metrics: Arc::new(Metrics::new(config)),
+            baseline: true,
+            textfile_failing: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Start what `config` asks for on the running runtime: the /metrics socket. A
+    /// socket that cannot be had stops the start.
+    pub async fn start(&mut self, config: &Config) -> Result<(), DaemonError> {
+        if let Some(addr) = config.metrics.listen {
+            let listener = metrics::serve::bind(addr).await?;
+            metrics::serve::spawn(listener, self.metrics.clone());
+        }
+        Ok(())
+    }
+}
+
+impl<K: Kernel> Agent<K> {
+    /// A new configuration from a reload. `[metrics]` keeps what it started with (its
+    /// socket was opened at start).
+    pub fn reconfigure(&mut self, config: Config) {
+        if config.metrics != self.config.metrics {
+            warn!("[metrics] changes take effect when routed6d restarts");
+        }
+        self.fleet.metrics.configured(&config);
+        self.fleet.baseline = true;
+        self.config = config;
+    }
+
+    /// A poll finished.
+    pub(super) fn polled(&mut self, result: Result<SystemTime, &ProviderError>) {
+        match result {
+            Ok(at) => self.fleet.metrics.poll_succeeded(at),
+            Err(e) => self.fleet.metrics.poll_failed(e),
+        }
+    }
+
+    /// A pass applied `assignment` (the answer the last pass applied is still in
+    /// `self.applied`): count its writes, publish what is programmed.
+    pub(super) fn passed(&mut self, outcome: &Outcome, assignment: &Assignment) {
+        let unchanged = self.applied.as_ref() == Some(assignment);
+        let repair = unchanged && !self.fleet.baseline;
+        self.fleet.baseline = false;
+        let fleet = &self.fleet;
+        fleet.metrics.writes(&outcome.writes, repair);
+        fleet.metrics.programmed(
+            &assignment.prefixes,
+            self.config.prefix.mode,
+            self.online,
+            outcome.plan.conflicts.len(),
+        );
+    }
+
+    /// A fast restore wrote `outcome`'s ops: repairs all.
+    pub(super) fn restored(&mut self, outcome: &Outcome) {
+        self.fleet.metrics.writes(&outcome.writes, true);
+    }
+
+    /// Write the textfile, if configured. A failure is logged once per streak.
+    pub(super) fn publish(&self) {
+        let Some(path) = &self.config.metrics.textfile else {
+            return;
+        };
+        let failing = &self.fleet.textfile_failing;
+        match self.fleet.metrics.write_textfile(path) {
+            Ok(()) if failing.replace(false) => {
+                info!("metrics: writing {} again", path.display());
+            }
+            Ok(()) => {}
+            Err(e) if !failing.replace(true) => {
+                warn!("metrics: cannot write the textfile, retrying after every pass: {e}");
+            }
+            Err(e) => tracing::debug!("{e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

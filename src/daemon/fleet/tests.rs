@@ -1,0 +1,142 @@
+use super::*;
+
+use crate::kernel::fake::FakeKernel;
+use crate::model::{DEFAULT_PROTOCOL, RoutedPrefix};
+
+fn routed(prefix: &str, hop: &str) -> Assignment {
+    Assignment {
+        prefixes: vec![RoutedPrefix {
+            prefix: prefix.parse().expect("prefix"),
+            next_hop: Some(hop.parse().expect("hop")),
+            origin: "ripv6_1".into(),
+        }],
+        ..Assignment::default()
+    }
+}
+
+fn agent(extra: &str) -> Agent<FakeKernel> {
+    let mut config = crate::desired::tests::config(extra);
+    config.daemon.status_file =
+        std::env::temp_dir().join(format!("routed6d-fleet-{}.json", rand::random::<u64>()));
+    Agent::new(
+        config,
+        FakeKernel::new(DEFAULT_PROTOCOL, &[("lo", 1), ("eth0", 2)]),
+    )
+}
+
+/// The value of the first text-format sample line starting with `series`.
+fn sample(agent: &Agent<FakeKernel>, series: &str) -> f64 {
+    let text = agent.fleet.metrics.text().expect("encode");
+    text.lines()
+        .find(|l| l.starts_with(series) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+fn drop_owned_address(agent: &mut Agent<FakeKernel>) {
+    let addresses = &mut agent.kernel.state.addresses;
+    let at = addresses
+        .iter()
+        .position(|a| a.protocol == DEFAULT_PROTOCOL && a.address.ifname == "lo")
+        .expect("an owned address on lo");
+    addresses.remove(at);
+}
+
+#[tokio::test]
+async fn repairs_count_drift_only_and_failures_count_by_kind() {
+    let mut agent = agent("");
+    let answer = routed("2001:db8:42:100::/64", "2001:db8:42::1");
+    agent.finish_poll(Ok(answer.clone()), None).await;
+    // The first pass programmed three objects: writes, not repairs.
+    assert_eq!(sample(&agent, "routed6d_repairs_total"), 0.0);
+    assert_eq!(
+        sample(
+            &agent,
+            "routed6d_kernel_ops_total{op=\"add-address\",result=\"changed\"}"
+        ),
+        2.0
+    );
+    assert!(sample(&agent, "routed6d_last_successful_poll_timestamp_seconds") > 1.7e9);
+    assert_eq!(
+        sample(
+            &agent,
+            "routed6d_prefix_info{prefix=\"2001:db8:42:100::/64\",next_hop=\"2001:db8:42::1\",origin=\"ripv6_1\",mode=\"addresses\"}"
+        ),
+        1.0
+    );
+    assert_eq!(sample(&agent, "routed6d_online"), 1.0);
+
+    drop_owned_address(&mut agent);
+    agent.repair().await;
+    assert_eq!(sample(&agent, "routed6d_repairs_total"), 1.0);
+
+    // A reload that wants one more address: its write is the configuration's, not a
+    // repair.
+    let mut config = agent.config.clone();
+    config
+        .prefix
+        .addresses
+        .push("::53".parse().expect("host part"));
+    agent.reconfigure(config);
+    agent.finish_poll(Ok(answer.clone()), None).await;
+    assert_eq!(
+        sample(
+            &agent,
+            "routed6d_kernel_ops_total{op=\"add-address\",result=\"changed\"}"
+        ),
+        4.0
+    );
+    assert_eq!(sample(&agent, "routed6d_repairs_total"), 1.0);
+
+    agent
+        .finish_poll(
+            Err(ProviderError::Transport {
+                url: "http://sim".into(),
+                message: "connection refused".into(),
+            }),
+            None,
+        )
+        .await;
+    assert_eq!(
+        sample(&agent, "routed6d_poll_failures_total{kind=\"transport\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &agent,
+            "routed6d_poll_failures_total{kind=\"server_error\"}"
+        ),
+        0.0
+    );
+
+    // The provider withdraws the prefix: no prefix_info series is left.
+    agent.finish_poll(Ok(Assignment::default()), None).await;
+    let text = agent.fleet.metrics.text().expect("encode");
+    assert!(!text.contains("routed6d_prefix_info{"), "{text}");
+    assert_eq!(sample(&agent, "routed6d_repairs_total"), 1.0);
+}
+
+#[tokio::test]
+async fn the_textfile_follows_every_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("routed6d.prom");
+    let mut agent = agent(&format!("[metrics]\ntextfile = \"{}\"\n", file.display()));
+    agent
+        .finish_poll(Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")), None)
+        .await;
+    let text = std::fs::read_to_string(&file).expect("the textfile");
+    assert!(
+        text.contains("routed6d_prefix_info{prefix=\"2001:db8:42:100::/64\""),
+        "{text}"
+    );
+    agent.finish_poll(Ok(Assignment::default()), None).await;
+    let text = std::fs::read_to_string(&file).expect("the textfile");
+    assert!(!text.contains("routed6d_prefix_info{"), "{text}");
+    // Only the file itself: the temporary file was renamed, not left.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("routed6d.prom")]);
+}

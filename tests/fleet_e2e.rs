@@ -1,0 +1,180 @@
+//! Issue 18 on a real kernel: the real `routed6d run` in the VPS namespace of the test
+//! bed, against the simulated HostUp API, with `[metrics]` configured as an operator
+//! would, read over HTTP inside the namespace. Needs root; without it every test says
+//! SKIPPED.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::time::Duration;
+
+use common::{HOP1, HOP2, Harness, TOKEN, VPS_ID, host, prefix};
+use routed6d_sim::api::Fault;
+use routed6d_sim::netns;
+
+fn skip_unless_root(test: &str) -> bool {
+    common::skip_unless_root("fleet_e2e", test)
+}
+
+const METRICS: &str = "[::1]:9626";
+
+/// `GET /metrics` from inside the VPS namespace: (status line, body).
+fn scrape(h: &Harness) -> Result<(String, String), String> {
+    h.testbed
+        .vps
+        .enter(|| {
+            let mut stream = std::net::TcpStream::connect(METRICS).map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: routed6d\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut answer = String::new();
+            stream
+                .read_to_string(&mut answer)
+                .map_err(|e| e.to_string())?;
+            let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+            Ok((
+                head.lines().next().unwrap_or("").to_string(),
+                body.to_string(),
+            ))
+        })
+        .map_err(|e| e.to_string())?
+}
+
+/// The value of `series` (name and labels exactly as exposed) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrape until `series` satisfies `check`.
+fn wait_sample(h: &Harness, series: &str, check: impl Fn(f64) -> bool) -> String {
+    let mut last = String::new();
+    let seen = netns::wait_until(common::CONVERGE, || {
+        last = scrape(h).map(|(_, body)| body).unwrap_or_default();
+        sample(&last, series).is_some_and(&check)
+    });
+    assert!(
+        seen.is_some(),
+        "{series} never as wanted in\n{last}\nlog:\n{}",
+        h.log()
+    );
+    last
+}
+
+/// TCP sockets listening in the daemon's namespace (IPv4 and IPv6).
+fn listening(h: &Harness) -> usize {
+    ["tcp", "tcp6"]
+        .iter()
+        .map(|file| {
+            std::fs::read_to_string(format!("/proc/{}/net/{file}", h.pid()))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().nth(3) == Some("0A"))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn metrics_are_served_only_when_configured_and_follow_the_daemon() {
+    if skip_unless_root("metrics") {
+        return;
+    }
+    let mut h = Harness::hostup("fmx");
+    h.start_programmed();
+    // Only the simulated API listens in this namespace: routed6d opened nothing.
+    assert_eq!(listening(&h), 1, "a socket without [metrics] listen");
+    assert!(scrape(&h).is_err(), "something answers on {METRICS}");
+    h.stop_with(libc::SIGTERM);
+
+    let textfile = h.dir.path().join("textfile").join("routed6d.prom");
+    std::fs::create_dir(textfile.parent().expect("dir")).expect("mkdir");
+    h.edit_config(
+        "[daemon]\n",
+        &format!(
+            "[metrics]\nlisten = \"{METRICS}\"\ntextfile = \"{}\"\n[daemon]\n",
+            textfile.display()
+        ),
+    );
+    // The kernel state was kept from the first run: wait for the socket instead.
+    h.start_programmed();
+    let bound = netns::wait_until(common::CONVERGE, || listening(&h) == 2);
+    assert!(bound.is_some(), "{}", h.log());
+    let (status, body) = scrape(&h).expect("scrape");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let series = format!(
+        "routed6d_prefix_info{{prefix=\"{}\",next_hop=\"{HOP1}\",origin=\"ripv6_",
+        prefix()
+    );
+    assert!(body.contains(&series), "{series} not in\n{body}");
+    assert!(
+        sample(&body, "routed6d_last_successful_poll_timestamp_seconds").is_some_and(|t| t > 1.7e9),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "routed6d_repairs_total"), Some(0.0), "{body}");
+    assert_eq!(sample(&body, "routed6d_online"), Some(1.0), "{body}");
+    assert!(!body.contains(TOKEN));
+
+    // Drift: an address of routed6d's deleted by hand is a repair.
+    h.delete_address(host(1), "lo");
+    wait_sample(&h, "routed6d_repairs_total", |n| n >= 1.0);
+
+    // The provider fails: counted by kind; the last success stays where it was.
+    let before = sample(
+        &scrape(&h).expect("scrape").1,
+        "routed6d_last_successful_poll_timestamp_seconds",
+    );
+    h.sim()
+        .set_sticky_fault(Fault::status(503, "service_unavailable"));
+    let body = wait_sample(
+        &h,
+        "routed6d_poll_failures_total{kind=\"server_error\"}",
+        |n| n >= 1.0,
+    );
+    assert!(
+        sample(&body, "routed6d_last_successful_poll_timestamp_seconds") <= before.map(|t| t + 1.5),
+        "{body}"
+    );
+    h.sim().clear_faults();
+
+    // The next hop moves: the info series follows, one per prefix.
+    h.sim().set_next_hop(VPS_ID, HOP2).expect("next hop");
+    let moved = format!(
+        "routed6d_prefix_info{{prefix=\"{}\",next_hop=\"{HOP2}\"",
+        prefix()
+    );
+    let seen = netns::wait_until(common::CONVERGE, || {
+        scrape(&h).is_ok_and(|(_, b)| {
+            b.contains(&moved) && b.matches("routed6d_prefix_info{").count() == 1
+        })
+    });
+    assert!(seen.is_some(), "{moved}\n{}", h.log());
+
+    // The textfile: the same series, readable by node_exporter's user.
+    use std::os::unix::fs::PermissionsExt;
+    let written = netns::wait_until(common::CONVERGE, || {
+        std::fs::read_to_string(&textfile).is_ok_and(|t| t.contains(&moved))
+    });
+    assert!(
+        written.is_some(),
+        "{}",
+        std::fs::read_to_string(&textfile).unwrap_or_default()
+    );
+    let mode = std::fs::metadata(&textfile)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+    let stray: Vec<_> = std::fs::read_dir(textfile.parent().expect("dir"))
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n != "routed6d.prom")
+        .collect();
+    assert!(stray.is_empty(), "temporary files left: {stray:?}");
+    h.assert_healthy();
+}
