@@ -166,6 +166,9 @@ struct StatusReport {
     origins: std::collections::BTreeMap<String, String>,
     pending: Vec<String>,
     conflicts: Vec<String>,
+    /// The daemon's reachability probe (`[probe]`): `reachable` is null until it has
+    /// a verdict, and when no probe is configured or the daemon is not running.
+    probe: crate::probe::ProbeStatus,
     daemon: Option<StatusFile>,
 }
 
@@ -225,6 +228,14 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
         }
         Err(_) => (Vec::new(), Vec::new()),
     };
+    let daemon = daemon::read_status(&config.daemon.status_file);
+    let probe = daemon
+        .as_ref()
+        .and_then(|d| d.probe.clone())
+        .unwrap_or_else(|| match &config.probe {
+            Some(p) => crate::probe::ProbeStatus::new(p.target),
+            None => crate::probe::ProbeStatus::default(),
+        });
     let report = StatusReport {
         config: config.path.display().to_string(),
         provider: ProviderStatus {
@@ -238,7 +249,8 @@ pub async fn status(path: &Path, json: bool) -> CommandResult {
         origins,
         pending,
         conflicts,
-        daemon: daemon::read_status(&config.daemon.status_file),
+        probe,
+        daemon,
     };
     if json {
         let text = serde_json::to_string_pretty(&report)
@@ -305,6 +317,32 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
     }
     for line in &report.conflicts {
         let _ = writeln!(out, "conflict:  {line}");
+    }
+    let probe = &report.probe;
+    match (probe.target.as_str(), probe.reachable) {
+        ("", _) => {}
+        (target, None) => {
+            let _ = writeln!(out, "probe:     {target}: no verdict yet");
+        }
+        (target, Some(true)) => {
+            let _ = writeln!(
+                out,
+                "probe:     reachable: {target} answers every routed prefix (slowest {:.1} ms, {})",
+                probe.rtt_ms.unwrap_or_default(),
+                probe.last.as_deref().unwrap_or("")
+            );
+        }
+        (target, Some(false)) => {
+            let _ = writeln!(
+                out,
+                "probe:     UNREACHABLE: no reply from {target} for {} probe(s) ({})",
+                probe.failed_probes,
+                probe.last.as_deref().unwrap_or("")
+            );
+            for line in &probe.unreachable {
+                let _ = writeln!(out, "           {line}");
+            }
+        }
     }
     match &report.daemon {
         Some(d) => {

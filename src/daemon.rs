@@ -142,6 +142,8 @@ pub struct StatusFile {
     pub unavailable: Option<String>,
     pub missing_interfaces: Vec<String>,
     pub conflicts: Vec<String>,
+    /// The reachability probe's last verdict; None: no `[probe]`.
+    pub probe: Option<crate::probe::ProbeStatus>,
 }
 
 /// The provider side of a poll: the provider, and what it remembers between polls so
@@ -255,7 +257,7 @@ pub struct Agent<K> {
     fast_restores: u32,
     /// Where the OS's next hop forms are kept for a restart (`memory`); None: not kept.
     memory: Option<PathBuf>,
-    /// The metrics (`fleet`).
+    /// The metrics and the probe (`fleet`).
     pub fleet: Fleet,
 }
 
@@ -627,6 +629,10 @@ impl<K: Kernel> Agent<K> {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
+        let state = match self.fleet.probe_status().and_then(|p| p.summary()) {
+            Some(probe) => format!("{state}; {probe}"),
+            None => state,
+        };
         match &self.last_error {
             Some(e) => format!("{state}; last poll failed: {e}"),
             None => state,
@@ -656,6 +662,7 @@ impl<K: Kernel> Agent<K> {
             unavailable: good.unavailable.clone(),
             missing_interfaces: self.desired.missing_interfaces.clone(),
             conflicts: self.last_conflicts.clone(),
+            probe: self.fleet.probe_status(),
         }
     }
 
@@ -736,6 +743,8 @@ pub enum DaemonError {
     Timer(#[from] crate::timer::TimerError),
     #[error("cannot start: {0}")]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error("cannot start the probe: {0}")]
+    Probe(#[from] crate::probe::ProbeError),
 }
 
 /// Tell systemd how the poll went. Never block boot on the provider: ready after the
@@ -915,6 +924,12 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                 }
                 Control::Stop => break,
             },
+            round = crate::probe::next(agent.fleet.prober.as_mut()) => {
+                agent.probed(round);
+                if ready {
+                    notify(&[sd_notify::NotifyState::Status(&agent.summary())]);
+                }
+            }
             _ = tokio::time::sleep_until(next_watchdog), if watchdog.is_some() => {
                 notify(&[sd_notify::NotifyState::Watchdog]);
                 next_watchdog = Instant::now() + watchdog.unwrap_or(far);

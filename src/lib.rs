@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod model;
 pub mod next_hop;
 pub mod plan;
+pub mod probe;
 pub mod provider;
 pub mod reconcile;
 pub mod rules;

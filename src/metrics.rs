@@ -1,11 +1,11 @@
-//! What routed6d tells a fleet's Prometheus: the prefixes it programmed and how its
-//! polls and kernel writes go. Kept in the official client's registry
-//! (`prometheus-client`), exposed on `[metrics] listen` (`serve`) and written for
-//! node_exporter's textfile collector (`write_textfile`).
+//! What routed6d tells a fleet's Prometheus: the prefixes it programmed, how its polls
+//! and kernel writes go, and what the reachability probe found. Kept in the official
+//! client's registry (`prometheus-client`), exposed on `[metrics] listen` (`serve`)
+//! and written for node_exporter's textfile collector (`write_textfile`).
 //!
 //! Every label's values are bounded by something other than time: the prefixes the
 //! provider routes here, the six kernel verbs, the eight failure kinds. A host has at
-//! most 26 series plus one per routed prefix (README, Monitoring), whatever it lives
+//! most 31 series plus one per routed prefix (README, Monitoring), whatever it lives
 //! through.
 
 use std::io::Write as _;
@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 
 use crate::config::{Config, PrefixMode};
 use crate::model::RoutedPrefix;
+use crate::probe::Round;
 use crate::provider::ProviderError;
 
 pub mod serve;
@@ -94,6 +95,21 @@ struct OpLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The probe's series, registered only when `[probe]` is configured: an absent
+/// series says "not probed", a 0 says "probed and unanswered".
+#[derive(Debug, Default)]
+struct ProbeSeries {
+    reachable: Gauge,
+    rtt: Gauge<f64, AtomicU64>,
+    last: Gauge<f64, AtomicU64>,
+    echoes: Family<ResultLabels, Counter>,
+}
+
 /// Every series routed6d exports. Updated by the daemon's one task; read by the
 /// /metrics endpoint's connections (the values are atomics).
 #[derive(Debug)]
@@ -107,6 +123,7 @@ pub struct Metrics {
     repairs: Counter,
     conflicts: Gauge,
     online: Gauge,
+    probe: Option<ProbeSeries>,
 }
 
 impl Metrics {
@@ -121,10 +138,16 @@ impl Metrics {
             repairs: Counter::default(),
             conflicts: Gauge::default(),
             online: Gauge::default(),
+            probe: config.probe.as_ref().map(|_| ProbeSeries::default()),
         };
         metrics.register();
         for kind in FAILURE_KINDS {
             let _ = metrics.poll_failures.get_or_create(&KindLabels { kind });
+        }
+        if let Some(probe) = &metrics.probe {
+            for result in ["reply", "none"] {
+                let _ = probe.echoes.get_or_create(&ResultLabels { result });
+            }
         }
         metrics.configured(config);
         metrics
@@ -180,6 +203,28 @@ impl Metrics {
             "1 when the last pass left every address and route of the routed prefixes in the kernel",
             self.online.clone(),
         );
+        if let Some(probe) = &self.probe {
+            registry.register(
+                "routed6d_probe_reachable",
+                "1 when the last probe got an echo reply from probe.target to an address of every routed prefix",
+                probe.reachable.clone(),
+            );
+            registry.register(
+                "routed6d_probe_rtt_seconds",
+                "The slowest round-trip time of the last probe's replies",
+                probe.rtt.clone(),
+            );
+            registry.register(
+                "routed6d_probe_last_timestamp_seconds",
+                "When the last probe ended (Unix time)",
+                probe.last.clone(),
+            );
+            registry.register(
+                "routed6d_probe_echoes",
+                "Echo requests sent by the probe, by result (reply or none)",
+                probe.echoes.clone(),
+            );
+        }
     }
 
     /// Take in a (re)loaded configuration.
@@ -237,6 +282,22 @@ impl Metrics {
         self.online.set(i64::from(online));
         self.conflicts
             .set(i64::try_from(conflicts).unwrap_or(i64::MAX));
+    }
+
+    /// What a probe round found.
+    pub fn probed(&self, round: &Round) {
+        let Some(probe) = &self.probe else {
+            return;
+        };
+        probe.reachable.set(i64::from(round.reachable()));
+        probe
+            .rtt
+            .set(round.slowest().map_or(0.0, |rtt| rtt.as_secs_f64()));
+        probe.last.set(unix_seconds(round.at));
+        for echo in &round.echoes {
+            let result = if echo.result.is_ok() { "reply" } else { "none" };
+            probe.echoes.get_or_create(&ResultLabels { result }).inc();
+        }
     }
 
     /// The Prometheus text format (0.0.4): what node_exporter's textfile collector and

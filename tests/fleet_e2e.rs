@@ -1,16 +1,18 @@
 //! Issue 18 on a real kernel: the real `routed6d run` in the VPS namespace of the test
-//! bed, against the simulated HostUp API, with `[metrics]` configured as an operator
-//! would, read over HTTP inside the namespace. Needs root; without it every test says
-//! SKIPPED.
+//! bed, against the simulated HostUp API, with `[metrics]` and `[probe]` configured
+//! as an operator would. The metrics are read over HTTP inside the
+//! namespace, and the probe is judged against the provider's router (which answers,
+//! then loses its route to the prefix while the API still says routed). Needs root;
+//! without it every test says SKIPPED.
 
 mod common;
 
 use std::io::{Read as _, Write as _};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{HOP1, HOP2, Harness, TOKEN, VPS_ID, host, prefix};
 use routed6d_sim::api::Fault;
-use routed6d_sim::netns;
+use routed6d_sim::netns::{self, ROUTER_ADDR};
 
 fn skip_unless_root(test: &str) -> bool {
     common::skip_unless_root("fleet_e2e", test)
@@ -176,5 +178,99 @@ fn metrics_are_served_only_when_configured_and_follow_the_daemon() {
         .filter(|n| n != "routed6d.prom")
         .collect();
     assert!(stray.is_empty(), "temporary files left: {stray:?}");
+    h.assert_healthy();
+}
+
+/// Let the VPS namespace's processes open ICMP datagram sockets (Debian's default
+/// range "1 0" allows no group: see README, Monitoring).
+fn allow_ping_sockets(h: &Harness, range: &str) {
+    let range = range.to_string();
+    h.testbed
+        .vps
+        .enter(move || std::fs::write("/proc/sys/net/ipv4/ping_group_range", range))
+        .expect("enter")
+        .expect("ping_group_range");
+}
+
+/// `probe.reachable` of the daemon's status file.
+fn probe_reachable(h: &Harness) -> Option<bool> {
+    let text = std::fs::read_to_string(h.dir.path().join("status.json")).ok()?;
+    let status: serde_json::Value = serde_json::from_str(&text).ok()?;
+    status["probe"]["reachable"].as_bool()
+}
+
+#[test]
+fn the_probe_sees_the_router_answer_and_lose_its_route_while_the_api_says_routed() {
+    if skip_unless_root("probe") {
+        return;
+    }
+    const INTERVAL: Duration = Duration::from_secs(2);
+    let mut h = Harness::hostup("fpr");
+    h.edit_config(
+        "[daemon]\n",
+        &format!(
+            "[metrics]\nlisten = \"{METRICS}\"\n[probe]\ntarget = \"{ROUTER_ADDR}\"\ninterval = \"2s\"\n[daemon]\n"
+        ),
+    );
+
+    // Without the sysctl the kernel refuses the socket, and the operator is told why.
+    allow_ping_sockets(&h, "1 0");
+    h.start_programmed();
+    h.wait_log("net.ipv4.ping_group_range", 1);
+    h.stop_with(libc::SIGTERM);
+
+    allow_ping_sockets(&h, "0 2147483647");
+    h.start_programmed();
+    let answered = netns::wait_until(INTERVAL * 3, || probe_reachable(&h) == Some(true));
+    assert!(answered.is_some(), "no reply from the router\n{}", h.log());
+    wait_sample(&h, "routed6d_probe_reachable", |v| v == 1.0);
+    let owned = h.owned();
+
+    // The provider's router forgets the prefix; the API goes on saying it is routed.
+    h.testbed.route_prefix(prefix(), None).expect("route del");
+    let lost = Instant::now();
+    let noticed = netns::wait_until(INTERVAL * 3, || probe_reachable(&h) == Some(false));
+    let took = noticed.unwrap_or_else(|| panic!("never unreachable\n{}", h.log()));
+    assert!(took <= INTERVAL * 2, "unreachable noticed after {took:?}");
+    let body = wait_sample(&h, "routed6d_probe_reachable", |v| v == 0.0);
+    assert_eq!(sample(&body, "routed6d_online"), Some(1.0), "{body}");
+
+    // Three more probes: still one warning, and the kernel exactly as it was.
+    std::thread::sleep(INTERVAL * 3);
+    assert_eq!(
+        h.log_count(&format!("probe: {ROUTER_ADDR} did not answer")),
+        1,
+        "{}",
+        h.log()
+    );
+    assert_eq!(h.owned(), owned, "the probe changed the kernel");
+    let out = h.cli(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        status["probe"]["reachable"],
+        serde_json::json!(false),
+        "{status:#}"
+    );
+    assert_eq!(
+        status["provider"]["answer"]["prefixes"][0]["prefix"],
+        serde_json::json!(prefix().to_string()),
+        "the API still says routed"
+    );
+    let text = String::from_utf8_lossy(&h.cli(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "probe:     UNREACHABLE: no reply from {ROUTER_ADDR}"
+        )),
+        "{text}"
+    );
+    assert!(lost.elapsed() > INTERVAL * 3);
+
+    h.testbed
+        .route_prefix(prefix(), Some(HOP1))
+        .expect("route back");
+    h.wait_log("probe: reachable again", 1);
+    assert_eq!(probe_reachable(&h), Some(true));
+    std::thread::sleep(INTERVAL * 2);
+    assert_eq!(h.log_count("probe: reachable again"), 1);
     h.assert_healthy();
 }

@@ -1,5 +1,6 @@
 use super::serve::respond;
 use super::*;
+use crate::probe::Echo;
 use hyper::{Method, StatusCode};
 use std::path::Path;
 
@@ -33,7 +34,7 @@ fn samples(metrics: &Metrics) -> Vec<String> {
 /// many series, after every kind of event, not more as time goes on.
 #[test]
 fn a_host_with_one_prefix_has_a_bounded_number_of_series() {
-    let metrics = Metrics::new(&config(""));
+    let metrics = Metrics::new(&config("[probe]\ntarget = \"2001:db8:ffff::1\"\n"));
     metrics.programmed(&one_prefix(), PrefixMode::Addresses, true, 0);
     let verbs = [
         "add-address",
@@ -54,8 +55,9 @@ fn a_host_with_one_prefix_has_a_bounded_number_of_series() {
     }
     let lines = samples(&metrics);
     // build 1, prefix 1, last success 1, interval 1, failures 8, ops 6 × 2,
-    // repairs 1, conflicts 1, online 1: the most a host with one prefix can have.
-    assert_eq!(lines.len(), 27, "{lines:#?}");
+    // repairs 1, conflicts 1, online 1, probe: reachable, rtt, last, echoes 2: the
+    // most a host with one prefix can have (README, Monitoring).
+    assert_eq!(lines.len(), 32, "{lines:#?}");
     let fresh = Metrics::new(&config(""));
     fresh.programmed(&one_prefix(), PrefixMode::Addresses, true, 0);
     assert_eq!(samples(&fresh).len(), 15);
@@ -63,7 +65,7 @@ fn a_host_with_one_prefix_has_a_bounded_number_of_series() {
 
 #[test]
 fn the_contract_series_are_named_as_promised() {
-    let metrics = Metrics::new(&config(""));
+    let metrics = Metrics::new(&config("[probe]\ntarget = \"2001:db8:ffff::1\"\n"));
     metrics.programmed(&one_prefix(), PrefixMode::Anyip, false, 2);
     metrics.poll_succeeded(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
     metrics.writes(&[("add-route", true), ("add-route", false)], true);
@@ -74,6 +76,14 @@ fn the_contract_series_are_named_as_promised() {
         request_id: None,
         detail: None,
         retry_after: None,
+    });
+    metrics.probed(&Round {
+        at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_010),
+        echoes: vec![Echo {
+            prefix: one_prefix()[0].prefix,
+            source: "2001:db8:42:100::1".parse().expect("source"),
+            result: Ok(Duration::from_micros(1500)),
+        }],
     });
     let lines = samples(&metrics);
     for expected in [
@@ -88,6 +98,11 @@ fn the_contract_series_are_named_as_promised() {
         "routed6d_repairs_total 1",
         "routed6d_conflicts 2",
         "routed6d_online 0",
+        "routed6d_probe_reachable 1",
+        "routed6d_probe_rtt_seconds 0.0015",
+        "routed6d_probe_last_timestamp_seconds 1800000010.0",
+        "routed6d_probe_echoes_total{result=\"reply\"} 1",
+        "routed6d_probe_echoes_total{result=\"none\"} 0",
     ] {
         assert!(
             lines.iter().any(|l| l == expected),

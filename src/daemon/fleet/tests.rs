@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 use crate::kernel::fake::FakeKernel;
 use crate::model::{DEFAULT_PROTOCOL, RoutedPrefix};
@@ -139,4 +140,49 @@ async fn the_textfile_follows_every_pass() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("routed6d.prom")]);
+}
+
+#[tokio::test]
+async fn a_probe_round_reaches_status_and_the_summary_but_not_the_kernel() {
+    let mut agent = agent("[probe]\ntarget = \"2001:db8:ffff::1\"\ninterval = \"10s\"\n");
+    agent.fleet.prober =
+        Some(Prober::new(agent.config.probe.clone().expect("probe")).expect("prober"));
+    agent
+        .finish_poll(Ok(routed("2001:db8:42:100::/64", "2001:db8:42::1")), None)
+        .await;
+    let writes = agent.kernel.writes.len();
+    let prefix = "2001:db8:42:100::/64".parse().expect("prefix");
+    let source = "2001:db8:42:100::1".parse().expect("source");
+    let round = |result: Result<Duration, String>| Round {
+        at: SystemTime::now(),
+        echoes: vec![probe::Echo {
+            prefix,
+            source,
+            result,
+        }],
+    };
+    agent.probed(round(Err("no echo reply within 2s".into())));
+    let status = agent.status().probe.expect("probe status");
+    assert_eq!(status.reachable, Some(false));
+    assert_eq!(
+        status.unreachable,
+        vec!["2001:db8:42:100::/64 from 2001:db8:42:100::1: no echo reply within 2s"]
+    );
+    assert!(
+        agent
+            .summary()
+            .contains("probe: no reply from 2001:db8:ffff::1 (1 probe(s))"),
+        "{}",
+        agent.summary()
+    );
+    assert_eq!(sample(&agent, "routed6d_probe_reachable"), 0.0);
+    agent.probed(round(Ok(Duration::from_millis(3))));
+    assert_eq!(agent.status().probe.expect("status").reachable, Some(true));
+    assert_eq!(sample(&agent, "routed6d_probe_reachable"), 1.0);
+    assert_eq!(sample(&agent, "routed6d_probe_rtt_seconds"), 0.003);
+    assert_eq!(
+        agent.kernel.writes.len(),
+        writes,
+        "the probe changed the kernel"
+    );
 }
