@@ -372,6 +372,15 @@ pub fn check_config(path: &Path) -> CommandResult {
     let config = load(path)?;
     // The key is read when a provider is built; checking the file checks it too.
     config.read_token()?;
+    // A hook is run by path, without a shell: it must be an executable file now.
+    for (index, hook) in config.hooks.iter().enumerate() {
+        crate::hooks::check(hook).map_err(|e| {
+            Failure::new(
+                Exit::Config,
+                format!("{}: hook[{index}].exec {e}", path.display()),
+            )
+        })?;
+    }
     // Not an error: the daemon waits for a missing interface and programs it when it
     // appears (a veth or VLAN created after boot). But an operator checking the file
     // wants to know about a typo now.

@@ -257,7 +257,7 @@ pub struct Agent<K> {
     fast_restores: u32,
     /// Where the OS's next hop forms are kept for a restart (`memory`); None: not kept.
     memory: Option<PathBuf>,
-    /// The metrics and the probe (`fleet`).
+    /// The metrics, the probe and the hooks (`fleet`).
     pub fleet: Fleet,
 }
 

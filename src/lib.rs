@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod desired;
+pub mod hooks;
 pub mod kernel;
 pub mod logging;
 pub mod metrics;

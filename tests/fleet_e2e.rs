@@ -1,16 +1,17 @@
 //! Issue 18 on a real kernel: the real `routed6d run` in the VPS namespace of the test
-//! bed, against the simulated HostUp API, with `[metrics]` and `[probe]` configured
-//! as an operator would. The metrics are read over HTTP inside the
-//! namespace, and the probe is judged against the provider's router (which answers,
-//! then loses its route to the prefix while the API still says routed). Needs root;
-//! without it every test says SKIPPED.
+//! bed, against the simulated HostUp API, with `[metrics]`, `[probe]` and `[[hook]]`
+//! configured as an operator would. The metrics are read over HTTP inside the
+//! namespace, the probe is judged against the provider's router (which answers, then
+//! loses its route to the prefix while the API still says routed), and the hooks
+//! leave a record of every run. Needs root; without it every test says SKIPPED.
 
 mod common;
 
 use std::io::{Read as _, Write as _};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{HOP1, HOP2, Harness, TOKEN, VPS_ID, host, prefix};
+use common::{HOP1, HOP2, Harness, TOKEN, VPS_ID, has_owned, host, prefix};
 use routed6d_sim::api::Fault;
 use routed6d_sim::netns::{self, ROUTER_ADDR};
 
@@ -273,4 +274,119 @@ fn the_probe_sees_the_router_answer_and_lose_its_route_while_the_api_says_routed
     std::thread::sleep(INTERVAL * 2);
     assert_eq!(h.log_count("probe: reachable again"), 1);
     h.assert_healthy();
+}
+
+/// A hook that appends one line per run to `record` and says hello on stdout.
+fn recording_hook(dir: &Path, record: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let exec = dir.join("record-hook");
+    std::fs::write(
+        &exec,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$ROUTED6D_EVENT|$ROUTED6D_PREFIX|$ROUTED6D_OLD_PREFIX|$ROUTED6D_NEXT_HOP|$ROUTED6D_OLD_NEXT_HOP|$ROUTED6D_PREFIXES|$ROUTED6D_ADDRESSES\" >> {record}\n\
+             env >> {record}.env\n\
+             echo \"hello from the hook: $ROUTED6D_EVENT\"\n\
+             sleep 3\n",
+            record = record.display()
+        ),
+    )
+    .expect("hook");
+    std::fs::set_permissions(&exec, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    exec
+}
+
+fn records(record: &Path) -> Vec<String> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn hooks_run_once_per_change_with_the_facts_and_never_hold_up_repair() {
+    if skip_unless_root("hooks") {
+        return;
+    }
+    let mut h = Harness::hostup("fhk");
+    let record = h.dir.path().join("runs");
+    let exec = recording_hook(h.dir.path(), &record);
+    let stuck = h.dir.path().join("stuck-hook");
+    std::fs::write(&stuck, "#!/bin/sh\nsleep 60\n").expect("hook");
+    std::fs::set_permissions(&stuck, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    h.edit_config(
+        "[daemon]\n",
+        &format!(
+            "[[hook]]\nexec = \"{}\"\n[[hook]]\nexec = \"{}\"\ntimeout = \"1s\"\n[daemon]\n",
+            exec.display(),
+            stuck.display()
+        ),
+    );
+    h.start_programmed();
+    let p = prefix();
+    let start = format!("start|{p}||{HOP1}||{p}|{}", host(1));
+    let ran = netns::wait_until(common::CONVERGE, || records(&record) == [start.clone()]);
+    assert!(ran.is_some(), "{:?}\n{}", records(&record), h.log());
+
+    // The next hop moves while the hooks are busy (3 s, then 1 s until the stuck
+    // one is killed): repair is not held up by them.
+    h.sim().set_next_hop(VPS_ID, HOP2).expect("next hop");
+    h.wait("next hop moved", |s| {
+        has_owned(s, HOP2) && !has_owned(s, HOP1)
+    });
+    h.delete_address(host(1), "lo");
+    let repaired = Instant::now();
+    h.wait("repaired", |s| has_owned(s, host(1)));
+    assert!(
+        repaired.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        repaired.elapsed()
+    );
+
+    let moved = format!("next-hop|{p}|{p}|{HOP2}|{HOP1}|{p}|{}", host(1));
+    let ran = netns::wait_until(common::CONVERGE, || records(&record).len() == 2);
+    assert!(ran.is_some(), "{:?}\n{}", records(&record), h.log());
+    assert_eq!(records(&record), [start, moved]);
+    // More polls and a repair later: still one run per change.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(records(&record).len(), 2, "{:?}", records(&record));
+
+    h.wait_log("hello from the hook: next-hop", 1);
+    h.wait_log("still running after 1s: killed with its process group", 2);
+    let env = std::fs::read_to_string(format!("{}.env", record.display())).expect("env");
+    assert!(!env.contains(TOKEN));
+    for line in env.lines() {
+        let name = line.split('=').next().unwrap_or("");
+        assert!(
+            name.starts_with("ROUTED6D_") || ["PATH", "PWD", "SHLVL", "_"].contains(&name),
+            "a hook inherited {line}"
+        );
+    }
+    h.assert_healthy();
+}
+
+#[test]
+fn a_hook_that_cannot_run_is_refused_by_check_config() {
+    if skip_unless_root("check_config") {
+        return;
+    }
+    let h = Harness::hostup("fck");
+    let missing = h.dir.path().join("no-such-hook");
+    h.edit_config(
+        "[daemon]\n",
+        &format!("[[hook]]\nexec = \"{}\"\n[daemon]\n", missing.display()),
+    );
+    let out = h.cli(&["check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "routed6d: {}: hook[0].exec {}: No such file or directory (os error 2)",
+            h.config.display(),
+            missing.display()
+        )
+    );
 }

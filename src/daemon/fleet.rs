@@ -1,5 +1,5 @@
-//! What the daemon tells beyond the host (issue 18): the metrics and the
-//! reachability probe, fed from the agent's passes and polls. Kept apart from the
+//! What the daemon tells beyond the host (issue 18): the metrics, the reachability
+//! probe and the hooks, fed from the agent's passes and polls. Kept apart from the
 //! loop: the agent calls in at a few points (a pass absorbed, a poll finished, a fast
 //! restore, a probe round) and nothing here touches the kernel.
 
@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::{Agent, DaemonError};
 use crate::config::Config;
+use crate::hooks::{self, Hooks};
 use crate::kernel::Kernel;
 use crate::metrics::{self, Metrics};
 use crate::model::Assignment;
@@ -18,9 +19,10 @@ use crate::provider::ProviderError;
 use crate::reconcile::Outcome;
 
 /// The agent's observers: always the metrics (cheap atomics, whether or not anything
-/// reads them), and a probe when configured.
+/// reads them), and a probe and hooks when configured.
 pub struct Fleet {
     pub metrics: Arc<Metrics>,
+    pub hooks: Hooks,
     pub prober: Option<Prober>,
     /// The next pass follows a start or a reload: its writes are the configuration's,
     /// not repairs of drift.
@@ -33,18 +35,27 @@ impl Fleet {
     pub fn new(config: &Config) -> Fleet {
         Fleet {
             metrics: Arc::new(Metrics::new(config)),
+            hooks: Hooks::none(),
             prober: None,
             baseline: true,
             textfile_failing: std::cell::Cell::new(false),
         }
     }
 
-    /// Start what `config` asks for on the running runtime: the /metrics socket and
-    /// the probe's timer. A socket that cannot be had stops the start.
+    /// Start what `config` asks for on the running runtime: the /metrics socket, the
+    /// hook task, the probe's timer. A socket that cannot be had stops the start.
     pub async fn start(&mut self, config: &Config) -> Result<(), DaemonError> {
         if let Some(addr) = config.metrics.listen {
             let listener = metrics::serve::bind(addr).await?;
             metrics::serve::spawn(listener, self.metrics.clone());
+        }
+        for hook in &config.hooks {
+            if let Err(e) = hooks::check(hook) {
+                warn!("hook {e}: it will fail until this is fixed");
+            }
+        }
+        if !config.hooks.is_empty() {
+            self.hooks = Hooks::start();
         }
         if let Some(settings) = &config.probe {
             info!(
@@ -67,10 +78,14 @@ impl Fleet {
 
 impl<K: Kernel> Agent<K> {
     /// A new configuration from a reload. `[metrics]` and `[probe]` keep what they
-    /// started with (their socket and timer were opened at start).
+    /// started with (their socket and timer were opened at start); hooks follow the
+    /// new file from the next change.
     pub fn reconfigure(&mut self, config: Config) {
         if config.metrics != self.config.metrics || config.probe != self.config.probe {
             warn!("[metrics] and [probe] changes take effect when routed6d restarts");
+        }
+        if !config.hooks.is_empty() && !self.fleet.hooks.is_running() {
+            self.fleet.hooks = Hooks::start();
         }
         self.fleet.metrics.configured(&config);
         self.fleet.baseline = true;
@@ -86,7 +101,8 @@ impl<K: Kernel> Agent<K> {
     }
 
     /// A pass applied `assignment` (the answer the last pass applied is still in
-    /// `self.applied`): count its writes, publish what is programmed, aim the probe.
+    /// `self.applied`): count its writes, publish what is programmed, aim the probe,
+    /// and queue the hooks when the answer changed.
     pub(super) fn passed(&mut self, outcome: &Outcome, assignment: &Assignment) {
         let unchanged = self.applied.as_ref() == Some(assignment);
         let repair = unchanged && !self.fleet.baseline;
@@ -101,6 +117,10 @@ impl<K: Kernel> Agent<K> {
         );
         if let Some(prober) = &mut fleet.prober {
             prober.aim(probe::sources(&outcome.desired, Some(assignment)));
+        }
+        if !unchanged {
+            let changes = hooks::changes(self.applied.as_ref(), assignment);
+            fleet.hooks.changed(&self.config, assignment, &changes);
         }
     }
 

@@ -45,6 +45,41 @@ fn drop_owned_address(agent: &mut Agent<FakeKernel>) {
 }
 
 #[tokio::test]
+async fn hooks_are_queued_once_per_change_and_once_at_start() {
+    let mut agent = agent("[[hook]]\nexec = \"/bin/true\"\n");
+    let (hooks, mut jobs) = Hooks::channel();
+    agent.fleet.hooks = hooks;
+    let first = routed("2001:db8:42:100::/64", "2001:db8:42::1");
+
+    agent.finish_poll(Ok(first.clone()), None).await;
+    let start = jobs.try_recv().expect("the start job");
+    assert_eq!(start.runs.len(), 1);
+    assert!(start.runs[0].contains(&("ROUTED6D_EVENT".into(), "start".into())));
+
+    // The same answer again, a repair after drift, and a reload: no change to tell.
+    agent.finish_poll(Ok(first.clone()), None).await;
+    drop_owned_address(&mut agent);
+    agent.repair().await;
+    let config = agent.config.clone();
+    agent.reconfigure(config);
+    agent.finish_poll(Ok(first.clone()), None).await;
+    assert!(jobs.try_recv().is_err(), "a job without a change");
+
+    let moved = routed("2001:db8:42:100::/64", "2001:db8:42::2");
+    agent.finish_poll(Ok(moved.clone()), None).await;
+    let job = jobs.try_recv().expect("the next hop job");
+    assert_eq!(job.runs.len(), 1);
+    let env = &job.runs[0];
+    assert!(env.contains(&("ROUTED6D_EVENT".into(), "next-hop".into())));
+    assert!(env.contains(&("ROUTED6D_OLD_NEXT_HOP".into(), "2001:db8:42::1".into())));
+    // Polled again, repaired again: still one job for the one change.
+    agent.finish_poll(Ok(moved.clone()), None).await;
+    drop_owned_address(&mut agent);
+    agent.repair().await;
+    assert!(jobs.try_recv().is_err(), "the change was told twice");
+}
+
+#[tokio::test]
 async fn repairs_count_drift_only_and_failures_count_by_kind() {
     let mut agent = agent("");
     let answer = routed("2001:db8:42:100::/64", "2001:db8:42::1");
