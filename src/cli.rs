@@ -222,6 +222,9 @@ struct StatusReport {
     owned: Vec<Owned>,
     pending: Vec<String>,
     conflicts: Vec<String>,
+    /// The daemon's reachability probe (`[probe]`): `reachable` is null until it has
+    /// a verdict, and when no probe is configured or the daemon is not running.
+    probe: crate::probe::ProbeStatus,
     daemon: Option<StatusFile>,
 }
 
@@ -300,6 +303,14 @@ pub async fn status(path: &Path, json: bool, offline: bool) -> CommandResult {
                 }),
         )
         .collect();
+    let daemon = daemon::read_status(&config.daemon.status_file);
+    let probe = daemon
+        .as_ref()
+        .and_then(|d| d.probe.clone())
+        .unwrap_or_else(|| match &config.probe {
+            Some(p) => crate::probe::ProbeStatus::new(p.target),
+            None => crate::probe::ProbeStatus::default(),
+        });
     let report = StatusReport {
         config: config.path.display().to_string(),
         provider: ProviderStatus {
@@ -315,7 +326,8 @@ pub async fn status(path: &Path, json: bool, offline: bool) -> CommandResult {
         owned,
         pending,
         conflicts,
-        daemon: daemon::read_status(&config.daemon.status_file),
+        probe,
+        daemon,
     };
     if json {
         let text = serde_json::to_string_pretty(&report)
@@ -384,6 +396,32 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
     for line in &report.conflicts {
         let _ = writeln!(out, "conflict:  {line}");
     }
+    let probe = &report.probe;
+    match (probe.target.as_str(), probe.reachable) {
+        ("", _) => {}
+        (target, None) => {
+            let _ = writeln!(out, "probe:     {target}: no verdict yet");
+        }
+        (target, Some(true)) => {
+            let _ = writeln!(
+                out,
+                "probe:     reachable: {target} answers every routed prefix (slowest {:.1} ms, {})",
+                probe.rtt_ms.unwrap_or_default(),
+                probe.last.as_deref().unwrap_or("")
+            );
+        }
+        (target, Some(false)) => {
+            let _ = writeln!(
+                out,
+                "probe:     UNREACHABLE: no reply from {target} for {} probe(s) ({})",
+                probe.failed_probes,
+                probe.last.as_deref().unwrap_or("")
+            );
+            for line in &probe.unreachable {
+                let _ = writeln!(out, "           {line}");
+            }
+        }
+    }
     match &report.daemon {
         Some(d) => {
             let _ = writeln!(
@@ -412,6 +450,15 @@ pub fn check_config(path: &Path) -> CommandResult {
     let config = load(path)?;
     // The key is read when a provider is built; checking the file checks it too.
     config.read_token()?;
+    // A hook is run by path, without a shell: it must be an executable file now.
+    for (index, hook) in config.hooks.iter().enumerate() {
+        crate::hooks::check(hook).map_err(|e| {
+            Failure::new(
+                Exit::Config,
+                format!("{}: hook[{index}].exec {e}", path.display()),
+            )
+        })?;
+    }
     // Not an error: the daemon waits for a missing interface and programs it when it
     // appears (a veth or VLAN created after boot). But an operator checking the file
     // wants to know about a typo now.

@@ -415,6 +415,10 @@ struct RawConfig {
     prefix: RawPrefix,
     #[serde(default)]
     daemon: RawDaemon,
+    metrics: Option<RawMetrics>,
+    probe: Option<RawProbe>,
+    #[serde(default)]
+    hook: Vec<RawHook>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -517,6 +521,80 @@ struct RawDaemon {
     state_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<ListenAddr>,
+    textfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    target: ProbeTarget,
+    interval: Option<PollInterval>,
+    timeout: Option<PollInterval>,
+}
+
+/// One `[[hook]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHook {
+    exec: PathBuf,
+    timeout: Option<PollInterval>,
+}
+
+/// `metrics.listen`: an address and port to serve /metrics on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ListenAddr(std::net::SocketAddr);
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+            de::Error::custom(format!(
+                "{text:?} is not an address and port such as \"[::1]:9626\""
+            ))
+        })?;
+        if addr.port() == 0 {
+            return Err(de::Error::custom(format!(
+                "{text:?} has port 0: Prometheus needs a fixed port such as 9626"
+            )));
+        }
+        Ok(ListenAddr(addr))
+    }
+}
+
+/// `probe.target`: an IPv6 address the prefix's traffic can reach through the
+/// provider: not one that never leaves the host or the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ProbeTarget(Ipv6Addr);
+
+impl<'de> Deserialize<'de> for ProbeTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let addr: Ipv6Addr = text
+            .trim()
+            .parse()
+            .map_err(|_| de::Error::custom(format!("{text:?} is not an IPv6 address")))?;
+        let why = if addr.is_unspecified() || addr.is_loopback() {
+            Some("never leaves this host")
+        } else if addr.is_multicast() {
+            Some("is multicast")
+        } else if addr.is_unicast_link_local() {
+            Some("is link-local: it never crosses the provider's router")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => Err(de::Error::custom(format!(
+                "{addr} {why}; name an address beyond the provider's router, such as a public DNS resolver"
+            ))),
+            None => Ok(ProbeTarget(addr)),
+        }
+    }
+}
+
 fn default_mode() -> PrefixMode {
     PrefixMode::Addresses
 }
@@ -533,6 +611,11 @@ pub struct Config {
     pub uplink: UplinkConfig,
     pub prefix: PrefixConfig,
     pub daemon: DaemonConfig,
+    pub metrics: MetricsConfig,
+    /// `[probe]`; None: no probe.
+    pub probe: Option<ProbeConfig>,
+    /// `[[hook]]`, in the order written.
+    pub hooks: Vec<HookConfig>,
 }
 
 /// The resolved `[provider]` section: how often to ask, and what each kind needs (and
@@ -691,6 +774,40 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
 }
 
+/// `[metrics]`: where the metrics go. Both None (the default): nowhere, and no
+/// socket is opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` here.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Write the same metrics here for node_exporter's textfile collector.
+    pub textfile: Option<PathBuf>,
+}
+
+/// `[probe]`: an ICMPv6 echo from an address of each routed prefix to `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeConfig {
+    pub target: Ipv6Addr,
+    pub interval: Duration,
+    /// How long to wait for the reply; shorter than `interval`.
+    pub timeout: Duration,
+}
+
+/// One `[[hook]]`: a program run after each change routed6d applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookConfig {
+    pub exec: PathBuf,
+    pub timeout: Duration,
+}
+
+/// How often the probe asks when `probe.interval` is not set.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long the probe waits for a reply at most when `probe.timeout` is not set
+/// (less when the interval is shorter: a probe ends before the next one starts).
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a hook may run when its `timeout` is not set.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Config {
     /// Read, parse and validate: the one way to get a `Config` from a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -833,6 +950,9 @@ impl Config {
             ));
         }
 
+        let metrics = resolve_metrics(raw.metrics, text, path)?;
+        let probe = resolve_probe(raw.probe, text, path)?;
+        let hooks = resolve_hooks(raw.hook, text, path)?;
         let provider = resolve_provider(raw.provider, credentials_dir, text, path)?;
 
         Ok(Config {
@@ -866,6 +986,9 @@ impl Config {
                     .unwrap_or(AddressOwnership::Auto),
                 state_dir,
             },
+            metrics,
+            probe,
+            hooks,
         })
     }
 
@@ -913,6 +1036,117 @@ impl Config {
         }
         names
     }
+}
+
+/// `[metrics]`: the textfile must be a path node_exporter reads (absolute, `.prom`).
+fn resolve_metrics(
+    raw: Option<RawMetrics>,
+    text: &str,
+    path: &Path,
+) -> Result<MetricsConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(MetricsConfig::default());
+    };
+    if let Some(file) = &raw.textfile {
+        let message = if !file.is_absolute() {
+            Some("is not an absolute path")
+        } else if file.extension().is_none_or(|e| e != "prom") {
+            Some("does not end in .prom (node_exporter's textfile collector reads only *.prom)")
+        } else {
+            None
+        };
+        if let Some(message) = message {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_key_line(text, "metrics", "textfile"),
+                message: format!("metrics.textfile {} {message}", file.display()),
+            });
+        }
+    }
+    Ok(MetricsConfig {
+        listen: raw.listen.map(|l| l.0),
+        textfile: raw.textfile,
+    })
+}
+
+/// `[probe]`: the reply is awaited for less than the interval, so one probe ends
+/// before the next starts.
+fn resolve_probe(
+    raw: Option<RawProbe>,
+    text: &str,
+    path: &Path,
+) -> Result<Option<ProbeConfig>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let interval = raw.interval.map_or(DEFAULT_PROBE_INTERVAL, |i| i.0);
+    let timeout = match raw.timeout {
+        Some(t) if t.0 >= interval => {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: find_key_line(text, "probe", "timeout"),
+                message: format!(
+                    "probe.timeout {} is not shorter than probe.interval {}",
+                    humantime::format_duration(t.0),
+                    humantime::format_duration(interval)
+                ),
+            });
+        }
+        Some(t) => t.0,
+        None => DEFAULT_PROBE_TIMEOUT.min(interval / 2),
+    };
+    Ok(Some(ProbeConfig {
+        target: raw.target.0,
+        interval,
+        timeout,
+    }))
+}
+
+/// The longest a hook may be given: a hook is a notification, not a job.
+const HOOK_TIMEOUT_MAX: Duration = Duration::from_secs(600);
+
+/// `[[hook]]`: an absolute path (the daemon runs it without a shell or a search
+/// path) and a timeout of at most 10 minutes.
+fn resolve_hooks(
+    raw: Vec<RawHook>,
+    text: &str,
+    path: &Path,
+) -> Result<Vec<HookConfig>, ConfigError> {
+    let invalid = |index: usize, key: &str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: find_array_key_line(text, "hook", index, key),
+        message,
+    };
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, hook)| {
+            if !hook.exec.is_absolute() {
+                return Err(invalid(
+                    index,
+                    "exec",
+                    format!(
+                        "hook[{index}].exec {} is not an absolute path",
+                        hook.exec.display()
+                    ),
+                ));
+            }
+            let timeout = hook.timeout.map_or(DEFAULT_HOOK_TIMEOUT, |t| t.0);
+            if timeout > HOOK_TIMEOUT_MAX {
+                return Err(invalid(
+                    index,
+                    "timeout",
+                    format!(
+                        "hook[{index}].timeout {} is longer than the maximum of 10m",
+                        humantime::format_duration(timeout)
+                    ),
+                ));
+            }
+            Ok(HookConfig {
+                exec: hook.exec,
+                timeout,
+            })
+        })
+        .collect()
 }
 
 /// Check the `[provider]` keys against the kind and apply the kind's defaults. Errors
@@ -1108,12 +1342,57 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         .lines()
         .rev()
         .map(str::trim)
-        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .find(|l| is_table_header(l))
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
     Some(match section {
         Some(section) => format!("{section}.{key}"),
         None => key.to_string(),
     })
+}
+
+/// `[section]` or `[[array]]` (not a line of a multi-line array value).
+fn is_table_header(line: &str) -> bool {
+    let inner = line
+        .strip_prefix("[[")
+        .and_then(|l| l.strip_suffix("]]"))
+        .or_else(|| line.strip_prefix('[').and_then(|l| l.strip_suffix(']')));
+    inner.is_some_and(|name| {
+        let name = name.trim();
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+    })
+}
+
+/// The line where `key` is set in the `index`th `[[array]]` table, or that table's
+/// header line, or 0.
+fn find_array_key_line(text: &str, array: &str, index: usize, key: &str) -> usize {
+    let header = format!("[[{array}]]");
+    let (mut count, mut inside, mut header_line) = (0, false, 0);
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if is_table_header(trimmed) {
+            if inside {
+                break;
+            }
+            if trimmed == header {
+                inside = count == index;
+                if inside {
+                    header_line = number + 1;
+                }
+                count += 1;
+            }
+            continue;
+        }
+        if inside
+            && let Some((k, _)) = trimmed.split_once('=')
+            && k.trim() == key
+        {
+            return number + 1;
+        }
+    }
+    header_line
 }
 
 /// 1-based line of byte `offset` in `text`.

@@ -28,8 +28,10 @@ use crate::provider::allocation::AllocationGate;
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
 
+pub mod fleet;
 pub mod memory;
 pub mod surroundings;
+use fleet::Fleet;
 use surroundings::{Clock, Control, Controls, Events, Signals, Surroundings};
 
 /// How long to wait after a kernel event for more of the same burst before repairing.
@@ -167,6 +169,8 @@ pub struct StatusFile {
     pub unavailable: Option<String>,
     pub missing_interfaces: Vec<String>,
     pub conflicts: Vec<String>,
+    /// The reachability probe's last verdict; None: no `[probe]`.
+    pub probe: Option<crate::probe::ProbeStatus>,
 }
 
 /// The provider side of a poll: the provider, and what it remembers between polls so
@@ -260,6 +264,8 @@ pub struct Agent<K> {
     /// Whose the next hops' places on the uplink were: routed6d waits for the OS to
     /// put its own address back instead of racing it (`next_hop`).
     hops: NextHops,
+    /// The metrics, the probe and the hooks (`fleet`).
+    pub fleet: Fleet,
 }
 
 /// What the last pass left: the answer it applied and the kernel state it aimed for.
@@ -333,6 +339,7 @@ struct NextHops {
 
 impl<K: Kernel> Agent<K> {
     pub fn new(config: Config, kernel: K) -> Self {
+        let fleet = Fleet::new(&config);
         Agent {
             config,
             kernel,
@@ -341,6 +348,7 @@ impl<K: Kernel> Agent<K> {
             said: SaidOnce::default(),
             repairs: Repairs::default(),
             hops: NextHops::default(),
+            fleet,
         }
     }
 
@@ -404,7 +412,8 @@ impl<K: Kernel> Agent<K> {
                 ops: vec![planned],
                 conflicts: Vec::new(),
             };
-            reconcile::apply(&mut self.kernel, plan).await;
+            let outcome = reconcile::apply(&mut self.kernel, plan).await;
+            self.restored(&outcome);
         }
         if !fought {
             self.repairs.fights.removed(object, now);
@@ -527,7 +536,9 @@ impl<K: Kernel> Agent<K> {
                 }
                 self.health.failures = 0;
                 self.health.last_error = None;
-                self.health.last_success = Some(SystemTime::now());
+                let now = SystemTime::now();
+                self.health.last_success = Some(now);
+                self.polled(Ok(now));
                 self.note_unavailable(&assignment);
                 self.pass.last_good = Some(assignment);
                 self.converge().await;
@@ -548,6 +559,7 @@ impl<K: Kernel> Agent<K> {
                         "provider poll failed again: {e}"
                     );
                 }
+                self.polled(Err(&e));
                 self.health.last_error = Some(e.to_string());
                 self.write_status();
                 e.retry_after()
@@ -706,6 +718,7 @@ impl<K: Kernel> Agent<K> {
             && outcome.failed.is_empty()
             && outcome.withheld.is_empty()
             && outcome.desired.missing_interfaces.is_empty();
+        self.passed(&outcome, &assignment);
         self.pass.failed = outcome.failed.clone();
         self.pass.denied = outcome.denied;
         self.pass.desired = outcome.desired.clone();
@@ -799,6 +812,10 @@ impl<K: Kernel> Agent<K> {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
+        let state = match self.fleet.probe_status().and_then(|p| p.summary()) {
+            Some(probe) => format!("{state}; {probe}"),
+            None => state,
+        };
         match &self.health.last_error {
             Some(e) => format!("{state}; last poll failed: {e}"),
             None => state,
@@ -828,11 +845,12 @@ impl<K: Kernel> Agent<K> {
             unavailable: good.unavailable.clone(),
             missing_interfaces: self.pass.desired.missing_interfaces.clone(),
             conflicts: self.said.conflicts.clone(),
+            probe: self.fleet.probe_status(),
         }
     }
 
-    /// Write the status file after every poll and pass (`routed6d status`,
-    /// `wait-online`). Only the daemon's agent does.
+    /// Write the status file (`routed6d status`, `wait-online`) and the metrics
+    /// textfile after every poll and pass. Only the daemon's agent does.
     pub fn publish_status(&mut self) {
         self.health.publishes = true;
     }
@@ -845,6 +863,7 @@ impl<K: Kernel> Agent<K> {
         if let Err(e) = write_atomically(path, &self.status()) {
             debug!("cannot write {}: {e}", path.display());
         }
+        self.publish();
     }
 }
 
@@ -914,6 +933,10 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error(transparent)]
     Timer(#[from] crate::timer::TimerError),
+    #[error("cannot start: {0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("cannot start the probe: {0}")]
+    Probe(#[from] crate::probe::ProbeError),
 }
 
 /// Tell systemd how the poll went. Never block boot on the provider: ready after the
@@ -983,6 +1006,7 @@ pub async fn run<P: Provider + 'static>(
     let mut agent = Agent::new(config, kernel);
     agent.publish_status();
     agent.remember_next_hops_in(memory);
+    agent.fleet.start(&agent.config).await?;
     serve(&mut agent, provider, surroundings, reload).await
 }
 
@@ -1086,7 +1110,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                     match reload(&agent.config) {
                         Ok((config, provider)) => {
                             info!("configuration reloaded from {}", config.path.display());
-                            agent.config = config;
+                            agent.reconfigure(config);
                             agent.forget_expected();
                             // A poll in flight asked under the old configuration: drop it.
                             polling = Polling::Idle(Poller::new(provider));
@@ -1098,6 +1122,12 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                 }
                 Control::Stop => break,
             },
+            round = crate::probe::next(agent.fleet.prober.as_mut()) => {
+                agent.probed(round);
+                if ready {
+                    notify(&[sd_notify::NotifyState::Status(&agent.summary())]);
+                }
+            }
             _ = tokio::time::sleep_until(next_watchdog), if watchdog.is_some() => {
                 notify(&[sd_notify::NotifyState::Watchdog]);
                 next_watchdog = Instant::now() + watchdog.unwrap_or(far);

@@ -32,6 +32,10 @@ pub struct Outcome {
     pub missing_next_hops: Vec<Ipv6Addr>,
     /// Adds of objects being fought over, held back for now (`damping`).
     pub withheld: Vec<Op>,
+    /// The ops that reached the kernel and changed it or failed, as (verb, succeeded),
+    /// in order: what the metrics count.
+    #[serde(skip)]
+    pub writes: Vec<(&'static str, bool)>,
     /// Adds that found their object already in the kernel. In a full pass that is a
     /// harmless race; in `reconcile_from` it means the kernel held something the
     /// expected state did not know of, so a full pass must look.
@@ -310,6 +314,9 @@ pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan) -> Outcome {
         // The write first, what the log line says after: a restore is on the wire
         // before any text is made for it.
         let result = kernel.apply_op(op).await;
+        if !matches!(result, Ok(Applied::AlreadyThere)) {
+            outcome.writes.push((op.verb(), result.is_ok()));
+        }
         if let Ok(applied) = result {
             outcome.applied += 1;
             if applied == Applied::AlreadyThere {

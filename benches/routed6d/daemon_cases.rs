@@ -179,6 +179,23 @@ struct Scene {
     testbed: Testbed,
 }
 
+/// With ROUTED6D_BENCH_FLEET=1: the metrics endpoint and a probe every 10 s to the
+/// provider's router (which answers), to measure what they cost at rest.
+fn fleet_sections(testbed: &Testbed) -> String {
+    if std::env::var_os("ROUTED6D_BENCH_FLEET").is_none() {
+        return String::new();
+    }
+    testbed
+        .vps
+        .enter(|| std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647"))
+        .expect("enter")
+        .expect("ping_group_range");
+    format!(
+        "[metrics]\nlisten = \"[::1]:9626\"\n[probe]\ntarget = \"{}\"\ninterval = \"10s\"\n",
+        netns::ROUTER_ADDR
+    )
+}
+
 impl Scene {
     fn start(tag: &str, interval: &str) -> Scene {
         let testbed = Testbed::new(tag).expect("testbed");
@@ -198,11 +215,12 @@ impl Scene {
             format!(
                 "[provider]\nkind = \"hostup\"\nbase_url = \"http://{}\"\ntoken_file = \"{}\"\n\
                  vps_id = \"{VPS_ID}\"\npoll_interval = \"{interval}\"\n[uplink]\ninterface = \"eth0\"\n\
-                 [daemon]\nstatus_file = \"{}\"\nstate_dir = \"{}\"\n",
+                 [daemon]\nstatus_file = \"{}\"\nstate_dir = \"{}\"\n{}",
                 sim.addr(),
                 token.display(),
                 dir.path().join("status.json").display(),
-                dir.path().join("state").display()
+                dir.path().join("state").display(),
+                fleet_sections(&testbed),
             ),
         )
         .expect("config");

@@ -12,6 +12,8 @@
 //! - `ROUTED6D_BENCH_REST_SECS=600`: the footprint window (the 10 minutes;
 //!   60 is enough while iterating).
 //! - `ROUTED6D_BENCH_STRACE=FILE`: strace the daemon during the footprint window.
+//! - `ROUTED6D_BENCH_FLEET=1`: cases 4 and 5 with `[metrics] listen` and a `[probe]`
+//!   every 10 s to the provider's router (README, Monitoring: footprint).
 //! - `ROUTED6D_BENCH_BIN`: the daemon binary for cases 4 and 5; by default the bench
 //!   builds the shipped one (`cargo build --release`) into target/bench/shipped.
 //!

@@ -673,3 +673,125 @@ fn account_pool_and_prefix_length() {
         assert!(!message.contains('\n'), "{message}");
     }
 }
+
+#[test]
+fn metrics_probe_and_hooks_are_off_unless_configured() {
+    let dir = Dir::new();
+    let config = dir
+        .parse("[uplink]\ninterface = \"eth0\"\n")
+        .expect("valid");
+    assert_eq!(config.metrics, MetricsConfig::default());
+    assert_eq!(config.probe, None);
+    assert!(config.hooks.is_empty());
+}
+
+#[test]
+fn metrics_probe_and_hooks_are_read_with_their_defaults() {
+    let dir = Dir::new();
+    let config = dir
+        .parse(
+            "[uplink]\ninterface = \"eth0\"\n\
+             [metrics]\nlisten = \"[::1]:9626\"\ntextfile = \"/var/lib/prometheus/node-exporter/routed6d.prom\"\n\
+             [probe]\ntarget = \"2001:4860:4860::8888\"\n\
+             [[hook]]\nexec = \"/usr/local/lib/routed6d/nft-set\"\n\
+             [[hook]]\nexec = \"/usr/local/lib/routed6d/dns\"\ntimeout = \"30s\"\n",
+        )
+        .expect("valid");
+    assert_eq!(
+        config.metrics.listen,
+        Some("[::1]:9626".parse().expect("addr"))
+    );
+    assert_eq!(
+        config.metrics.textfile.as_deref(),
+        Some(Path::new("/var/lib/prometheus/node-exporter/routed6d.prom"))
+    );
+    let probe = config.probe.expect("probe");
+    assert_eq!(
+        probe.target,
+        "2001:4860:4860::8888".parse::<Ipv6Addr>().expect("ip")
+    );
+    assert_eq!(probe.interval, DEFAULT_PROBE_INTERVAL);
+    assert_eq!(probe.timeout, DEFAULT_PROBE_TIMEOUT);
+    assert_eq!(
+        config.hooks,
+        vec![
+            HookConfig {
+                exec: "/usr/local/lib/routed6d/nft-set".into(),
+                timeout: DEFAULT_HOOK_TIMEOUT
+            },
+            HookConfig {
+                exec: "/usr/local/lib/routed6d/dns".into(),
+                timeout: Duration::from_secs(30)
+            },
+        ]
+    );
+    // A short interval shortens the default timeout with it.
+    let short = dir
+        .parse("[uplink]\ninterface = \"eth0\"\n[probe]\ntarget = \"2001:db8:1::1\"\ninterval = \"1s\"\n")
+        .expect("valid");
+    assert_eq!(
+        short.probe.expect("probe").timeout,
+        Duration::from_millis(500)
+    );
+}
+
+#[test]
+fn bad_metrics_probe_and_hook_keys_are_named_with_their_line() {
+    let dir = Dir::new();
+    // Lines: 1-3 [provider], 4 [uplink], 5 interface, then the body's own lines.
+    let cases = [
+        (
+            "[metrics]\nlisten = \"9626\"\n",
+            "7: metrics.listen: \"9626\" is not an address and port such as \"[::1]:9626\"",
+        ),
+        (
+            "[metrics]\nlisten = \"[::1]:0\"\n",
+            "7: metrics.listen: \"[::1]:0\" has port 0: Prometheus needs a fixed port such as 9626",
+        ),
+        (
+            "[metrics]\ntextfile = \"routed6d.prom\"\n",
+            "7: metrics.textfile routed6d.prom is not an absolute path",
+        ),
+        (
+            "[metrics]\ntextfile = \"/var/lib/x/routed6d.txt\"\n",
+            "7: metrics.textfile /var/lib/x/routed6d.txt does not end in .prom (node_exporter's textfile collector reads only *.prom)",
+        ),
+        (
+            "[metrics]\nport = 9626\n",
+            "7: metrics.port: unknown field `port`, expected `listen` or `textfile`",
+        ),
+        (
+            "[probe]\ntarget = \"fe80::1\"\n",
+            "7: probe.target: fe80::1 is link-local: it never crosses the provider's router; name an address beyond the provider's router, such as a public DNS resolver",
+        ),
+        (
+            "[probe]\ntarget = \"8.8.8.8\"\n",
+            "7: probe.target: \"8.8.8.8\" is not an IPv6 address",
+        ),
+        ("[probe]\ninterval = \"10s\"\n", "6: missing field `target`"),
+        (
+            "[probe]\ntarget = \"2001:db8:1::1\"\ninterval = \"5s\"\ntimeout = \"5s\"\n",
+            "9: probe.timeout 5s is not shorter than probe.interval 5s",
+        ),
+        (
+            "[[hook]]\nexec = \"/bin/true\"\n[[hook]]\nexec = \"hook.sh\"\n",
+            "9: hook[1].exec hook.sh is not an absolute path",
+        ),
+        (
+            "[[hook]]\nexec = \"/bin/true\"\ntimeout = \"1h\"\n",
+            "8: hook[0].timeout 1h is longer than the maximum of 10m",
+        ),
+        (
+            "[[hook]]\nexec = \"/bin/true\"\ntimeout = 10\n",
+            "8: hook.timeout: invalid type: integer `10`, expected a string",
+        ),
+        (
+            "[[hook]]\nexec = \"/bin/true\"\nargs = [\"x\"]\n",
+            "8: hook.args: unknown field `args`, expected `exec` or `timeout`",
+        ),
+    ];
+    for (body, want) in cases {
+        let got = err(dir.parse(&format!("[uplink]\ninterface = \"eth0\"\n{body}")));
+        assert_eq!(got, format!("/etc/routed6d/routed6d.toml:{want}"), "{body}");
+    }
+}

@@ -8,6 +8,7 @@ mod common;
 
 mod faults_host;
 mod faults_provider;
+mod fleet_e2e;
 mod kernel_netlink;
 mod netns_e2e;
 mod ownership_record;
