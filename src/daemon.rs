@@ -30,6 +30,7 @@ use crate::reconcile::{self, Moment, Outcome};
 
 pub mod fleet;
 pub mod memory;
+mod reflexes;
 pub mod surroundings;
 use fleet::Fleet;
 use surroundings::{Clock, Control, Controls, Events, Signals, Surroundings};
@@ -60,6 +61,8 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
     let protocol = config.daemon.protocol;
     match event {
         KernelEvent::Resync => true,
+        // The put back's own RTM_NEW* notification is what counts.
+        KernelEvent::Reflex { .. } => false,
         KernelEvent::Netconf => config.uplink.keep_accept_ra,
         KernelEvent::Link { name, index, .. } => {
             config.interfaces().contains(&name.as_str())
@@ -98,25 +101,20 @@ pub fn restore_for(
     desired: &DesiredState,
     config: &Config,
 ) -> Option<Planned> {
-    let protocol = config.daemon.protocol;
-    let wanted = match *event {
-        KernelEvent::Address {
-            ifindex,
-            addr,
-            protocol: p,
-            removed: true,
-        } if p == protocol => desired
+    let object = Object::removed_in(event, config.daemon.protocol)?;
+    restorable(object, desired, config)
+}
+
+/// The add that puts `object` back at once, if it is one that may be (`restore_for`).
+pub fn restorable(object: Object, desired: &DesiredState, config: &Config) -> Option<Planned> {
+    let wanted = match object {
+        Object::Address { ifindex, addr } => desired
             .addresses
             .iter()
             .find(|a| a.ifindex == ifindex && a.addr == addr)
             .filter(|a| a.ifname != config.uplink.interface)
             .map(|a| (Op::AddAddress(a.object.clone()), &a.origin)),
-        KernelEvent::Route {
-            dst,
-            table,
-            protocol: p,
-            removed: true,
-        } if p == protocol => {
+        Object::Route { table, dst } => {
             let mut same = desired
                 .routes
                 .iter()
@@ -128,7 +126,6 @@ pub fn restore_for(
                 _ => None,
             }
         }
-        _ => None,
     };
     wanted.map(|(op, origin)| Planned::new(op, Some(origin.clone())))
 }
@@ -325,6 +322,9 @@ struct Repairs {
     fights: Damper,
     /// When to look again for a removal notice the last pass waited for (`damping`).
     notice_wake: Option<Instant>,
+    /// The reflexes must all be armed again after the next pass (`reflexes`): the
+    /// configuration changed.
+    rearm_all: bool,
 }
 
 /// The uplink's next hops: whose each place was, when to look again, where that is kept.
@@ -374,6 +374,10 @@ impl<K: Kernel> Agent<K> {
         let Some(object) = lost(event, &self.pass.desired, self.config.daemon.protocol) else {
             return;
         };
+        if self.reflex_in_flight(&object) {
+            // The watcher has put it back already: its answer tells the rest.
+            return;
+        }
         let now = Instant::now();
         // A fight that ended since the last pass is told before a new one can start.
         let ended = if self.repairs.fights.is_empty() {
@@ -721,7 +725,9 @@ impl<K: Kernel> Agent<K> {
         self.passed(&outcome, &assignment);
         self.pass.failed = outcome.failed.clone();
         self.pass.denied = outcome.denied;
+        let desired_changed = outcome.desired != self.pass.desired;
         self.pass.desired = outcome.desired.clone();
+        self.arm_reflexes(desired_changed);
         self.pass.applied = Some(assignment);
         self.write_status();
         outcome
@@ -784,6 +790,7 @@ impl<K: Kernel> Agent<K> {
 
     /// Leave per `on_stop`.
     pub async fn stop(&mut self) {
+        self.disarm_reflexes();
         if self.config.daemon.on_stop == OnStop::Withdraw {
             match reconcile::withdraw(&mut self.kernel, &self.config, &self.pass.desired).await {
                 Ok(outcome) => info!(
@@ -995,7 +1002,11 @@ pub async fn run<P: Provider + 'static>(
 ) -> Result<(), DaemonError> {
     let kernel = crate::kernel::netlink::NetlinkKernel::open(&config.daemon).await?;
     let surroundings = Surroundings {
-        events: crate::kernel::watch::Watch::start()?,
+        events: {
+            use crate::kernel::watch::{EVENT_QUEUE, RECV_BUFFER, Watch};
+            let reflexes = kernel.reflexes().unwrap_or_default();
+            Watch::start_reflexive(RECV_BUFFER, EVENT_QUEUE, reflexes)?
+        },
         controls: Signals::install()?,
         // The poll timer is a timerfd, not a tokio sleep: see `timer` for the wakeups
         // that saves at rest.
@@ -1074,7 +1085,10 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                 // Events already queued are older than the answer: let them count
                 // before it is applied from the expected state.
                 while let Some(event) = events.try_next() {
-                    heed(&event, agent, &mut repair_at);
+                    match event {
+                        KernelEvent::Reflex { object, errno } => agent.reflexed(object, errno),
+                        event => heed(&event, agent, &mut repair_at),
+                    }
                 }
                 let host_id = done.provider.host_id();
                 polling = Polling::Idle(done);
@@ -1087,6 +1101,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
             }
             event = events.next() => {
                 match event {
+                    Some(KernelEvent::Reflex { object, errno }) => agent.reflexed(object, errno),
                     Some(event) => {
                         agent.restore_at_once(&event).await;
                         heed(&event, agent, &mut repair_at);
@@ -1111,6 +1126,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                         Ok((config, provider)) => {
                             info!("configuration reloaded from {}", config.path.display());
                             agent.reconfigure(config);
+                            agent.disarm_reflexes();
                             agent.forget_expected();
                             // A poll in flight asked under the old configuration: drop it.
                             polling = Polling::Idle(Poller::new(provider));

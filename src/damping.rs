@@ -54,7 +54,7 @@ pub const CALM: Duration = Duration::from_secs(20);
 /// address, a route by table and destination (a notification names no metric, so the
 /// routes of one destination, in delegate mode the prefix route and the unreachable
 /// route, share their fight).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Object {
     Address { ifindex: u32, addr: Ipv6Addr },
     Route { table: u32, dst: Ipv6Net },
@@ -235,6 +235,15 @@ impl Damper {
     /// at once: `removed` starts a record at one removal, which `FREE_REPAIRS` allows.
     pub fn knows(&self, object: &Object) -> bool {
         self.records.contains_key(object)
+    }
+
+    /// Would the next removal of `object` be repaired at once, whenever it comes? No
+    /// record, or one short of `FREE_REPAIRS` and not held (a record gone calm would
+    /// start afresh, but that depends on when the removal comes: not free).
+    pub fn free(&self, object: &Object) -> bool {
+        self.records
+            .get(object)
+            .is_none_or(|r| r.strikes < FREE_REPAIRS && r.hold_until.is_none())
     }
 
     /// routed6d put `object` back at `now` (nothing to remember unless it is fought over).

@@ -310,59 +310,67 @@ pub async fn withdraw<K: Kernel>(
 /// journal).
 pub async fn apply<K: Kernel>(kernel: &mut K, plan: Plan) -> Outcome {
     let mut outcome = Outcome::default();
-    for Planned { op, origin } in &plan.ops {
+    for planned in &plan.ops {
         // The write first, what the log line says after: a restore is on the wire
         // before any text is made for it.
-        let result = kernel.apply_op(op).await;
-        if !matches!(result, Ok(Applied::AlreadyThere)) {
-            outcome.writes.push((op.verb(), result.is_ok()));
-        }
-        if let Ok(applied) = result {
-            outcome.applied += 1;
-            if applied == Applied::AlreadyThere {
-                if matches!(op, Op::AddAddress(_) | Op::AddRoute(_)) {
-                    outcome.found_present += 1;
-                }
-                // No change to the kernel, so no change line (a race with another
-                // writer, or a fast restore that a pass had already made).
-                debug!(OP = op.verb(), "{op}: already so");
-                continue;
+        let result = kernel.apply_op(&planned.op).await;
+        report(&mut outcome, planned, result);
+    }
+    outcome.plan = plan;
+    outcome
+}
+
+/// Count and log what one write did: a line for each change and each failure, a
+/// debug line for an op that found the kernel already so. `apply` and the event
+/// watcher's reflexes (`kernel::reflex`) both report through here.
+pub fn report(outcome: &mut Outcome, planned: &Planned, result: Result<Applied, KernelError>) {
+    let Planned { op, origin } = planned;
+    if !matches!(result, Ok(Applied::AlreadyThere)) {
+        outcome.writes.push((op.verb(), result.is_ok()));
+    }
+    if let Ok(applied) = result {
+        outcome.applied += 1;
+        if applied == Applied::AlreadyThere {
+            if matches!(op, Op::AddAddress(_) | Op::AddRoute(_)) {
+                outcome.found_present += 1;
             }
+            // No change to the kernel, so no change line (a race with another
+            // writer, or a fast restore that a pass had already made).
+            debug!(OP = op.verb(), "{op}: already so");
+            return;
         }
-        let (prefix, next_hop, serves) = match origin {
-            Some(routed) => (Some(routed.prefix), routed.next_hop, routed.origin.as_str()),
-            // Nothing of this process's passes made it: name the object's own prefix.
-            None => (op_prefix(op), None, ""),
-        };
-        let prefix = prefix.map(|p| p.to_string()).unwrap_or_default();
-        let next_hop = next_hop.map(|a| a.to_string()).unwrap_or_default();
-        let iface = op_interface(op).unwrap_or_default();
-        match result {
-            Ok(_) => info!(
+    }
+    let (prefix, next_hop, serves) = match origin {
+        Some(routed) => (Some(routed.prefix), routed.next_hop, routed.origin.as_str()),
+        // Nothing of this process's passes made it: name the object's own prefix.
+        None => (op_prefix(op), None, ""),
+    };
+    let prefix = prefix.map(|p| p.to_string()).unwrap_or_default();
+    let next_hop = next_hop.map(|a| a.to_string()).unwrap_or_default();
+    let iface = op_interface(op).unwrap_or_default();
+    match result {
+        Ok(_) => info!(
+            OP = op.verb(),
+            PREFIX = %prefix,
+            NEXT_HOP = %next_hop,
+            IFACE = %iface,
+            ORIGIN = %serves,
+            "{}", op_sentence(op)
+        ),
+        Err(e) => {
+            error!(
                 OP = op.verb(),
                 PREFIX = %prefix,
                 NEXT_HOP = %next_hop,
                 IFACE = %iface,
-                ORIGIN = %serves,
-                "{}", op_sentence(op)
-            ),
-            Err(e) => {
-                error!(
-                    OP = op.verb(),
-                    PREFIX = %prefix,
-                    NEXT_HOP = %next_hop,
-                    IFACE = %iface,
-                    "{e}"
-                );
-                if e.is_permission_denied() {
-                    outcome.denied += 1;
-                }
-                outcome.failed.push((op.to_string(), e.to_string()));
+                "{e}"
+            );
+            if e.is_permission_denied() {
+                outcome.denied += 1;
             }
+            outcome.failed.push((op.to_string(), e.to_string()));
         }
     }
-    outcome.plan = plan;
-    outcome
 }
 
 fn op_sentence(op: &Op) -> String {

@@ -66,7 +66,7 @@ impl Events for Watch {
     }
 
     fn restart(&mut self) -> Result<(), DaemonError> {
-        *self = Watch::start()?;
+        *self = self.restarted()?;
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ fn digitalocean(outbound_source: bool) -> Config {
 
 /// `super::compute` as a first pass judges next hops on an uplink carrying traffic
 /// with nothing there yet: every one is added as a /128.
-fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> DesiredState {
+pub(crate) fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> DesiredState {
     let places = assignment
         .prefixes
         .iter()
@@ -36,7 +36,7 @@ fn compute(config: &Config, assignment: &Assignment, links: &[Link]) -> DesiredS
 const KEEP_ACCEPT_RA: &str =
     "sysctl net/ipv6/conf/eth0/accept_ra=2 if [\"1\"] while net/ipv6/conf/eth0/forwarding=1";
 
-fn links() -> Vec<Link> {
+pub(crate) fn links() -> Vec<Link> {
     [("lo", 1), ("eth0", 2), ("br0", 3)]
         .iter()
         .map(|(n, i)| Link {
@@ -48,7 +48,7 @@ fn links() -> Vec<Link> {
         .collect()
 }
 
-fn assignment(prefix: &str, next_hop: &str) -> Assignment {
+pub(crate) fn assignment(prefix: &str, next_hop: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
             prefix: prefix.parse().expect("prefix"),

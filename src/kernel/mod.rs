@@ -7,6 +7,7 @@
 pub mod fake;
 pub mod netlink;
 pub mod record;
+pub mod reflex;
 pub mod socket;
 mod sysctl;
 pub mod watch;
@@ -109,6 +110,18 @@ pub trait Kernel {
     /// told apart from a change by `Applied`.
     fn apply_op(&mut self, op: &Op) -> impl Future<Output = Result<Applied, KernelError>>;
 
+    /// The reflexes the event watcher fires (`reflex`); None: this kernel has none,
+    /// and removals are put back by the daemon's loop.
+    fn reflexes(&self) -> Option<reflex::SharedReflexes> {
+        None
+    }
+
+    /// `op` (an add) as a whole request the event watcher can send on its own socket,
+    /// acknowledged; None when it cannot be a reflex.
+    fn reflex_request(&self, _op: &Op) -> Option<Vec<u8>> {
+        None
+    }
+
     /// Global-scope addresses (IPv4 and IPv6) of interface `name`, primary first:
     /// how a provider that keys VPSes by primary IP finds this one.
     fn interface_addresses(
@@ -151,6 +164,12 @@ pub enum KernelEvent {
     /// An IPv6 interface setting the kernel announces changed (RTM_NEWNETCONF:
     /// forwarding, turned on by routed6d or anyone else).
     Netconf,
+    /// The kernel answered a reflex (`reflex`): `object` was put back by the watcher
+    /// (errno None), or refused with `errno`.
+    Reflex {
+        object: crate::damping::Object,
+        errno: Option<i32>,
+    },
     /// Events may have been lost (socket receive buffer overrun): dump everything.
     Resync,
 }

@@ -20,7 +20,10 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::Ipv6Net;
-use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, Parseable};
+use netlink_packet_core::{
+    DecodeError, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, Parseable,
+};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
@@ -29,7 +32,9 @@ use nix::errno::Errno;
 use tracing::{info, warn};
 
 use crate::config::{AddressOwnership, DaemonConfig};
+use crate::damping::Object;
 use crate::kernel::record::{self, AddressRecord, Contents};
+use crate::kernel::reflex::SharedReflexes;
 use crate::kernel::socket::RouteSocket;
 use crate::kernel::{Applied, Kernel, KernelError, sysctl};
 use crate::model::{
@@ -42,6 +47,16 @@ use decode::{
 };
 pub(crate) use decode::{address_protocol, link_of, local_address, route_key};
 use errno::{NlResult, ignore_errno, op_error};
+
+/// What an add that the kernel answered with `errno` (None: done) did, as `apply_op`
+/// would tell it: a reflex's answer (`reflex`), read by the event watcher.
+pub fn add_answered(op: &Op, errno: Option<i32>) -> Result<Applied, KernelError> {
+    match errno {
+        None => Ok(Applied::Changed),
+        Some(libc::EEXIST) => Ok(Applied::AlreadyThere),
+        Some(errno) => Err(op_error(op, io::Error::from_raw_os_error(errno))),
+    }
+}
 
 /// How often `observe` redoes a dump the kernel flagged as interrupted (NLM_F_DUMP_INTR:
 /// the table changed while it was being dumped) before giving up.
@@ -78,6 +93,9 @@ pub struct NetlinkKernel {
     protocol: u8,
     counts: RequestCounts,
     ownership: Ownership,
+    /// What the event watcher puts back itself (`reflex`): armed by the daemon, and
+    /// disarmed here before routed6d deletes an object.
+    reflexes: SharedReflexes,
 }
 
 /// How routed6d's addresses are told from others.
@@ -109,6 +127,7 @@ impl NetlinkKernel {
             protocol,
             counts: RequestCounts::default(),
             ownership: Ownership::Kernel,
+            reflexes: SharedReflexes::new(protocol),
         })
     }
 
@@ -609,6 +628,7 @@ impl Kernel for NetlinkKernel {
                 )
             }
             Op::DelAddress(address) => {
+                self.reflexes.lock().disarm(&Object::of_address(address));
                 let message = encode::address_message(address, false, None);
                 ignore_errno(
                     self.ack(RouteNetlinkMessage::DelAddress(message), 0).await,
@@ -636,6 +656,7 @@ impl Kernel for NetlinkKernel {
                 .map(|()| Applied::Changed)
             }
             Op::DelRoute(route) => {
+                self.reflexes.lock().disarm(&Object::of_route(route));
                 // The protocol in the request makes the kernel match only a route of
                 // ours (ip6_route_del skips routes whose protocol differs), so a
                 // foreign route that took the slot meanwhile is left alone: ESRCH.
@@ -649,6 +670,30 @@ impl Kernel for NetlinkKernel {
         let applied = result.map_err(|e| op_error(op, e))?;
         self.note_ownership(op, applied).await?;
         Ok(applied)
+    }
+
+    fn reflexes(&self) -> Option<SharedReflexes> {
+        Some(self.reflexes.clone())
+    }
+
+    fn reflex_request(&self, op: &Op) -> Option<Vec<u8>> {
+        let request =
+            match op {
+                // Without IFA_PROTO an address's removal cannot be told routed6d's.
+                Op::AddAddress(address) => RouteNetlinkMessage::NewAddress(
+                    encode::address_message(address, true, Some(self.stamp()?)),
+                ),
+                Op::AddRoute(route) => {
+                    RouteNetlinkMessage::NewRoute(encode::route_message(route, self.protocol))
+                }
+                _ => return None,
+            };
+        let mut message = NetlinkMessage::new(NetlinkHeader::default(), request.into());
+        message.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        Some(bytes)
     }
 
     async fn interface_addresses(&mut self, name: &str) -> Result<Vec<IpAddr>, KernelError> {

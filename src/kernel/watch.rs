@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::kernel::netlink::{address_protocol, link_of, local_address, route_key};
+use crate::kernel::reflex::SharedReflexes;
 use crate::kernel::{KernelError, KernelEvent};
 
 /// Receive buffer asked for: a burst of route changes (another daemon flushing a
@@ -52,6 +53,8 @@ const REOPEN_DELAY: Duration = Duration::from_secs(1);
 pub struct Watch {
     events: mpsc::Receiver<KernelEvent>,
     task: JoinHandle<()>,
+    /// What the watcher puts back itself (`reflex`); kept for a restart.
+    reflexes: SharedReflexes,
 }
 
 impl Watch {
@@ -70,12 +73,31 @@ impl Watch {
 
     /// Like `start`, with both the receive buffer and the event queue chosen.
     pub fn start_with(recv_buffer: usize, queue: usize) -> Result<Watch, KernelError> {
+        Self::start_reflexive(recv_buffer, queue, SharedReflexes::default())
+    }
+
+    /// Like `start_with`, putting back at once what `reflexes` has armed (the daemon
+    /// passes its kernel's).
+    pub fn start_reflexive(
+        recv_buffer: usize,
+        queue: usize,
+        reflexes: SharedReflexes,
+    ) -> Result<Watch, KernelError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| KernelError::Socket(io::Error::other(e)))?;
         let socket = open_socket(recv_buffer).map_err(KernelError::Socket)?;
         let (sender, events) = mpsc::channel(queue.max(1));
-        let task = runtime.spawn(run(socket, sender, recv_buffer));
-        Ok(Watch { events, task })
+        let task = runtime.spawn(run(socket, sender, recv_buffer, reflexes.clone()));
+        Ok(Watch {
+            events,
+            task,
+            reflexes,
+        })
+    }
+
+    /// A fresh watcher with the same reflexes, after this one's stream ended.
+    pub fn restarted(&self) -> Result<Watch, KernelError> {
+        Self::start_reflexive(RECV_BUFFER, EVENT_QUEUE, self.reflexes.clone())
     }
 
     /// The next event; None only if the background task is gone (it restarts its
@@ -123,7 +145,12 @@ fn set_recv_buffer(socket: &impl AsFd, bytes: usize) -> io::Result<()> {
 }
 
 /// The watcher: read datagrams, queue events, owe a Resync whenever one was lost.
-async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_buffer: usize) {
+async fn run(
+    mut socket: TokioSocket,
+    sender: mpsc::Sender<KernelEvent>,
+    recv_buffer: usize,
+    reflexes: SharedReflexes,
+) {
     let mut buffer: Vec<u8> = Vec::with_capacity(DATAGRAM);
     let mut owe_resync = false;
     loop {
@@ -141,7 +168,8 @@ async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_bu
             },
             received = socket.recv_from(&mut buffer) => match received {
                 Ok(_) => {
-                    let mut queue = |event| {
+                    let socket = socket.socket_ref();
+                    let mut push = |event| {
                         if owe_resync {
                             // Covered by the Resync still owed.
                             return true;
@@ -154,6 +182,17 @@ async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_bu
                                 true
                             }
                             Err(mpsc::error::TrySendError::Closed(_)) => false,
+                        }
+                    };
+                    let mut queue = |notice| match notice {
+                        Notice::Event(event) => {
+                            // The restore goes out before the removal is queued.
+                            let unsent = reflex(socket, &reflexes, &event);
+                            push(event) && unsent.is_none_or(&mut push)
+                        }
+                        Notice::Answer { sequence, errno } => {
+                            let answer = reflexes.lock().answered(sequence, errno);
+                            answer.is_none_or(&mut push)
                         }
                     };
                     match parse_datagram(&buffer, &mut queue) {
@@ -178,10 +217,12 @@ async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_bu
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     debug!("netlink receive buffer overrun, resyncing");
                     drain(socket.socket_mut(), &mut buffer);
+                    reflexes.lock().forget_in_flight();
                     owe_resync = true;
                 }
                 Err(e) => {
                     warn!("netlink event socket failed, reopening it: {e}");
+                    reflexes.lock().forget_in_flight();
                     owe_resync = true;
                     match reopen(&sender, recv_buffer).await {
                         Some(fresh) => socket = fresh,
@@ -191,6 +232,22 @@ async fn run(mut socket: TokioSocket, sender: mpsc::Sender<KernelEvent>, recv_bu
             },
         }
     }
+}
+
+/// Put back at once what `event` removed, if it is armed: one `send` of the request
+/// the daemon built in advance, before the event is even queued. The kernel's answer
+/// comes back on this socket (`Notice::Answer`); a request that could not be sent is
+/// answered here, with the send's errno, for the daemon's full pass to repair.
+fn reflex(
+    socket: &netlink_sys::Socket,
+    reflexes: &SharedReflexes,
+    event: &KernelEvent,
+) -> Option<KernelEvent> {
+    let mut reflexes = reflexes.lock();
+    let request = reflexes.fire(event)?;
+    let e = socket.send(&request, 0).err()?;
+    debug!("cannot send a reflex restore: {e}");
+    reflexes.unsent(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Read the socket empty, throwing the datagrams away (a Resync covers them), with
@@ -223,27 +280,40 @@ async fn reopen(sender: &mpsc::Sender<KernelEvent>, recv_buffer: usize) -> Optio
     }
 }
 
-/// Walk the netlink messages of one datagram, handing each event to `queue`.
+/// What one message of a datagram says.
+enum Notice {
+    Event(KernelEvent),
+    /// The kernel's answer to a request sent on this socket (a reflex's): errno None
+    /// for done.
+    Answer {
+        sequence: u32,
+        errno: Option<i32>,
+    },
+}
+
+/// Walk the netlink messages of one datagram, handing each notice to `queue`.
 /// Ok(false) when `queue` says the consumer is gone.
-fn parse_datagram(
-    mut data: &[u8],
-    queue: &mut impl FnMut(KernelEvent) -> bool,
-) -> Result<bool, String> {
+fn parse_datagram(mut data: &[u8], queue: &mut impl FnMut(Notice) -> bool) -> Result<bool, String> {
     while !data.is_empty() {
         let header = NetlinkBuffer::new_checked(data).map_err(|e| e.to_string())?;
         let length = header.length() as usize;
-        if header.message_type() == RTM_NEWNETCONF {
-            if !queue(KernelEvent::Netconf) {
-                return Ok(false);
+        let notice = if header.message_type() == RTM_NEWNETCONF {
+            Some(Notice::Event(KernelEvent::Netconf))
+        } else {
+            let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[..length])
+                .map_err(|e| e.to_string())?;
+            match message.payload {
+                NetlinkPayload::InnerMessage(inner) => event_of(inner).map(Notice::Event),
+                NetlinkPayload::Error(answer) => Some(Notice::Answer {
+                    sequence: message.header.sequence_number,
+                    // The kernel sends a negative errno.
+                    errno: answer.code.map(|code| code.get().abs()),
+                }),
+                _ => None,
             }
-            data = data.get((length + 3) & !3..).unwrap_or_default();
-            continue;
-        }
-        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[..length])
-            .map_err(|e| e.to_string())?;
-        if let NetlinkPayload::InnerMessage(inner) = message.payload
-            && let Some(event) = event_of(inner)
-            && !queue(event)
+        };
+        if let Some(notice) = notice
+            && !queue(notice)
         {
             return Ok(false);
         }

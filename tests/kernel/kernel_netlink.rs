@@ -526,6 +526,145 @@ fn watch_reports_address_route_and_link_changes() {
     });
 }
 
+#[test]
+fn the_watcher_puts_back_what_is_armed_and_never_what_routed6d_deletes() {
+    netns_test(
+        "the_watcher_puts_back_what_is_armed_and_never_what_routed6d_deletes",
+        || async {
+            use routed6d::damping::Object;
+            let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+            let state = observe(&mut kernel).await;
+            let a = index_of(&state, "v0");
+            let reflexes = kernel.reflexes().expect("the real kernel has reflexes");
+            let mut watch = Watch::start_reflexive(1 << 20, 1024, reflexes.clone()).expect("watch");
+            let second = Duration::from_secs(1);
+            let address = Address {
+                ifindex: a,
+                addr: v6("2001:db8:7::1"),
+                prefix_len: 128,
+                ifname: "v0".into(),
+                no_prefix_route: true,
+            };
+            let unreachable = route(
+                TABLE_MAIN,
+                "2001:db8:8::/64",
+                1024,
+                RouteKind::Unreachable,
+                None,
+            );
+            let add_address = Op::AddAddress(address.clone());
+            let add_route = Op::AddRoute(unreachable.clone());
+            for op in [&add_address, &add_route] {
+                kernel.apply_op(op).await.expect("add");
+            }
+            let (of_address, of_route) =
+                (Object::of_address(&address), Object::of_route(&unreachable));
+            {
+                let mut armed = reflexes.lock();
+                armed.arm(
+                    of_address,
+                    kernel.reflex_request(&add_address).expect("request"),
+                );
+                armed.arm(
+                    of_route,
+                    kernel.reflex_request(&add_route).expect("request"),
+                );
+                armed.refill(8);
+            }
+            let holds = |state: &ObservedState| {
+                (
+                    state
+                        .addresses
+                        .iter()
+                        .any(|o| o.address.addr == address.addr && o.protocol == PROTO),
+                    !find_route(state, TABLE_MAIN, "2001:db8:8::/64").is_empty(),
+                )
+            };
+
+            // Deleted by someone else: the watcher alone puts both back (nothing here
+            // but the watcher reads the events), stamped as routed6d's, and says so.
+            ip("-6 addr del 2001:db8:7::1/128 dev v0");
+            ip("-6 route del unreachable 2001:db8:8::/64");
+            for object in [of_address, of_route] {
+                let answer = KernelEvent::Reflex {
+                    object,
+                    errno: None,
+                };
+                expect_event(&mut watch, second, |e| *e == answer).await;
+            }
+            assert_eq!(holds(&observe(&mut kernel).await), (true, true), "put back");
+            assert!(
+                !reflexes.lock().is_armed(&of_address),
+                "fired once, until armed again"
+            );
+
+            // Armed again and deleted by routed6d itself: disarmed by the delete, so
+            // it stays deleted.
+            {
+                let mut armed = reflexes.lock();
+                armed.arm(
+                    of_address,
+                    kernel.reflex_request(&add_address).expect("request"),
+                );
+                armed.arm(
+                    of_route,
+                    kernel.reflex_request(&add_route).expect("request"),
+                );
+            }
+            kernel
+                .apply_op(&Op::DelAddress(address.clone()))
+                .await
+                .expect("delete");
+            kernel
+                .apply_op(&Op::DelRoute(unreachable.clone()))
+                .await
+                .expect("delete");
+            let deadline = Instant::now() + Duration::from_millis(300);
+            while let Ok(Some(event)) = tokio::time::timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                watch.next(),
+            )
+            .await
+            {
+                assert!(
+                    !matches!(event, KernelEvent::Reflex { .. }),
+                    "put back what routed6d deleted: {event:?}"
+                );
+            }
+            assert_eq!(
+                holds(&observe(&mut kernel).await),
+                (false, false),
+                "stays deleted"
+            );
+
+            // A refused reflex is answered with the kernel's errno: the interface went
+            // down, the route out of it cannot be added.
+            let via = route(
+                TABLE_MAIN,
+                "2001:db8:9::/64",
+                1024,
+                RouteKind::Unicast,
+                Some((a, "v0")),
+            );
+            let add_via = Op::AddRoute(via.clone());
+            kernel.apply_op(&add_via).await.expect("add");
+            reflexes.lock().arm(
+                Object::of_route(&via),
+                kernel.reflex_request(&add_via).expect("request"),
+            );
+            ip("link set v0 down");
+            let refused = expect_event(&mut watch, second, |e| {
+                matches!(e, KernelEvent::Reflex { .. })
+            })
+            .await;
+            assert!(
+                matches!(refused, KernelEvent::Reflex { errno: Some(_), .. }),
+                "{refused:?}"
+            );
+        },
+    );
+}
+
 /// Drain the watch until it stays quiet for a while; returns (events, resyncs).
 async fn drain(watch: &mut Watch) -> (usize, usize) {
     let (mut events, mut resyncs) = (0, 0);
