@@ -98,7 +98,9 @@ use tokio::net::TcpListener;
 mod digitalocean;
 mod legacy;
 
-pub use digitalocean::{SimAction, SimDigitalOcean, SimDroplet, SimReserved};
+pub use digitalocean::{
+    ActionBody, ReserveBody, SimAction, SimDigitalOcean, SimDroplet, SimReserved, parse_action_body,
+};
 
 /// Largest request body the sim reads (control and API bodies are tiny).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
