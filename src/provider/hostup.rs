@@ -220,10 +220,14 @@ impl HostUp {
         if self.source == HostupSource::Account {
             return self.delete_routes().await;
         }
-        let response = self
+        let response = match self
             .http
             .request(Method::DELETE, self.state_url()?, &self.token, None)
-            .await?;
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return Release::from_failure(e),
+        };
         release_from_body(&response.body).map_err(|m| response.invalid(m))
     }
 

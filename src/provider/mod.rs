@@ -140,6 +140,24 @@ pub struct Release {
     pub cooldown_until: Option<String>,
 }
 
+impl Release {
+    /// A release's answer when the provider said there was nothing to release: a
+    /// 404 whose code names the allocation (`allocation_not_found`, the legacy API's
+    /// documented code), not the VPS or VM, which would be a wrong id. HostUp documents
+    /// only the 200 of a release that released; `released: false` and this 404 are
+    /// both plausible for "nothing allocated", and both mean the same. Issue 14, item 7.
+    pub fn from_failure(error: ProviderError) -> Result<Release, ProviderError> {
+        match &error {
+            ProviderError::Status {
+                status: 404,
+                code: Some(code),
+                ..
+            } if code == "allocation_not_found" => Ok(Release::default()),
+            _ => Err(error),
+        }
+    }
+}
+
 /// What routed6d asks of a provider.
 pub trait Provider {
     /// The provider's id for this host, once known (for logs and status).

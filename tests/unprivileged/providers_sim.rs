@@ -553,6 +553,49 @@ async fn legacy_allocates_whether_no_allocation_is_null_or_a_problem() {
     }
 }
 
+/// The legacy API serves the same open readings as v2 (issue 14, item 7): a release
+/// with nothing allocated answers `released: false` or a 404 `allocation_not_found`,
+/// both "nothing released"; an allocate in the cooldown allocates or is refused with a
+/// 409. With `allocate = true` every poll succeeds either way, and a refusal is asked
+/// once, not at every poll.
+#[tokio::test]
+async fn legacy_release_and_cooldown_in_either_reading() {
+    for strict in [false, true] {
+        let sim = start(legacy_state()).await;
+        sim.update(|s| {
+            s.release_none_problem = strict;
+            s.cooldown_refuses_allocate = strict;
+        });
+        let config = provider_config(&format!(
+            "kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"\nallocate = true",
+            sim.base_url()
+        ));
+        let legacy = HostUpLegacy::with_http(fast_http(), legacy_settings(&config), key());
+        let mut poller = Poller::new(legacy);
+        let nothing = poller
+            .provider
+            .release()
+            .await
+            .unwrap_or_else(|e| panic!("strict = {strict}: {e}"));
+        assert!(!nothing.released);
+
+        assert_eq!(poller.poll(&config, &[]).await.unwrap().prefixes.len(), 1);
+        assert!(poller.provider.release().await.unwrap().released);
+        for _ in 0..3 {
+            let a = poller
+                .poll(&config, &[])
+                .await
+                .unwrap_or_else(|e| panic!("strict = {strict}: {e}"));
+            assert_eq!(a.prefixes.len(), usize::from(!strict), "strict = {strict}");
+        }
+        let posts = sim.requests().iter().filter(|r| r.method == "POST").count();
+        assert_eq!(
+            posts, 6,
+            "strict = {strict}: refresh+allocate, refresh+allocate, refresh, refresh"
+        );
+    }
+}
+
 #[tokio::test]
 async fn legacy_errors_and_rate_limits() {
     let sim = start(legacy_state()).await;
