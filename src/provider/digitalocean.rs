@@ -708,7 +708,11 @@ pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Result<Assignment, St
             origin: format!("reserved_ipv6 {}", item.ip),
         });
         // Checked as they come, which also bounds the duplicate search above.
-        crate::rules::check_prefix_count("the reserved IPv6 of this droplet", prefixes.len())?;
+        crate::rules::check_prefix_count(
+            "the reserved IPv6 of this droplet",
+            prefixes.len(),
+            crate::rules::MAX_PREFIXES_LIMIT,
+        )?;
     }
     Ok(Assignment {
         prefixes,

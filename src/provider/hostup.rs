@@ -698,7 +698,11 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
                 origin,
             });
             // Checked as they come, which also bounds the duplicate search above.
-            rules::check_prefix_count("the account view", prefixes.len())?;
+            rules::check_prefix_count(
+                "the account view",
+                prefixes.len(),
+                rules::MAX_PREFIXES_LIMIT,
+            )?;
         }
     }
     Ok(Assignment {

@@ -65,6 +65,11 @@ pub enum ProviderError {
     /// config must make: nothing was written.
     #[error("{0}")]
     NotAllowed(String),
+    /// A well-formed answer beyond routed6d's bounds (`provider.max_prefixes`
+    /// prefixes, `rules::MAX_NEXT_HOPS` distinct next hops): refused as a whole, so
+    /// the kernel keeps the last good state. See issue 14, item 9.
+    #[error("{0}")]
+    Refused(String),
     /// The provider cannot be built: its key file is missing, empty or readable by
     /// others.
     #[error(transparent)]
@@ -130,6 +135,23 @@ impl WarnOnce {
             }
         }
     }
+}
+
+/// `assignment` within routed6d's bounds: at most `max_prefixes` prefixes
+/// (`provider.max_prefixes`) and `rules::MAX_NEXT_HOPS` distinct next hops. Applied to
+/// every answer of every provider where it is taken (`daemon::Poller::poll`, and the
+/// commands that read one), after the parsers' own ceiling
+/// (`rules::MAX_PREFIXES_LIMIT`).
+pub fn check_bounds(assignment: &Assignment, max_prefixes: usize) -> Result<(), ProviderError> {
+    let what = format!("provider.max_prefixes = {max_prefixes}");
+    crate::rules::check_prefix_count(&what, assignment.prefixes.len(), max_prefixes)
+        .and_then(|()| {
+            crate::rules::check_next_hop_count(
+                "the answer",
+                assignment.prefixes.iter().filter_map(|p| p.next_hop),
+            )
+        })
+        .map_err(ProviderError::Refused)
 }
 
 /// The answer to a release.
