@@ -148,7 +148,9 @@ async fn fetch(
             .map_err(|e| ProviderError::NotFound(e.to_string()))?;
         provider.identify(&ips).await?;
     }
-    provider.fetch().await
+    let assignment = provider.fetch().await?;
+    crate::provider::check_bounds(&assignment, config.provider.max_prefixes)?;
+    Ok(assignment)
 }
 
 pub async fn run(path: &Path) -> CommandResult {

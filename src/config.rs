@@ -96,6 +96,7 @@ impl ProviderKind {
                 "source",
                 "pool",
                 "prefix_length",
+                "max_prefixes",
             ],
             ProviderKind::HostupLegacy => &[
                 "base_url",
@@ -103,6 +104,7 @@ impl ProviderKind {
                 "vmid",
                 "poll_interval",
                 "allocate",
+                "max_prefixes",
             ],
             ProviderKind::DigitalOcean => &[
                 "base_url",
@@ -113,8 +115,9 @@ impl ProviderKind {
                 "claim",
                 "outbound_source",
                 "poll_interval",
+                "max_prefixes",
             ],
-            ProviderKind::Static => &["routes", "poll_interval"],
+            ProviderKind::Static => &["routes", "poll_interval", "max_prefixes"],
         }
     }
 }
@@ -441,6 +444,7 @@ struct RawProvider {
     claim: Option<bool>,
     outbound_source: Option<bool>,
     routes: Option<Vec<RawStaticRoute>>,
+    max_prefixes: Option<i64>,
 }
 
 impl RawProvider {
@@ -463,6 +467,7 @@ impl RawProvider {
             ("claim", self.claim.is_some()),
             ("outbound_source", self.outbound_source.is_some()),
             ("routes", self.routes.is_some()),
+            ("max_prefixes", self.max_prefixes.is_some()),
         ];
         set.iter()
             .filter(|(_, present)| *present)
@@ -623,6 +628,9 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
     pub poll_interval: Duration,
+    /// The most prefixes one answer may route here (`rules::DEFAULT_MAX_PREFIXES`
+    /// unless set); an answer with more is refused whole.
+    pub max_prefixes: usize,
     pub settings: ProviderSettings,
 }
 
@@ -1217,6 +1225,22 @@ fn resolve_provider(
             }
         },
     };
+    let max_prefixes = match raw.max_prefixes {
+        None => crate::rules::DEFAULT_MAX_PREFIXES,
+        Some(n) => match usize::try_from(n) {
+            Ok(max) if (1..=crate::rules::MAX_PREFIXES_LIMIT).contains(&max) => max,
+            _ => {
+                return Err(invalid(
+                    "max_prefixes",
+                    format!(
+                        "provider.max_prefixes {n} is out of range: write 1 to {} (default {})",
+                        crate::rules::MAX_PREFIXES_LIMIT,
+                        crate::rules::DEFAULT_MAX_PREFIXES
+                    ),
+                ));
+            }
+        },
+    };
     for (key, value) in [("vmid", raw.vmid), ("droplet_id", raw.droplet_id)] {
         if value == Some(0) {
             return Err(invalid(key, format!("provider.{key} must be 1 or more")));
@@ -1254,6 +1278,18 @@ fn resolve_provider(
                 "kind = \"static\" needs provider.routes, e.g. routes = [ { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::10\" } ]".into(),
             ));
         };
+        // The bounds every provider's answer is held to (`provider::check_bounds`),
+        // said here with the file's line rather than at every poll; the count first,
+        // so the duplicate search below stays small.
+        if routes.len() > max_prefixes {
+            return Err(invalid(
+                "routes",
+                format!(
+                    "provider.routes has {} routes, more than provider.max_prefixes = {max_prefixes}",
+                    routes.len()
+                ),
+            ));
+        }
         for (index, route) in routes.iter().enumerate() {
             let field = format!("provider.routes[{index}]");
             let prefix = static_route(&field, &route.prefix, &route.next_hop)
@@ -1269,6 +1305,11 @@ fn resolve_provider(
             }
             static_routes.push(prefix);
         }
+        crate::rules::check_next_hop_count(
+            "provider.routes",
+            static_routes.iter().map(|r| r.next_hop),
+        )
+        .map_err(|m| invalid("routes", m))?;
     }
 
     let (token_file, token_from_credentials) = match (&raw.token_file, credentials_dir) {
@@ -1323,6 +1364,7 @@ fn resolve_provider(
     };
     Ok(ProviderConfig {
         poll_interval: raw.poll_interval.map(|p| p.0).unwrap_or(default_interval),
+        max_prefixes,
         settings,
     })
 }

@@ -241,6 +241,8 @@ impl<P: Provider> Poller<P> {
                 .allocate_if_missing(&mut self.provider, assignment)
                 .await;
         }
+        // Whichever request the answer came from, it is bounded before it is used.
+        crate::provider::check_bounds(&assignment, settings.max_prefixes)?;
         Ok(assignment)
     }
 }

@@ -65,7 +65,7 @@ pub fn failure_kind(error: &ProviderError) -> &'static str {
         } => "unauthorized",
         ProviderError::Status { status, .. } if *status >= 500 => "server_error",
         ProviderError::Status { .. } => "client_error",
-        ProviderError::Invalid { .. } => "invalid_answer",
+        ProviderError::Invalid { .. } | ProviderError::Refused(_) => "invalid_answer",
         ProviderError::NotFound(_) => "not_found",
         _ => "other",
     }

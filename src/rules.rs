@@ -16,19 +16,51 @@ use ipnet::Ipv6Net;
 /// provider's error, not an allocation.
 pub const MIN_PREFIX_LEN: u8 = 32;
 
-/// The most prefixes one answer may route to one host. A VPS gets a handful (a /48,
-/// some /56s and /64s, a few reserved addresses); thousands are a provider's fault or
-/// a hostile answer, and each costs kernel objects and a line in every pass. An answer
-/// over it is refused as a whole, so the kernel keeps its state. See issue 14, item 9.
-pub const MAX_PREFIXES: usize = 64;
+/// The default of `provider.max_prefixes`, the most prefixes one answer may route to
+/// one host. A VPS gets a handful (a /48, some /56s and /64s, a few reserved
+/// addresses); thousands are a provider's fault or a hostile answer, and each costs
+/// kernel objects and a line in every pass. An answer over it is refused as a whole,
+/// so the kernel keeps its state. See issue 14, item 9.
+pub const DEFAULT_MAX_PREFIXES: usize = 64;
 
-/// `count` prefixes routed here by one answer (`what` names them) are within
-/// `MAX_PREFIXES`.
-pub fn check_prefix_count(what: &str, count: usize) -> Result<(), String> {
-    if count > MAX_PREFIXES {
+/// The largest `provider.max_prefixes` accepted. Parsers stop at it while they read,
+/// before the configured bound is applied to the whole answer, so the work an answer
+/// costs stays bounded whatever the configuration (a 5 000-route account view is
+/// refused as it is read).
+pub const MAX_PREFIXES_LIMIT: usize = 1024;
+const _: () = assert!(DEFAULT_MAX_PREFIXES <= MAX_PREFIXES_LIMIT);
+
+/// The most distinct next hops one answer may route through. A host has one uplink
+/// address, or a few where a provider routes each prefix to its own; every next hop
+/// is an address routed6d may put on the uplink, so an answer with more is a
+/// provider's fault or a hostile one. Refused as a whole, like too many prefixes.
+pub const MAX_NEXT_HOPS: usize = 8;
+
+/// `count` prefixes routed here by one answer (`what` names it) are within `max`
+/// (`provider.max_prefixes`, or `MAX_PREFIXES_LIMIT` while a parser reads).
+pub fn check_prefix_count(what: &str, count: usize, max: usize) -> Result<(), String> {
+    if count > max {
         return Err(format!(
-            "{what}: more than {MAX_PREFIXES} prefixes routed to this host in one answer; refusing it"
+            "{what}: more than {max} prefixes routed to this host in one answer; refusing it"
         ));
+    }
+    Ok(())
+}
+
+/// The next hops of one answer (`what` names it) are at most `MAX_NEXT_HOPS`
+/// distinct addresses. Stops counting as soon as there are too many.
+pub fn check_next_hop_count(
+    what: &str,
+    next_hops: impl IntoIterator<Item = Ipv6Addr>,
+) -> Result<(), String> {
+    let mut distinct = std::collections::BTreeSet::new();
+    for hop in next_hops {
+        distinct.insert(hop);
+        if distinct.len() > MAX_NEXT_HOPS {
+            return Err(format!(
+                "{what}: more than {MAX_NEXT_HOPS} distinct next hops; refusing it"
+            ));
+        }
     }
     Ok(())
 }

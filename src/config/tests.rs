@@ -674,6 +674,106 @@ fn account_pool_and_prefix_length() {
     }
 }
 
+/// `provider.max_prefixes`: 64 unless set, for every kind; 1 to 1024, anything else
+/// one line naming the key and its line. Static routes are held to it (and to the
+/// next-hop bound) when the file is read (issue 14, item 9).
+#[test]
+fn max_prefixes_defaults_applies_to_every_kind_and_is_bounded() {
+    let dir = Dir::new();
+    let c = kind_config(&dir, "kind = \"hostup\"", "").expect("default");
+    assert_eq!(c.provider.max_prefixes, 64);
+    for provider in [
+        "kind = \"hostup\"",
+        "kind = \"hostup-legacy\"\nvmid = 3",
+        "kind = \"digitalocean\"",
+        "kind = \"static\"\nroutes = [ { prefix = \"2001:db8:42:100::/64\", next_hop = \"2001:db8::10\" } ]",
+    ] {
+        for (value, max) in [(1, 1), (8, 8), (1024, 1024)] {
+            let c = kind_config(&dir, &format!("{provider}\nmax_prefixes = {value}"), "")
+                .unwrap_or_else(|e| panic!("{provider}: {e}"));
+            assert_eq!(c.provider.max_prefixes, max, "{provider}");
+        }
+    }
+    for (value, wanted) in [
+        (
+            "0",
+            "provider.max_prefixes 0 is out of range: write 1 to 1024 (default 64)",
+        ),
+        (
+            "-3",
+            "provider.max_prefixes -3 is out of range: write 1 to 1024 (default 64)",
+        ),
+        (
+            "1025",
+            "provider.max_prefixes 1025 is out of range: write 1 to 1024 (default 64)",
+        ),
+        (
+            "\"many\"",
+            "provider.max_prefixes: invalid type: string \"many\", expected i64",
+        ),
+    ] {
+        let message = err(kind_config(
+            &dir,
+            &format!("kind = \"hostup\"\nmax_prefixes = {value}"),
+            "",
+        ));
+        assert_eq!(
+            message,
+            format!("/etc/routed6d/routed6d.toml:3: {wanted}"),
+            "max_prefixes = {value}"
+        );
+    }
+
+    let route = |i: usize, hop: &str| {
+        format!("{{ prefix = \"2001:db8:42:{i:x}::/64\", next_hop = \"{hop}\" }}")
+    };
+    let routes = |n: usize, hop: &dyn Fn(usize) -> String| {
+        (0..n)
+            .map(|i| route(i, &hop(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let same = |_: usize| "2001:db8::10".to_string();
+    let own = |i: usize| format!("2001:db8::{:x}", 0x10 + i);
+    let c = kind_config(
+        &dir,
+        &format!(
+            "kind = \"static\"\nmax_prefixes = 3\nroutes = [ {} ]",
+            routes(3, &same)
+        ),
+        "",
+    )
+    .expect("three routes, three allowed");
+    assert!(matches!(c.provider.settings, ProviderSettings::Static(ref r) if r.len() == 3));
+    let message = err(kind_config(
+        &dir,
+        &format!(
+            "kind = \"static\"\nmax_prefixes = 3\nroutes = [ {} ]",
+            routes(4, &same)
+        ),
+        "",
+    ));
+    assert_eq!(
+        message,
+        "/etc/routed6d/routed6d.toml:4: provider.routes has 4 routes, more than provider.max_prefixes = 3"
+    );
+    kind_config(
+        &dir,
+        &format!("kind = \"static\"\nroutes = [ {} ]", routes(8, &own)),
+        "",
+    )
+    .expect("eight next hops");
+    let message = err(kind_config(
+        &dir,
+        &format!("kind = \"static\"\nroutes = [ {} ]", routes(9, &own)),
+        "",
+    ));
+    assert_eq!(
+        message,
+        "/etc/routed6d/routed6d.toml:3: provider.routes: more than 8 distinct next hops; refusing it"
+    );
+}
+
 #[test]
 fn metrics_probe_and_hooks_are_off_unless_configured() {
     let dir = Dir::new();

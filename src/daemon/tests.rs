@@ -207,6 +207,69 @@ async fn every_kind_of_api_failure_keeps_the_last_good_state() {
     assert_eq!(a.kernel.owned(), programmed);
 }
 
+/// `n` /64s routed here, the i-th via `hop(i)`.
+fn many(n: usize, hop: impl Fn(usize) -> String) -> Assignment {
+    Assignment {
+        prefixes: (0..n)
+            .map(|i| RoutedPrefix {
+                prefix: format!("2001:db8:43:{i:x}::/64").parse().expect("prefix"),
+                next_hop: Some(hop(i).parse().expect("hop")),
+                origin: format!("ripv6rt_{i}"),
+            })
+            .collect(),
+        ..Assignment::default()
+    }
+}
+
+/// An answer over `provider.max_prefixes`, or through more than
+/// `rules::MAX_NEXT_HOPS` distinct next hops, is refused whole: the kernel keeps the
+/// last good state, the poll fails with one line naming the bound, and the next good
+/// answer is applied (issue 14, item 9).
+#[tokio::test]
+async fn an_answer_over_the_bounds_keeps_the_kernel_as_it_was() {
+    let good = routed("2001:db8:42:100::/64", "2001:db8:42::1");
+    let mut a = agent(
+        "",
+        script(vec![
+            Ok(good),
+            Ok(many(3, |_| "2001:db8:42::1".into())),
+            Ok(many(9, |i| format!("2001:db8:42::{:x}", 0x10 + i))),
+            Ok(many(2, |_| "2001:db8:42::1".into())),
+        ]),
+    );
+    a.config.provider.max_prefixes = 2;
+    a.poll().await;
+    let programmed = a.kernel.owned();
+    assert_eq!(programmed, FIRST);
+    let writes = a.kernel.writes.len();
+    a.poll().await;
+    assert_eq!(a.kernel.owned(), programmed);
+    assert_eq!(a.kernel.writes.len(), writes, "nothing written");
+    assert_eq!(
+        a.health.last_error.as_deref(),
+        Some(
+            "provider.max_prefixes = 2: more than 2 prefixes routed to this host in one answer; refusing it"
+        )
+    );
+    a.config.provider.max_prefixes = 64;
+    a.poll().await;
+    assert_eq!(a.kernel.owned(), programmed);
+    assert_eq!(a.kernel.writes.len(), writes, "nothing written");
+    assert_eq!(
+        a.health.last_error.as_deref(),
+        Some("the answer: more than 8 distinct next hops; refusing it")
+    );
+    a.poll().await;
+    assert_eq!(a.health.last_error, None);
+    assert!(
+        a.kernel
+            .owned()
+            .contains(&"route unreachable 2001:db8:43:1::/64 metric 2147483647".to_string()),
+        "{:?}",
+        a.kernel.owned()
+    );
+}
+
 #[tokio::test]
 async fn failures_before_any_good_answer_leave_an_earlier_process_state_alone() {
     let mut a = agent(

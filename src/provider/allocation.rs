@@ -49,6 +49,7 @@ impl ProviderError {
         match self {
             ProviderError::Transport { .. }
             | ProviderError::Invalid { .. }
+            | ProviderError::Refused(_)
             | ProviderError::NotFound(_)
             | ProviderError::ActionFailed(_) => true,
             ProviderError::Status { status, .. } => *status >= 500 || *status == 429,

@@ -109,20 +109,6 @@ pub struct Action {
     pub kind: String,
 }
 
-/// A request to `POST /v2/reserved_ipv6/{ip}/actions` or `POST /v2/reserved_ipv6`
-/// (what the simulated API accepts, and the spec's request samples).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ActionRequest {
-    Assign {
-        droplet_id: u64,
-    },
-    Unassign,
-    /// `POST /v2/reserved_ipv6 {"region_slug": …}`: reserve a new address.
-    Create {
-        region: String,
-    },
-}
-
 /// What `/metadata/v1.json` tells routed6d.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DropletMetadata {
@@ -615,29 +601,6 @@ pub fn action_from_body(body: &[u8]) -> Result<Action, String> {
     Ok(Action { id, status, kind })
 }
 
-/// A request body for the reserved IPv6 endpoints.
-pub fn parse_action_request(body: &[u8]) -> Result<ActionRequest, String> {
-    let value: Value = parse_json(body, "a reserved IPv6 request")?;
-    match (
-        value.get("type").and_then(Value::as_str),
-        value.get("region_slug"),
-    ) {
-        (Some("assign"), _) => {
-            let id = value
-                .get("droplet_id")
-                .and_then(id_of)
-                .ok_or("assign needs droplet_id, a positive integer")?;
-            Ok(ActionRequest::Assign { droplet_id: id })
-        }
-        (Some("unassign"), _) => Ok(ActionRequest::Unassign),
-        (Some(other), _) => Err(format!("type {other:?} is not assign or unassign")),
-        (None, Some(Value::String(region))) if !region.is_empty() => Ok(ActionRequest::Create {
-            region: region.clone(),
-        }),
-        (None, _) => Err("neither an action (type) nor a reservation (region_slug)".into()),
-    }
-}
-
 /// `/metadata/v1/id`: the droplet id as text.
 pub fn droplet_id_from_text(body: &[u8]) -> Result<u64, String> {
     let text = std::str::from_utf8(body).map_err(|_| "the droplet id is not text".to_string())?;
@@ -745,7 +708,11 @@ pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Result<Assignment, St
             origin: format!("reserved_ipv6 {}", item.ip),
         });
         // Checked as they come, which also bounds the duplicate search above.
-        crate::rules::check_prefix_count("the reserved IPv6 of this droplet", prefixes.len())?;
+        crate::rules::check_prefix_count(
+            "the reserved IPv6 of this droplet",
+            prefixes.len(),
+            crate::rules::MAX_PREFIXES_LIMIT,
+        )?;
     }
     Ok(Assignment {
         prefixes,

@@ -220,10 +220,14 @@ impl HostUp {
         if self.source == HostupSource::Account {
             return self.delete_routes().await;
         }
-        let response = self
+        let response = match self
             .http
             .request(Method::DELETE, self.state_url()?, &self.token, None)
-            .await?;
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return Release::from_failure(e),
+        };
         release_from_body(&response.body).map_err(|m| response.invalid(m))
     }
 
@@ -694,7 +698,11 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
                 origin,
             });
             // Checked as they come, which also bounds the duplicate search above.
-            rules::check_prefix_count("the account view", prefixes.len())?;
+            rules::check_prefix_count(
+                "the account view",
+                prefixes.len(),
+                rules::MAX_PREFIXES_LIMIT,
+            )?;
         }
     }
     Ok(Assignment {

@@ -106,10 +106,14 @@ impl Provider for HostUpLegacy {
     }
     /// `DELETE /api/vm/{vmid}/routed-ipv6`.
     async fn release(&mut self) -> Result<Release, ProviderError> {
-        let response = self
+        let response = match self
             .http
             .send(Method::DELETE, self.url(), Auth::ApiKey(&self.token), None)
-            .await?;
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => return Release::from_failure(e),
+        };
         release_from_delete(&response.body).map_err(|m| response.invalid(m))
     }
 }

@@ -65,6 +65,11 @@ pub enum ProviderError {
     /// config must make: nothing was written.
     #[error("{0}")]
     NotAllowed(String),
+    /// A well-formed answer beyond routed6d's bounds (`provider.max_prefixes`
+    /// prefixes, `rules::MAX_NEXT_HOPS` distinct next hops): refused as a whole, so
+    /// the kernel keeps the last good state. See issue 14, item 9.
+    #[error("{0}")]
+    Refused(String),
     /// The provider cannot be built: its key file is missing, empty or readable by
     /// others.
     #[error(transparent)]
@@ -132,12 +137,47 @@ impl WarnOnce {
     }
 }
 
+/// `assignment` within routed6d's bounds: at most `max_prefixes` prefixes
+/// (`provider.max_prefixes`) and `rules::MAX_NEXT_HOPS` distinct next hops. Applied to
+/// every answer of every provider where it is taken (`daemon::Poller::poll`, and the
+/// commands that read one), after the parsers' own ceiling
+/// (`rules::MAX_PREFIXES_LIMIT`).
+pub fn check_bounds(assignment: &Assignment, max_prefixes: usize) -> Result<(), ProviderError> {
+    let what = format!("provider.max_prefixes = {max_prefixes}");
+    crate::rules::check_prefix_count(&what, assignment.prefixes.len(), max_prefixes)
+        .and_then(|()| {
+            crate::rules::check_next_hop_count(
+                "the answer",
+                assignment.prefixes.iter().filter_map(|p| p.next_hop),
+            )
+        })
+        .map_err(ProviderError::Refused)
+}
+
 /// The answer to a release.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Release {
     pub released: bool,
     pub cooldown_days: Option<u64>,
     pub cooldown_until: Option<String>,
+}
+
+impl Release {
+    /// A release's answer when the provider said there was nothing to release: a
+    /// 404 whose code names the allocation (`allocation_not_found`, the legacy API's
+    /// documented code), not the VPS or VM, which would be a wrong id. HostUp documents
+    /// only the 200 of a release that released; `released: false` and this 404 are
+    /// both plausible for "nothing allocated", and both mean the same. Issue 14, item 7.
+    pub fn from_failure(error: ProviderError) -> Result<Release, ProviderError> {
+        match &error {
+            ProviderError::Status {
+                status: 404,
+                code: Some(code),
+                ..
+            } if code == "allocation_not_found" => Ok(Release::default()),
+            _ => Err(error),
+        }
+    }
 }
 
 /// What routed6d asks of a provider.

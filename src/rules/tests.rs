@@ -182,3 +182,29 @@ fn special_purpose_ranges_are_refused_and_the_documentation_range_is_not() {
     assert!(strict("2001:db8:42:100::/64", None, "2001:db8::10").is_ok());
     assert!(strict("2001:db8::/32", None, "2001:db9::10").is_ok());
 }
+
+/// The bounds on one answer (issue 14, item 9): `max` prefixes, counted as a parser
+/// adds them, and at most `MAX_NEXT_HOPS` distinct next hops, repeats counted once.
+#[test]
+fn an_answer_is_bounded_in_prefixes_and_distinct_next_hops() {
+    assert_eq!(check_prefix_count("the answer", 3, 3), Ok(()));
+    assert_eq!(
+        check_prefix_count("the answer", 4, 3),
+        Err(
+            "the answer: more than 3 prefixes routed to this host in one answer; refusing it"
+                .into()
+        )
+    );
+    assert!(check_prefix_count("x", MAX_PREFIXES_LIMIT, MAX_PREFIXES_LIMIT).is_ok());
+
+    let hop = |i: u16| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10 + i);
+    let eight: Vec<Ipv6Addr> = (0..8).map(hop).collect();
+    assert_eq!(check_next_hop_count("the answer", eight.clone()), Ok(()));
+    // Many prefixes through the same few next hops are fine.
+    let repeated = eight.iter().cycle().take(500).copied();
+    assert_eq!(check_next_hop_count("the answer", repeated), Ok(()));
+    assert_eq!(
+        check_next_hop_count("the answer", (0..9).map(hop)),
+        Err("the answer: more than 8 distinct next hops; refusing it".into())
+    );
+}

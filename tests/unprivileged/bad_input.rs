@@ -340,7 +340,7 @@ fn conflicting_keys_are_refused_naming_both() {
             "vmid",
             "10048",
             2,
-            "provider.vmid does not apply to kind = \"hostup\" (its keys: base_url, token_file, vps_id, poll_interval, allocate, refresh_next_hop, source, pool, prefix_length)",
+            "provider.vmid does not apply to kind = \"hostup\" (its keys: base_url, token_file, vps_id, poll_interval, allocate, refresh_next_hop, source, pool, prefix_length, max_prefixes)",
         ),
         (
             "prefix",

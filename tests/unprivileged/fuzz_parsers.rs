@@ -164,7 +164,6 @@ fn parse_everything(body: &[u8]) {
         let _ = format!("{page:?}");
     }
     let _ = digitalocean::action_from_body(body);
-    let _ = digitalocean::parse_action_request(body);
     let _ = digitalocean::droplet_id_from_text(body);
     let _ = digitalocean::metadata_from_json(body);
     for status in [400, 401, 404, 429, 500] {

@@ -340,6 +340,109 @@ async fn allocate_refresh_release() {
     );
 }
 
+/// The status the sim answers a raw DELETE of VPS's allocation with: which reading
+/// the sim is serving, seen from outside the client.
+async fn raw_release_status(sim: &SimHandle) -> u16 {
+    routed6d::provider::http::install_crypto_provider();
+    reqwest::Client::new()
+        .delete(format!("{}/api/v2/vps/{VPS}/routed-ipv6", sim.base_url()))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A release with nothing allocated is answered `released: false` or a 404
+/// `allocation_not_found` (the documentation shows neither): the client reads both as
+/// "nothing released", and a release that releases is unaffected (issue 14, item 7).
+#[tokio::test]
+async fn release_with_nothing_allocated_releases_nothing_in_either_reading() {
+    for problem in [false, true] {
+        let sim = start_sim().await;
+        sim.update(|s| s.release_none_problem = problem);
+        assert_eq!(
+            raw_release_status(&sim).await,
+            if problem { 404 } else { 200 },
+            "the sim serves the reading"
+        );
+        let mut hostup = client(&sim).await;
+        let nothing = hostup
+            .release()
+            .await
+            .unwrap_or_else(|e| panic!("problem = {problem}: {e}"));
+        assert!(!nothing.released, "problem = {problem}");
+
+        hostup.allocate().await.unwrap();
+        let release = hostup.release().await.unwrap();
+        assert!(release.released, "problem = {problem}");
+        assert_eq!(release.cooldown_days, Some(30));
+
+        // A wrong VPS id is still an error, in either reading.
+        let (provider, key) = config(&sim, Some("vps_nosuch"), TOKEN);
+        let mut wrong = HostUp::with_http(fast_http(), &provider, key);
+        let e = wrong.release().await.unwrap_err();
+        assert_eq!(
+            status_of(&e).1,
+            Some("vps_not_found"),
+            "problem = {problem}"
+        );
+    }
+}
+
+/// An allocate during a release's cooldown either allocates or is refused with a 409
+/// (the documentation says only that a cooldown comes before another allocation).
+/// With `allocate = true` every poll succeeds in both readings: the new prefix, or
+/// nothing with the refusal asked once, not at every poll (issue 14, items 3 and 7).
+#[tokio::test]
+async fn allocate_during_cooldown_allocates_or_is_refused_once() {
+    for refuses in [false, true] {
+        let sim = start_sim().await;
+        sim.update(|s| s.cooldown_refuses_allocate = refuses);
+        let text = format!(
+            "[provider]\nkind = \"hostup\"\nbase_url = \"{}\"\nvps_id = \"{VPS}\"\nallocate = true\n[uplink]\ninterface = \"eth0\"\n",
+            sim.base_url()
+        );
+        let config = Config::from_text(Path::new("routed6d.toml"), &text, None).unwrap();
+        let settings = config.provider.clone();
+        let hostup = HostUp::with_http(
+            fast_http(),
+            &hostup_settings(config),
+            Secret::new(TOKEN.into()),
+        );
+        let mut poller = Poller::new(hostup);
+        let posts = || sim.count("POST", &format!("/api/v2/vps/{VPS}/routed-ipv6"));
+
+        let first = poller.poll(&settings, &[]).await.unwrap();
+        assert_eq!(first.prefixes.len(), 1, "refuses = {refuses}");
+        assert!(poller.provider.release().await.unwrap().released);
+        assert!(sim.vps(VPS).unwrap().cooldown_until.is_some());
+
+        for _ in 0..3 {
+            let a = poller
+                .poll(&settings, &[])
+                .await
+                .unwrap_or_else(|e| panic!("refuses = {refuses}: {e}"));
+            assert_eq!(
+                a.prefixes.len(),
+                usize::from(!refuses),
+                "refuses = {refuses}"
+            );
+        }
+        assert_eq!(
+            sim.vps(VPS).unwrap().allocation.is_some(),
+            !refuses,
+            "refuses = {refuses}"
+        );
+        assert_eq!(
+            posts(),
+            2,
+            "refuses = {refuses}: one allocate each time it was missing"
+        );
+    }
+}
+
 #[tokio::test]
 async fn status_faults_carry_code_and_request_id() {
     let sim = start_sim().await;

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use routed6d::provider::ProviderError;
 use routed6d::provider::digitalocean::{
-    self, ActionRequest, ActionStatus, DropletMetadata, Holder, droplet_id_from_text,
-    metadata_from_json,
+    self, ActionStatus, DropletMetadata, Holder, droplet_id_from_text, metadata_from_json,
 };
 use routed6d::provider::hostup::{self, assignment_from_account};
 use routed6d::provider::hostup_legacy;
@@ -327,15 +326,67 @@ fn digitalocean_actions_errors_and_metadata() {
         );
     }
     assert!(metadata_from_json(br#"{"droplet_id":"abc"}"#).is_err());
+}
 
+/// However `provider.max_prefixes` is set, a parser stops at
+/// `rules::MAX_PREFIXES_LIMIT` while it reads, so a huge answer's cost stays bounded
+/// before the configured bound is applied (issue 14, item 9).
+#[test]
+fn parsers_stop_at_the_prefix_ceiling() {
+    let limit = routed6d::rules::MAX_PREFIXES_LIMIT;
+    let view = |n: usize| {
+        let routes: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({
+                    "id": format!("ripv6rt_{i}"),
+                    "prefix": format!("2001:db8:99:{i:x}::/64"),
+                    "prefixLength": 64,
+                    "nextHop": "2001:db8:1::10",
+                    "vpsId": VPS,
+                    "status": "active",
+                })
+            })
+            .collect();
+        serde_json::to_vec(
+            &serde_json::json!({ "pools": [{ "id": "ripv6_big", "routes": routes }] }),
+        )
+        .unwrap()
+    };
     assert_eq!(
-        digitalocean::parse_action_request(br#"{"type":"assign","droplet_id":8219222}"#),
-        Ok(ActionRequest::Assign {
-            droplet_id: 8219222
-        })
+        assignment_from_account(&view(limit), VPS)
+            .unwrap()
+            .prefixes
+            .len(),
+        limit
     );
-    assert!(digitalocean::parse_action_request(br#"{"type":"assign"}"#).is_err());
-    assert!(digitalocean::parse_action_request(br#"{"type":"explode"}"#).is_err());
+    assert_eq!(
+        assignment_from_account(&view(limit + 1), VPS).unwrap_err(),
+        format!(
+            "the account view: more than {limit} prefixes routed to this host in one answer; refusing it"
+        )
+    );
+
+    let reserved = |n: usize| -> Vec<digitalocean::Reserved> {
+        (0..n)
+            .map(|i| digitalocean::Reserved {
+                ip: Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, 0, 1 + i as u16),
+                holder: Holder::Droplet(7),
+                region: None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        digitalocean::assignment_for(7, &reserved(limit))
+            .unwrap()
+            .prefixes
+            .len(),
+        limit
+    );
+    assert!(
+        digitalocean::assignment_for(7, &reserved(limit + 1))
+            .unwrap_err()
+            .contains(&format!("more than {limit} prefixes"))
+    );
 }
 
 #[test]
@@ -428,8 +479,14 @@ fn every_shared_fixture_parses_or_is_a_clear_error() {
                         assert!(error_parts(&body).0.is_some(), "{what}: id as the code");
                     }
                 }
+                // Requests to DigitalOcean: read as the simulator reads them (its
+                // own types, from the spec), so the sim accepts what the spec shows.
+                "do" if is("create_request") => {
+                    serde_json::from_slice::<routed6d_sim::api::ReserveBody>(&body)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                }
                 "do" if is("request") => {
-                    digitalocean::parse_action_request(&body)
+                    routed6d_sim::api::parse_action_body(&body)
                         .unwrap_or_else(|e| panic!("{what}: {e}"));
                 }
                 "do" if is("action") => {

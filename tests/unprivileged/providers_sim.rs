@@ -202,36 +202,77 @@ async fn account_routes_are_all_routed_here_each_with_its_next_hop() {
     no_token(&e);
 }
 
-/// More routes to this VPS than `rules::MAX_PREFIXES` refuse the answer (issue 14,
-/// item 9): a provider's fault or a hostile answer, never a VPS's allocation.
-#[tokio::test]
-async fn account_view_with_too_many_routes_is_refused() {
+/// An account view routing `count` /64s of pool ripv6_big to this VPS, the i-th via
+/// `hop(i)`.
+fn many_routes(count: usize, hop: impl Fn(usize) -> Ipv6Addr) -> SimState {
     let mut state = account_state();
     state.account_routes.clear();
     let pool = ("ripv6_big", net("2001:db8:99::/48"));
-    for i in 0..=routed6d::rules::MAX_PREFIXES {
+    for i in 0..count {
         state.account_routes.push(SimRoute::new(
             &format!("ripv6rt_{i}"),
             pool,
             net(&format!("2001:db8:99:{i:x}::/64")),
-            v6("2001:db8:1::10"),
+            hop(i),
             None,
             VPS,
         ));
     }
-    let sim = start(state).await;
+    state
+}
+
+/// More routes to this VPS than `provider.max_prefixes` (default 64) refuse the
+/// whole answer (issue 14, item 9): a provider's fault or a hostile answer, never a
+/// VPS's allocation. At the bound, it is an answer like any other.
+#[tokio::test]
+async fn an_answer_over_max_prefixes_is_refused() {
+    let sim = start(many_routes(65, |_| v6("2001:db8:1::10"))).await;
+    let base = format!(
+        "kind = \"hostup\"\nsource = \"account\"\nvps_id = \"{VPS}\"\nbase_url = \"{}\"",
+        sim.base_url()
+    );
+    for (extra, max) in [("", 64), ("\nmax_prefixes = 10", 10)] {
+        let config = provider_config(&format!("{base}{extra}"));
+        assert_eq!(config.max_prefixes, max);
+        let mut poller = Poller::new(HostUp::with_http(fast_http(), hostup(&config), key()));
+        sim.update(|s| s.account_routes.truncate(max + 1));
+        let e = poller.poll(&config, &[]).await.unwrap_err();
+        assert!(matches!(e, ProviderError::Refused(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "provider.max_prefixes = {max}: more than {max} prefixes routed to this host in one answer; refusing it"
+            )
+        );
+        sim.update(|s| {
+            s.account_routes.pop();
+        });
+        assert_eq!(poller.poll(&config, &[]).await.unwrap().prefixes.len(), max);
+    }
+}
+
+/// An answer routing through more than a handful (8) of distinct next hops is
+/// refused whole (issue 14, item 9); eight are an answer like any other.
+#[tokio::test]
+async fn an_answer_with_too_many_next_hops_is_refused() {
+    let sim = start(many_routes(9, |i| {
+        v6(&format!("2001:db8:1::{:x}", 0x10 + i))
+    }))
+    .await;
     let config = provider_config(&format!(
         "kind = \"hostup\"\nsource = \"account\"\nvps_id = \"{VPS}\"\nbase_url = \"{}\"",
         sim.base_url()
     ));
-    let mut hostup = HostUp::with_http(fast_http(), hostup(&config), key());
-    let e = hostup.fetch().await.unwrap_err();
-    assert!(e.to_string().contains("more than 64 prefixes"), "{e}");
-    // At the bound, it is an answer like any other.
+    let mut poller = Poller::new(HostUp::with_http(fast_http(), hostup(&config), key()));
+    let e = poller.poll(&config, &[]).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the answer: more than 8 distinct next hops; refusing it"
+    );
     sim.update(|s| {
         s.account_routes.pop();
     });
-    assert_eq!(hostup.fetch().await.unwrap().prefixes.len(), 64);
+    assert_eq!(poller.poll(&config, &[]).await.unwrap().prefixes.len(), 8);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -549,6 +590,49 @@ async fn legacy_allocates_whether_no_allocation_is_null_or_a_problem() {
         assert_eq!(
             allocates, 4,
             "problem = {problem}: refresh, refresh, allocate, refresh"
+        );
+    }
+}
+
+/// The legacy API serves the same open readings as v2 (issue 14, item 7): a release
+/// with nothing allocated answers `released: false` or a 404 `allocation_not_found`,
+/// both "nothing released"; an allocate in the cooldown allocates or is refused with a
+/// 409. With `allocate = true` every poll succeeds either way, and a refusal is asked
+/// once, not at every poll.
+#[tokio::test]
+async fn legacy_release_and_cooldown_in_either_reading() {
+    for strict in [false, true] {
+        let sim = start(legacy_state()).await;
+        sim.update(|s| {
+            s.release_none_problem = strict;
+            s.cooldown_refuses_allocate = strict;
+        });
+        let config = provider_config(&format!(
+            "kind = \"hostup-legacy\"\nvmid = 10048\nbase_url = \"{}\"\nallocate = true",
+            sim.base_url()
+        ));
+        let legacy = HostUpLegacy::with_http(fast_http(), legacy_settings(&config), key());
+        let mut poller = Poller::new(legacy);
+        let nothing = poller
+            .provider
+            .release()
+            .await
+            .unwrap_or_else(|e| panic!("strict = {strict}: {e}"));
+        assert!(!nothing.released);
+
+        assert_eq!(poller.poll(&config, &[]).await.unwrap().prefixes.len(), 1);
+        assert!(poller.provider.release().await.unwrap().released);
+        for _ in 0..3 {
+            let a = poller
+                .poll(&config, &[])
+                .await
+                .unwrap_or_else(|e| panic!("strict = {strict}: {e}"));
+            assert_eq!(a.prefixes.len(), usize::from(!strict), "strict = {strict}");
+        }
+        let posts = sim.requests().iter().filter(|r| r.method == "POST").count();
+        assert_eq!(
+            posts, 6,
+            "strict = {strict}: refresh+allocate, refresh+allocate, refresh, refresh"
         );
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | GET | `/v2/reserved_ipv6?page=&per_page=` | `{reserved_ipv6s, links:{pages:{next?}}, meta:{total}}`; pages of `min(per_page, page_size)` |
 //! | GET | `/v2/reserved_ipv6/{ip}` | `{reserved_ipv6:{ip, region_slug, reserved_at, droplet}}`, droplet null when unassigned; no `droplet` key at all with `without_droplet_read` (the spec: the embedded droplet requires droplet:read) |
-//! | POST | `/v2/reserved_ipv6/{ip}/actions` | `{"type":"assign","droplet_id":N}` / `{"type":"unassign"}` → 201 `{action:{id, status:"in-progress", type:"assign_ip"…}}`; assigning to a droplet of another region: 422 (inferred) |
+//! | POST | `/v2/reserved_ipv6/{ip}/actions` | `{"type":"assign","droplet_id":N}` / `{"type":"unassign"}` → 201 `{action:{id, status:"in-progress", type:"assign_ip"…}}`; any other body (read by the sim's own `ActionBody`) 422; assigning to a droplet of another region: 422 (inferred) |
 //! | GET | `/v2/actions/{id}` | the action; it completes (and takes effect) after `action_polls` GETs, or ends `errored` with `fail_actions` |
 //! | GET | `/metadata/v1/id` | the droplet id as text (no auth) |
 //! | GET | `/metadata/v1.json` | `{droplet_id, region, interfaces:{public:[{ipv6:{ip_address, cidr, gateway}}]}, reserved_ip:{ipv6:{active, ip_address}}}`, addresses upper-case and fully expanded |
@@ -24,11 +24,35 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use ipnet::Ipv6Net;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Fault, RetryAfter, Sim, json_response, lock, raw_response, timestamp};
-use routed6d::provider::digitalocean::{ActionRequest, parse_action_request};
+
+/// The body of `POST /v2/reserved_ipv6/{ip}/actions` as DigitalOcean's spec documents
+/// it: `type` is required and one of `assign`, `unassign`; `assign` requires
+/// `droplet_id`, an integer. The sim's own reading, written from the spec and not
+/// shared with the client, so a client that misreads the spec is answered 422 here
+/// instead of being agreed with. See issue 14, item 7.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ActionBody {
+    Assign { droplet_id: u64 },
+    Unassign,
+}
+
+/// The body of `POST /v2/reserved_ipv6` (reserve a new address in a region), as the
+/// spec's samples write it. The sim does not serve it; the conformance corpus holds
+/// such requests, and they are read with the sim's reading like any other.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ReserveBody {
+    pub region_slug: String,
+}
+
+/// An action request, or why it is not one (the sim answers that with a 422).
+pub fn parse_action_body(body: &[u8]) -> Result<ActionBody, String> {
+    serde_json::from_slice(body).map_err(|e| format!("not a reserved IPv6 action: {e}"))
+}
 
 /// DigitalOcean's side of the simulation.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -261,9 +285,9 @@ impl Sim {
                 let Some(ip) = ip.parse::<Ipv6Addr>().ok() else {
                     return not_found(request_id);
                 };
-                let request = match parse_action_request(body) {
-                    Ok(r @ (ActionRequest::Assign { .. } | ActionRequest::Unassign)) => r,
-                    Ok(ActionRequest::Create { .. }) | Err(_) => {
+                let request = match parse_action_body(body) {
+                    Ok(request) => request,
+                    Err(_) => {
                         return error(
                             StatusCode::UNPROCESSABLE_ENTITY,
                             "unprocessable_entity",
@@ -280,7 +304,7 @@ impl Sim {
                         return not_found(request_id);
                     }
                     let (kind, droplet_id) = match request {
-                        ActionRequest::Assign { droplet_id } => {
+                        ActionBody::Assign { droplet_id } => {
                             let Some(droplet) = state.droplets.get(&droplet_id) else {
                                 return error(
                                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -299,7 +323,7 @@ impl Sim {
                             }
                             ("assign_ip", Some(droplet_id))
                         }
-                        _ => ("unassign_ip", None),
+                        ActionBody::Unassign => ("unassign_ip", None),
                     };
                     state.actions.insert(
                         id,
@@ -500,6 +524,39 @@ mod tests {
     fn addresses_are_written_like_the_metadata_service() {
         let a: Ipv6Addr = "2604:a880:800:10::17d:2001".parse().unwrap();
         assert_eq!(expanded(a), "2604:A880:0800:0010:0000:0000:017D:2001");
+    }
+
+    /// The spec's request samples, and what it does not allow: no `type`, another
+    /// `type`, an assign without `droplet_id` or with one that is not an integer.
+    #[test]
+    fn action_bodies_as_the_spec_writes_them() {
+        assert_eq!(
+            parse_action_body(br#"{"type":"assign","droplet_id":8219222}"#),
+            Ok(ActionBody::Assign {
+                droplet_id: 8219222
+            })
+        );
+        assert_eq!(
+            parse_action_body(br#"{"type":"unassign"}"#),
+            Ok(ActionBody::Unassign)
+        );
+        for bad in [
+            &br#"{"type":"assign"}"#[..],
+            br#"{"type":"assign","droplet_id":"8219222"}"#,
+            br#"{"type":"assign","droplet_id":-1}"#,
+            br#"{"type":"explode"}"#,
+            br#"{"droplet_id":8219222}"#,
+            br#"{"region_slug":"nyc3"}"#,
+            b"",
+        ] {
+            assert!(
+                parse_action_body(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let reserve: ReserveBody = serde_json::from_slice(br#"{"region_slug": "nyc3"}"#).unwrap();
+        assert_eq!(reserve.region_slug, "nyc3");
     }
 
     #[test]

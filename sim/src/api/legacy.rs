@@ -10,6 +10,9 @@
 //! or with `legacy_refresh_problem` a 404 `allocation_not_found` problem: the documented
 //! schema has no null allocation, and the documentation does not say which it is.
 //!
+//! `cooldown_refuses_allocate` and `release_none_problem` switch the same readings as
+//! for the v2 API (`mod.rs`), answered as legacy errors.
+//!
 //! Auth `X-API-Key: <token>`. Errors `{error, message, code, timestamp, requestId}`;
 //! a 429 `{error, message, retryAfter, requestId}`. With `legacy_host_bits`, `prefix`
 //! is written with host bits set, as in the documentation's example.
@@ -22,7 +25,7 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
-    Action, Fault, RetryAfter, Sim, SimAllocation, json_response, release_allocation,
+    Action, Fault, RetryAfter, Routed, Sim, SimAllocation, json_response, release_allocation,
     routed_action, timestamp,
 };
 
@@ -88,6 +91,14 @@ impl Sim {
                         "VM not found",
                         request_id,
                     ),
+                    Some(Routed::InCooldown(until)) => error(
+                        StatusCode::CONFLICT,
+                        "cooldown_active",
+                        &format!(
+                            "Routed IPv6 was released; a new allocation can be made after {until}"
+                        ),
+                        request_id,
+                    ),
                     Some(_)
                         if refresh
                             && refresh_problem
@@ -100,7 +111,7 @@ impl Sim {
                             request_id,
                         )
                     }
-                    Some((status, created)) => {
+                    Some(Routed::Done(status, created)) => {
                         let allocation = inner.state.vpses[&vps_id]
                             .allocation
                             .as_ref()
@@ -120,6 +131,12 @@ impl Sim {
                         StatusCode::NOT_FOUND,
                         "vm_not_found",
                         "VM not found",
+                        request_id,
+                    ),
+                    Ok(None) if inner.state.release_none_problem => error(
+                        StatusCode::NOT_FOUND,
+                        "allocation_not_found",
+                        "No routed IPv6 allocation exists for this VM",
                         request_id,
                     ),
                     Ok(released) => envelope(

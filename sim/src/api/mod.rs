@@ -32,8 +32,12 @@
 //!
 //! Inferred behaviour (the docs do not say): allocate on an unavailable VPS answers 200
 //! with the state (allocation null); allocate with no suggested next hop uses the pool's
-//! `::1`; DELETE without an active allocation answers 200 `released:false`; the cooldown is
-//! reported but does not block a new allocation.
+//! `::1`. Where two readings are as plausible, the sim serves both, switched in
+//! `SimState`: DELETE without an active allocation answers 200 `released:false`, or
+//! with `release_none_problem` a 404 `allocation_not_found` problem; the cooldown after
+//! a release is reported and does not block a new allocation, or with
+//! `cooldown_refuses_allocate` an allocate inside it answers a 409 `cooldown_active`
+//! problem. The legacy API follows the same switches.
 //!
 //! Account writes, inferred where the docs are silent: a write the view's `actions`
 //! forbid answers 409 `action_not_allowed` with the action's `reason` as `detail` (the
@@ -98,7 +102,9 @@ use tokio::net::TcpListener;
 mod digitalocean;
 mod legacy;
 
-pub use digitalocean::{SimAction, SimDigitalOcean, SimDroplet, SimReserved};
+pub use digitalocean::{
+    ActionBody, ReserveBody, SimAction, SimDigitalOcean, SimDroplet, SimReserved, parse_action_body,
+};
 
 /// Largest request body the sim reads (control and API bodies are tiny).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -142,6 +148,15 @@ pub struct SimState {
     /// 404 problem (the documented schema has no null allocation) instead of
     /// `allocation: null`. The documentation does not say which; both are served.
     pub legacy_refresh_problem: bool,
+    /// Allocate during a release's cooldown (`SimVps::cooldown_until` set) is refused
+    /// with a 409 `cooldown_active` (v2 problem, legacy error) instead of allocating.
+    /// The documentation says a release "starts a cooldown before another allocation
+    /// can be made" but not what an allocate inside it answers; both are served.
+    pub cooldown_refuses_allocate: bool,
+    /// A release with nothing allocated answers a 404 `allocation_not_found` (v2
+    /// problem, legacy error) instead of 200 `released: false`. The documentation
+    /// shows only the 200 of a release that released; both are served.
+    pub release_none_problem: bool,
     /// DigitalOcean's side.
     pub digitalocean: SimDigitalOcean,
     /// Pools (by id) whose `actions.canCreateRoute` is closed, with the reason shown.
@@ -214,6 +229,8 @@ impl SimState {
             legacy_vms: BTreeMap::new(),
             legacy_host_bits: false,
             legacy_refresh_problem: false,
+            cooldown_refuses_allocate: false,
+            release_none_problem: false,
             digitalocean: SimDigitalOcean::default(),
             create_route_denied: BTreeMap::new(),
         }
@@ -850,7 +867,7 @@ impl Sim {
                         )
                     }
                     Method::POST => self.post_routed(&id, body, path, request_id),
-                    Method::DELETE => self.release(&id, request_id),
+                    Method::DELETE => self.release(&id, path, request_id),
                     _ => method_not_allowed(path, request_id),
                 }
             }
@@ -888,7 +905,16 @@ impl Sim {
         };
         self.mutate(|inner| match routed_action(inner, id, action) {
             None => vps_not_found(id, request_id),
-            Some((status, created)) => {
+            Some(Routed::InCooldown(until)) => problem(
+                StatusCode::CONFLICT,
+                "cooldown_active",
+                "Cooldown active",
+                &format!("Routed IPv6 was released; a new allocation can be made after {until}."),
+                path,
+                request_id,
+                None,
+            ),
+            Some(Routed::Done(status, created)) => {
                 let vps = inner.state.vpses[id].clone();
                 json_response(
                     status,
@@ -899,11 +925,22 @@ impl Sim {
         })
     }
 
-    fn release(&self, id: &str, request_id: &str) -> Response<Full<Bytes>> {
+    fn release(&self, id: &str, path: &str, request_id: &str) -> Response<Full<Bytes>> {
         self.mutate(|inner| {
             let days = inner.state.cooldown_days;
             let body = match release_allocation(inner, id) {
                 Err(()) => return vps_not_found(id, request_id),
+                Ok(None) if inner.state.release_none_problem => {
+                    return problem(
+                        StatusCode::NOT_FOUND,
+                        "allocation_not_found",
+                        "Allocation not found",
+                        "This VPS has no routed IPv6 allocation to release.",
+                        path,
+                        request_id,
+                        None,
+                    );
+                }
                 Ok(Some(allocation)) => json!({
                     "released": true,
                     "cooldownDays": days,
@@ -1356,10 +1393,19 @@ enum Action {
     RefreshNextHop,
 }
 
-/// Allocate or refresh the next hop of VPS `id` (shared by the v2 and legacy APIs).
-/// Returns the status to answer with and whether an allocation was created; `None` for
-/// an unknown VPS.
-fn routed_action(inner: &mut Inner, id: &str, action: Action) -> Option<(StatusCode, bool)> {
+/// What an allocate or refresh came to.
+enum Routed {
+    /// The status to answer with and whether an allocation was created.
+    Done(StatusCode, bool),
+    /// Allocate refused: the VPS is in a release's cooldown until then
+    /// (`SimState::cooldown_refuses_allocate`).
+    InCooldown(String),
+}
+
+/// Allocate or refresh the next hop of VPS `id` (shared by the v2 and legacy APIs);
+/// `None` for an unknown VPS.
+fn routed_action(inner: &mut Inner, id: &str, action: Action) -> Option<Routed> {
+    let refuse_in_cooldown = inner.state.cooldown_refuses_allocate;
     let pool = inner.state.pool;
     let length = inner.state.prefix_length;
     let subnet = inner.next_subnet;
@@ -1369,6 +1415,14 @@ fn routed_action(inner: &mut Inner, id: &str, action: Action) -> Option<(StatusC
     let mut status = StatusCode::OK;
     let mut created = false;
     match action {
+        Action::Allocate
+            if vps.available
+                && !has_active
+                && refuse_in_cooldown
+                && let Some(until) = &vps.cooldown_until =>
+        {
+            return Some(Routed::InCooldown(until.clone()));
+        }
         Action::Allocate if vps.available && !has_active => {
             let prefix = carve(pool, length, subnet);
             let next_hop = vps
@@ -1399,7 +1453,7 @@ fn routed_action(inner: &mut Inner, id: &str, action: Action) -> Option<(StatusC
         inner.next_subnet += 1;
         inner.next_allocation += 1;
     }
-    Some((status, created))
+    Some(Routed::Done(status, created))
 }
 
 /// Release VPS `id`'s allocation: the released allocation (status cooldown), or
