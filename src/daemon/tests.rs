@@ -20,11 +20,23 @@ struct Scripted {
     fetches: usize,
     refreshes: usize,
     allocations: usize,
+    /// How long each fetch takes, on tokio's clock: the loop has a poll in flight
+    /// meanwhile.
+    latency: Duration,
+    /// Called with each fetch's number (the first is 1) as its answer leaves, after
+    /// `latency`: what it does reaches the loop together with the answer.
+    on_answer: Option<Box<dyn FnMut(usize)>>,
 }
 
 impl Provider for Scripted {
     async fn fetch(&mut self) -> Result<Assignment, ProviderError> {
         self.fetches += 1;
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        if let Some(on_answer) = &mut self.on_answer {
+            on_answer(self.fetches);
+        }
         match self.answers.pop_front() {
             Some(answer) => answer,
             None => Ok(self.steady.clone().expect("script exhausted")),
@@ -1250,6 +1262,244 @@ async fn the_loop_repairs_after_the_event_stream_ended_and_stops_on_request() {
             .any(|o| o.protocol == 0),
         "the OS's next hop stays"
     );
+}
+
+/// Routed6d's own next hop `hop` leaves the uplink (an operator's `ip addr del`), with
+/// the kernel's event: done from inside a `Scripted::on_answer`, the event is queued
+/// when the loop gets the answer. Unlike the objects on lo, this one is not put back
+/// at once on its event (the uplink's place), only by a full pass.
+fn own_next_hop_deleted(outside: &Outside, hop: &str) -> impl Fn() + 'static {
+    let kernel = outside.kernel.clone();
+    let events = outside.events.clone();
+    let addr: Ipv6Addr = hop.parse().expect("hop");
+    move || {
+        (kernel.0.borrow_mut().state.addresses).retain(|o| o.address.addr != addr);
+        let _ = events.send(KernelEvent::Address {
+            ifindex: 2,
+            addr,
+            protocol: OURS,
+            removed: true,
+        });
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_queued_before_a_changed_answer_has_the_answer_applied_from_a_full_look() {
+    let hop = "2001:db8:42::1";
+    let Looping {
+        mut agent,
+        mut provider,
+        surroundings,
+        outside,
+    } = looping("", hop);
+    // No OS address at the next hop: routed6d adds and owns it (FIRST).
+    outside.kernel.0.borrow_mut().state.addresses.clear();
+    // The prefix is renumbered, same next hop; while the second poll is on its way,
+    // the next hop is deleted by hand, and the loop gets that event with the answer.
+    let renumbered = routed("2001:db8:42:200::/64", hop);
+    provider.answers = [
+        Ok(routed("2001:db8:42:100::/64", hop)),
+        Ok(renumbered.clone()),
+    ]
+    .into();
+    provider.steady = Some(renumbered);
+    let answered = std::rc::Rc::new(tokio::sync::Notify::new());
+    let delete = own_next_hop_deleted(&outside, hop);
+    let told = answered.clone();
+    provider.on_answer = Some(Box::new(move |fetch| {
+        if fetch == 2 {
+            delete();
+            told.notify_one();
+        }
+    }));
+    let script = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(outside.owned(), FIRST);
+        answered.notified().await;
+        // Well inside the event's 20 ms debounce, so only the answer's own pass can
+        // have put the next hop back: what the last pass left said it was there, so
+        // applying the answer from it would have left it missing until the debounce.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            outside.owned(),
+            [
+                "addr 2001:db8:42:200::1/128 dev lo",
+                "addr 2001:db8:42::1/128 dev eth0",
+                "route unreachable 2001:db8:42:200::/64 metric 2147483647",
+            ],
+            "the answer was applied from what the last pass left"
+        );
+        outside.stop();
+    };
+    let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
+    served.expect("served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_during_a_poll_drops_its_answer_and_polls_at_once_under_the_new_configuration() {
+    let hop = "2001:db8:42::10";
+    let Looping {
+        mut agent,
+        mut provider,
+        surroundings,
+        outside,
+    } = looping("", hop);
+    // The old provider takes 10 s to answer (2001:db8:42:100::/64): the first poll
+    // is in flight until then.
+    provider.latency = Duration::from_secs(10);
+    // The new configuration puts ::2 of the prefix on lo, and the new provider routes
+    // another prefix, at once: the kernel shows which configuration and which
+    // provider a pass worked from.
+    let reload = |_: &Config| {
+        let config = crate::desired::tests::config("[prefix]\naddresses = [\"::2\"]\n");
+        let provider = Scripted {
+            steady: Some(routed("2001:db8:42:200::/64", hop)),
+            ..Scripted::default()
+        };
+        Ok((config, provider))
+    };
+    let new = [
+        "addr 2001:db8:42:200::2/128 dev lo",
+        "route unreachable 2001:db8:42:200::/64 metric 2147483647",
+    ];
+    let script = async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(outside.owned().is_empty(), "{:?}", outside.owned());
+        outside
+            .controls
+            .send(surroundings::Control::Reload)
+            .expect("reload");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            outside.owned(),
+            new,
+            "not polled at once under the new configuration"
+        );
+        // Past the moment the old poll would have answered: its answer never reaches
+        // the kernel, under either configuration.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(outside.owned(), new);
+        let old = (outside.kernel.0.borrow().writes.iter())
+            .any(|op| op.to_string().contains("2001:db8:42:100:"));
+        assert!(!old, "{:?}", outside.kernel.0.borrow().writes);
+        outside.stop();
+    };
+    let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, reload), script);
+    served.expect("served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_reload_keeps_the_running_configuration_and_the_poll_in_flight() {
+    let hop = "2001:db8:42::10";
+    let Looping {
+        mut agent,
+        mut provider,
+        surroundings,
+        outside,
+    } = looping("", hop);
+    provider.latency = Duration::from_secs(10);
+    let asked = std::rc::Rc::new(std::cell::Cell::new(0));
+    let count = asked.clone();
+    provider.on_answer = Some(Box::new(move |fetch| count.set(fetch)));
+    let refuse = |_: &Config| Err("t.toml:3: unknown key `prefixes`".to_string());
+    let script = async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        outside
+            .controls
+            .send(surroundings::Control::Reload)
+            .expect("reload");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(outside.owned().is_empty(), "{:?}", outside.owned());
+        // The poll asked before the reload answers when it would have, and its answer
+        // is applied: the running configuration and provider are still the loop's.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            outside.owned(),
+            [
+                "addr 2001:db8:42:100::1/128 dev lo",
+                "route unreachable 2001:db8:42:100::/64 metric 2147483647",
+            ]
+        );
+        assert_eq!(asked.get(), 1, "asked again");
+        outside.stop();
+    };
+    let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, refuse), script);
+    served.expect("served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_during_a_failing_poll_is_repaired_from_the_last_good_answer_at_the_poll_pace() {
+    let hop = "2001:db8:42::1";
+    let Looping {
+        mut agent,
+        mut provider,
+        surroundings,
+        outside,
+    } = looping("", hop);
+    // No OS address at the next hop: routed6d adds and owns it (FIRST).
+    outside.kernel.0.borrow_mut().state.addresses.clear();
+    let interval = agent.config.provider.poll_interval;
+    // The second poll fails; the next hop is deleted by hand while it is on its way,
+    // and the loop gets that event with the failure.
+    provider.answers = [Ok(routed("2001:db8:42:100::/64", hop)), Err(transport())].into();
+    let answers = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let failed = std::rc::Rc::new(tokio::sync::Notify::new());
+    let delete = own_next_hop_deleted(&outside, hop);
+    let (log, told) = (answers.clone(), failed.clone());
+    provider.on_answer = Some(Box::new(move |fetch| {
+        log.borrow_mut().push(Instant::now());
+        if fetch == 2 {
+            delete();
+            told.notify_one();
+        }
+    }));
+    let lo: Ipv6Addr = "2001:db8:42:100::1".parse().expect("addr");
+    let script = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(outside.owned(), FIRST);
+        let writes = outside.kernel.0.borrow().writes.len();
+        failed.notified().await;
+        let failed_at = Instant::now();
+        // The failure does not cancel the repair the event asked for.
+        tokio::time::sleep(DEBOUNCE + Duration::from_millis(1)).await;
+        assert_eq!(outside.owned(), FIRST, "not repaired while the API fails");
+        // Another removal between failed polls is put back at once, as ever.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        outside.os_changes(
+            |k| k.state.addresses.retain(|o| o.address.addr != lo),
+            KernelEvent::Address {
+                ifindex: 1,
+                addr: lo,
+                protocol: OURS,
+                removed: true,
+            },
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(outside.owned(), FIRST);
+        // Put back, nothing withdrawn: only adds since the good answer.
+        let since: Vec<String> = outside.kernel.0.borrow().writes[writes..]
+            .iter()
+            .map(|op| op.to_string())
+            .collect();
+        assert_eq!(
+            since,
+            [
+                "ip -6 addr add 2001:db8:42::1/128 dev eth0 nodad",
+                "ip -6 addr add 2001:db8:42:100::1/128 dev lo nodad",
+            ]
+        );
+        // The poll after the failure comes at the poll's pace (±10 %), the events and
+        // their repairs notwithstanding.
+        tokio::time::sleep_until(failed_at + interval.mul_f64(0.9) - Duration::from_millis(1))
+            .await;
+        assert_eq!(answers.borrow().len(), 2, "polled again too soon");
+        tokio::time::sleep_until(failed_at + interval.mul_f64(1.1) + Duration::from_millis(1))
+            .await;
+        assert_eq!(answers.borrow().len(), 3, "not polled again");
+        outside.stop();
+    };
+    let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
+    served.expect("served");
 }
 
 #[test]
