@@ -138,7 +138,7 @@ impl NetlinkKernel {
         let mut kernel = Self::new(daemon.protocol)?;
         let why = match daemon.address_ownership {
             AddressOwnership::Record => "address_ownership = \"record\"",
-            AddressOwnership::Auto => match kernel.probe_address_protocol().await {
+            AddressOwnership::Auto => match kernel.keeps_address_protocols().await {
                 Ok(true) => {
                     info!(
                         "address ownership: kernel address protocols (IFA_PROTO {})",
@@ -188,6 +188,36 @@ impl NetlinkKernel {
         match &self.ownership {
             Ownership::Kernel => None,
             Ownership::Record(record) => Some(record.path()),
+        }
+    }
+
+    /// Does an IPv6 address already carry IFA_PROTO? The kernel reports the attribute
+    /// only when it keeps it and it is not zero: since Linux 6.3 its own `::1` and
+    /// link-local addresses carry one (IFAPROT_KERNEL_LO, _LL), and an earlier
+    /// routed6d's addresses carry its protocol. false proves nothing (a 5.18–6.2 kernel
+    /// with no address of anyone's that has one): then only `probe_address_protocol`
+    /// tells.
+    async fn sees_address_protocols(&mut self) -> NlResult<bool> {
+        let mut request = AddressMessage::default();
+        request.header.family = AddressFamily::Inet6;
+        let parse = |payload: &[u8]| AddressMessage::parse(payload).map(Some);
+        let mut seen = false;
+        self.dump_each(
+            RouteNetlinkMessage::GetAddress(request),
+            RTM_NEWADDR,
+            parse,
+            |address| seen |= address_protocol(&address) != 0,
+        )
+        .await?;
+        Ok(seen)
+    }
+
+    /// Does the kernel keep IFA_PROTO? Seen on an address already there, no probe is
+    /// written (a read-only command stays read-only, a running daemon sees no event).
+    async fn keeps_address_protocols(&mut self) -> NlResult<bool> {
+        match self.sees_address_protocols().await {
+            Ok(true) => Ok(true),
+            Ok(false) | Err(_) => self.probe_address_protocol().await,
         }
     }
 

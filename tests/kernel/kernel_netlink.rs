@@ -1136,13 +1136,47 @@ fn auto_finds_address_protocols_on_this_kernel_and_leaves_no_probe_behind() {
     );
 }
 
+/// With lo up, the kernel's own `::1` carries IFA_PROTO (Linux 6.3+): opening reads
+/// that and writes nothing, so a read-only command stays read-only and a running
+/// daemon sees no event.
+#[test]
+fn auto_reads_address_protocols_off_the_kernels_own_addresses_without_a_probe() {
+    netns_test(
+        "auto_reads_address_protocols_off_the_kernels_own_addresses_without_a_probe",
+        || async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = daemon_config(routed6d::config::AddressOwnership::Auto, dir.path());
+            let mut watch = Watch::start().expect("watch");
+            let kernel = NetlinkKernel::open(&config).await.expect("open");
+            assert_eq!(kernel.record_path(), None, "this kernel keeps IFA_PROTO");
+            let deadline = Instant::now() + Duration::from_millis(300);
+            while let Ok(Some(event)) = tokio::time::timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                watch.next(),
+            )
+            .await
+            {
+                assert!(
+                    !matches!(event, KernelEvent::Address { .. }),
+                    "opening wrote an address: {event:?}"
+                );
+            }
+        },
+    );
+}
+
 /// An operator's `routed6d status` while the daemon starts: probes at the same time
-/// each see their own answer, and none is taken for a kernel without IFA_PROTO.
+/// each see their own answer, and none is taken for a kernel without IFA_PROTO. Every
+/// link is down, so no address of the kernel's tells and each one writes its probe.
 #[test]
 fn probes_at_the_same_time_each_find_address_protocols() {
     netns_test(
         "probes_at_the_same_time_each_find_address_protocols",
         || async {
+            for link in ["lo", "v0", "v1"] {
+                ip(&format!("link set {link} down"));
+            }
+            let mut watch = Watch::start().expect("watch");
             let dirs: Vec<_> = (0..4)
                 .map(|_| tempfile::tempdir().expect("tempdir"))
                 .collect();
@@ -1171,6 +1205,11 @@ fn probes_at_the_same_time_each_find_address_protocols() {
                     .any(|a| routed6d::kernel::netlink::PROBE_PREFIX.contains(&a.address.addr)),
                 "every probe removed its address"
             );
+            let probed = |e: &KernelEvent| {
+                matches!(e, KernelEvent::Address { addr, .. }
+                    if routed6d::kernel::netlink::PROBE_PREFIX.contains(addr))
+            };
+            expect_event(&mut watch, Duration::from_secs(1), probed).await;
         },
     );
 }
