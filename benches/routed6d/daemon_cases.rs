@@ -6,6 +6,12 @@
 //! The daemon is the shipped build (see `daemon_binary`), started by `ip netns exec`.
 //! Repair is timed side by side with keepalived (Debian's, installed when missing),
 //! started by the bench in a namespace of its own, never as a host service.
+//!
+//! With two CPUs or more, the restorers (routed6d, keepalived) run on the first and the
+//! bench's watches on the last (`Cpus`): a watch that shared the restorer's CPU would
+//! hear the put-back only once the restorer gave the CPU up, so a restorer with more to
+//! do after its write (a log line, its own bookkeeping) would be timed for that work,
+//! not for its reaction. Both are pinned alike.
 
 use std::net::Ipv6Addr;
 use std::os::unix::process::ExitStatusExt;
@@ -32,6 +38,43 @@ const CHANGES: usize = 10;
 const DELETIONS: usize = 50;
 /// How long any single convergence may take before the bench gives up.
 const GIVE_UP: Duration = Duration::from_secs(10);
+
+/// Where the restorers and the bench's watches run (see the module header).
+struct Cpus;
+
+impl Cpus {
+    /// The listeners' CPU: the last one, None on a one-CPU machine.
+    fn listener() -> Option<usize> {
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (count >= 2).then(|| count - 1)
+    }
+
+    /// Pin the calling thread (and what it then execs and forks) to `cpu`.
+    fn pin(cpu: usize) -> std::io::Result<()> {
+        use nix::sched::{CpuSet, sched_setaffinity};
+        let mut set = CpuSet::new();
+        set.set(cpu).map_err(std::io::Error::from)?;
+        sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(std::io::Error::from)
+    }
+
+    /// Start `command`'s process on the restorers' CPU.
+    fn restorer(command: &mut Command) -> &mut Command {
+        if Cpus::listener().is_some() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: sched_setaffinity is a single system call, safe between fork and
+            // exec.
+            unsafe { command.pre_exec(|| Cpus::pin(0)) };
+        }
+        command
+    }
+
+    /// Move the calling thread to the listeners' CPU.
+    fn listen() {
+        if let Some(cpu) = Cpus::listener() {
+            Cpus::pin(cpu).expect("pin the watch's thread");
+        }
+    }
+}
 
 fn prefix(n: u16) -> Ipv6Net {
     Ipv6Net::new(Ipv6Addr::new(0x2001, 0xdb8, 0x42, n, 0, 0, 0, 0), 64).expect("prefix")
@@ -90,6 +133,7 @@ impl Events {
             let rc =
                 unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns");
+            Cpus::listen();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -226,9 +270,8 @@ impl Scene {
         .expect("config");
         let log = std::fs::File::create(dir.path().join("routed6d.log")).expect("log");
         // `ip netns exec` execs the daemon: the child's pid is the daemon's.
-        let daemon = testbed
-            .vps
-            .command(daemon_binary().to_str().expect("path"))
+        let mut daemon = testbed.vps.command(daemon_binary().to_str().expect("path"));
+        let daemon = Cpus::restorer(&mut daemon)
             .args(["run", "--config"])
             .arg(&config)
             .env_remove("NOTIFY_SOCKET")
@@ -441,8 +484,8 @@ impl Keepalived {
         )
         .expect("keepalived.conf");
         let pid = |name: &str| dir.path().join(name).display().to_string();
-        let process = ns
-            .command("keepalived")
+        let mut process = ns.command("keepalived");
+        let process = Cpus::restorer(&mut process)
             .args(["--dont-fork", "--no-syslog", "--vrrp", "--use-file"])
             .arg(&conf)
             .args(["--pid", &pid("k.pid"), "--vrrp_pid", &pid("v.pid")])
