@@ -63,6 +63,7 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
         KernelEvent::Netconf => config.uplink.keep_accept_ra,
         KernelEvent::Link { name, index, .. } => {
             config.interfaces().contains(&name.as_str())
+                || desired.bridges.iter().any(|b| b.name == *name)
                 || desired.addresses.iter().any(|a| a.ifindex == *index)
                 || desired.routes.iter().any(|r| r.ifindex == Some(*index))
         }
@@ -169,6 +170,10 @@ pub struct StatusFile {
     pub unavailable: Option<String>,
     pub missing_interfaces: Vec<String>,
     pub conflicts: Vec<String>,
+    /// The workloads placed in the routed prefix, one line each (`workload::Placed`).
+    pub workloads: Vec<String>,
+    /// Why the workloads do not fit the routed prefix, when they do not.
+    pub workload_error: Option<String>,
     /// The reachability probe's last verdict; None: no `[probe]`.
     pub probe: Option<crate::probe::ProbeStatus>,
 }
@@ -691,6 +696,26 @@ impl<K: Kernel> Agent<K> {
             warn!("cannot keep the OS's next hops in {}: {e}", path.display());
         }
         self.hops.wake = outcome.next_hops.wake_at;
+        if outcome.desired.workload_error != self.pass.desired.workload_error {
+            match &outcome.desired.workload_error {
+                Some(e) => error!("workloads not placed: {e}"),
+                None if self.pass.desired.workload_error.is_some() => {
+                    info!("workloads placed again")
+                }
+                None => {}
+            }
+        }
+        if outcome.desired.workloads != self.pass.desired.workloads {
+            for placed in &outcome.desired.workloads {
+                info!(
+                    WORKLOAD = %placed.name,
+                    WORKLOAD_PREFIX = %placed.prefix,
+                    PREFIX = %placed.routed,
+                    IFACE = %placed.interface,
+                    "{placed}"
+                );
+            }
+        }
         if outcome.desired.missing_interfaces != self.pass.desired.missing_interfaces {
             for name in &outcome.desired.missing_interfaces {
                 warn!(IFACE = %name, "interface {name} does not exist: waiting for it");
@@ -845,6 +870,14 @@ impl<K: Kernel> Agent<K> {
             unavailable: good.unavailable.clone(),
             missing_interfaces: self.pass.desired.missing_interfaces.clone(),
             conflicts: self.said.conflicts.clone(),
+            workloads: self
+                .pass
+                .desired
+                .workloads
+                .iter()
+                .map(|w| w.to_string())
+                .collect(),
+            workload_error: self.pass.desired.workload_error.clone(),
             probe: self.fleet.probe_status(),
         }
     }

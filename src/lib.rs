@@ -20,3 +20,4 @@ pub mod reconcile;
 pub mod rules;
 pub mod timer;
 pub mod token;
+pub mod workload;

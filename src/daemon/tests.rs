@@ -46,6 +46,7 @@ impl Provider for Scripted {
 fn routed(prefix: &str, hop: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
+            workload: None,
             prefix: prefix.parse().expect("prefix"),
             next_hop: Some(hop.parse().expect("hop")),
             origin: "ripv6_1".into(),
@@ -567,12 +568,14 @@ fn only_events_touching_owned_state_are_relevant() {
     let config = crate::desired::tests::config("");
     let links = [
         crate::model::Link {
+            alias: None,
             index: 1,
             name: "lo".into(),
             up: true,
             lower_up: true,
         },
         crate::model::Link {
+            alias: None,
             index: 2,
             name: "eth0".into(),
             up: true,
@@ -1227,6 +1230,7 @@ fn only_routed6d_own_objects_away_from_the_uplink_are_put_back_at_once() {
         ifname: Some("eth0".into()),
     };
     let origin = std::sync::Arc::new(RoutedPrefix {
+        workload: None,
         prefix: "2001:db8:42:100::/64".parse().expect("prefix"),
         next_hop: Some(next_hop.addr),
         origin: "ripv6_1".into(),
