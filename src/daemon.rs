@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -53,6 +54,26 @@ pub fn next_delay(interval: Duration, retry_after: Option<Duration>, unit: f64) 
         Some(wait) => delay.max(wait.min(RETRY_AFTER_MAX)),
         None => delay,
     }
+}
+
+/// What each workload bridge advertises, from a pass's desired state: the sub-prefixes
+/// whose gateway is wanted on it (a bridge that does not exist yet has none).
+pub fn advertised(desired: &DesiredState) -> Vec<(u32, String, Vec<Ipv6Net>)> {
+    let mut out: Vec<(u32, String, Vec<Ipv6Net>)> = Vec::new();
+    for address in &desired.addresses {
+        let Some(placed) = &address.origin.workload else {
+            continue;
+        };
+        match out.iter_mut().find(|(i, _, _)| *i == address.ifindex) {
+            Some((_, _, prefixes)) => prefixes.push(placed.prefix),
+            None => out.push((
+                address.ifindex,
+                placed.interface.clone(),
+                vec![placed.prefix],
+            )),
+        }
+    }
+    out
 }
 
 /// Does this kernel event touch what routed6d keeps (so a repair is due)?
@@ -271,6 +292,9 @@ pub struct Agent<K> {
     hops: NextHops,
     /// The metrics, the probe and the hooks (`fleet`).
     pub fleet: Fleet,
+    /// Router advertisements on the workloads' bridges (`ra`); None: no workloads, or
+    /// no socket for them (said at start).
+    pub ra: Option<crate::ra::sender::Sender>,
 }
 
 /// What the last pass left: the answer it applied and the kernel state it aimed for.
@@ -354,6 +378,27 @@ impl<K: Kernel> Agent<K> {
             repairs: Repairs::default(),
             hops: NextHops::default(),
             fleet,
+            ra: None,
+        }
+    }
+
+    /// Open the router advertisement socket when workloads are configured and it is
+    /// not open yet. Without it the workloads still get their gateway and route (hosts
+    /// configured by hand keep working): an error line, not a refusal to start.
+    pub fn start_advertising(&mut self) {
+        if self.config.workloads.is_empty() || self.ra.is_some() {
+            return;
+        }
+        match crate::ra::sender::Sender::open() {
+            Ok(sender) => self.ra = Some(sender),
+            Err(e) => error!("{e}; the workloads get no router advertisements"),
+        }
+    }
+
+    /// Tell the advertiser what each bridge holds after a pass.
+    fn advertise(&mut self) {
+        if let Some(ra) = self.ra.as_mut() {
+            ra.update(&advertised(&self.pass.desired));
         }
     }
 
@@ -748,6 +793,7 @@ impl<K: Kernel> Agent<K> {
         self.pass.denied = outcome.denied;
         self.pass.desired = outcome.desired.clone();
         self.pass.applied = Some(assignment);
+        self.advertise();
         self.write_status();
         outcome
     }
@@ -810,6 +856,11 @@ impl<K: Kernel> Agent<K> {
     /// Leave per `on_stop`.
     pub async fn stop(&mut self) {
         if self.config.daemon.on_stop == OnStop::Withdraw {
+            // One last advertisement: not a default router any more, every prefix
+            // deprecated, before the gateway goes.
+            if let Some(ra) = self.ra.as_mut() {
+                ra.update(&[]);
+            }
             match reconcile::withdraw(&mut self.kernel, &self.config, &self.pass.desired).await {
                 Ok(outcome) => info!(
                     "stopped: withdrew {} object(s) routed6d owned (on_stop = withdraw)",
@@ -1040,6 +1091,7 @@ pub async fn run<P: Provider + 'static>(
     agent.publish_status();
     agent.remember_next_hops_in(memory);
     agent.fleet.start(&agent.config).await?;
+    agent.start_advertising();
     serve(&mut agent, provider, surroundings, reload).await
 }
 
@@ -1144,6 +1196,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                         Ok((config, provider)) => {
                             info!("configuration reloaded from {}", config.path.display());
                             agent.reconfigure(config);
+                            agent.start_advertising();
                             agent.forget_expected();
                             // A poll in flight asked under the old configuration: drop it.
                             polling = Polling::Idle(Poller::new(provider));
@@ -1155,6 +1208,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                 }
                 Control::Stop => break,
             },
+            () = crate::ra::sender::next(agent.ra.as_mut()) => {}
             round = crate::probe::next(agent.fleet.prober.as_mut()) => {
                 agent.probed(round);
                 if ready {

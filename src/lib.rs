@@ -16,6 +16,7 @@ pub mod next_hop;
 pub mod plan;
 pub mod probe;
 pub mod provider;
+pub mod ra;
 pub mod reconcile;
 pub mod rules;
 pub mod timer;
