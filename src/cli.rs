@@ -497,6 +497,21 @@ pub fn check_config(path: &Path) -> CommandResult {
             "note: interface {name} does not exist (yet); routed6d run waits for it and programs it when it appears"
         );
     }
+    for w in &config.workloads {
+        println!(
+            "workload {}: {} {}, /{} at slot {}{}",
+            w.name,
+            w.kind.name(),
+            w.interface,
+            w.prefix_length,
+            w.slot,
+            if w.slot_pinned {
+                " (pinned)"
+            } else {
+                " (next free in config order; pin it with slot = N)"
+            }
+        );
+    }
     if let crate::config::ProviderSettings::DigitalOcean(settings) = &config.provider.settings {
         println!(
             "note: {}",
