@@ -121,6 +121,24 @@ fn a_bridge_workload_gets_slaac_from_routed6d_and_moves_with_the_prefix() {
     h.testbed
         .ping_from_router(old_addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("router → workload {old_addr}: {e}\nlog:\n{}", h.log()));
+    let sysctl = |key: &'static str| {
+        h.testbed
+            .vps
+            .enter(move || std::fs::read_to_string(format!("/proc/sys/{key}")).unwrap_or_default())
+            .expect("enter")
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        sysctl("net/ipv6/conf/all/forwarding"),
+        "1",
+        "workloads are forwarded to"
+    );
+    assert_eq!(
+        sysctl("net/ipv6/conf/eth0/accept_ra"),
+        "2",
+        "the uplink keeps its router advertisements with forwarding on"
+    );
     let default = ws
         .ip(&["-6", "route", "show", "default"])
         .unwrap_or_default();
@@ -139,14 +157,38 @@ fn a_bridge_workload_gets_slaac_from_routed6d_and_moves_with_the_prefix() {
         "{plan}"
     );
 
+    // Drift: the gateway deleted by hand is put back.
+    h.testbed
+        .vps
+        .ip(&[
+            "-6",
+            "addr",
+            "del",
+            "2001:db8:42:101::1/64",
+            "dev",
+            "br-web",
+        ])
+        .expect("del");
+    h.wait("the gateway is repaired", |s| common::has_owned(s, gateway));
+    h.testbed
+        .ping_from_router(old_addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("after the repair, {old_addr}: {e}\nlog:\n{}", h.log()));
+
     // A restart keeps the slot: the same objects, nothing added or removed.
     let before = h.owned();
     h.stop_with(libc::SIGTERM);
+    let placed = "workload web (bridge br-web): slot 1 = 2001:db8:42:101::/64";
+    let placements = h.log_count(placed);
     h.start();
-    h.wait_log("routed6d", 1);
-    std::thread::sleep(Duration::from_secs(1));
-    h.wait("after the restart", |s| common::has_owned(s, gateway));
+    // The first pass of the new process logs where the workload is.
+    h.wait_log(placed, placements + 1);
     assert_eq!(h.owned(), before, "a restart changed what routed6d owns");
+    assert_eq!(
+        h.log_count("ip link add br-web"),
+        1,
+        "the bridge is made once, by the first process\n{}",
+        h.log()
+    );
 
     // The provider's prefix changes: the workload moves, the old address deprecated.
     h.edit_config(OLD, NEW);
