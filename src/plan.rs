@@ -83,6 +83,9 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, protocol: u8) -> P
     diff_addresses(desired, observed, protocol, &mut plan, &mut removals);
     diff_routes(desired, observed, protocol, &mut plan, &mut removals);
 
+    // A bridge goes after its gateway and route: deleted first, it would take them
+    // along, and their deletes would fail on an interface that is no longer there.
+    removals.sort_by_key(|p| matches!(p.op, Op::DelBridge(_)));
     plan.ops.extend(removals);
     plan
 }

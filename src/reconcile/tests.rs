@@ -191,3 +191,25 @@ fn an_existing_bridge_is_used_and_never_deleted() {
         "not routed6d's bridge"
     );
 }
+
+#[test]
+fn a_bridge_is_deleted_after_what_routed6d_put_on_it() {
+    let (config, assignment) = workload_setup();
+    let mut kernel = FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)]);
+    let outcome = run(reconcile(
+        &mut kernel,
+        &config,
+        &assignment,
+        &DesiredState::default(),
+        Moment::first(),
+    ))
+    .expect("pass");
+    let plan = crate::plan::diff(&DesiredState::default(), &kernel.state, OURS);
+    let verbs: Vec<&str> = plan.ops.iter().map(|p| p.op.verb()).collect();
+    assert_eq!(verbs.last(), Some(&"del-bridge"), "{verbs:?}");
+    assert!(
+        verbs.contains(&"del-address") && verbs.contains(&"del-route"),
+        "{verbs:?}"
+    );
+    assert!(!outcome.desired.workloads.is_empty());
+}

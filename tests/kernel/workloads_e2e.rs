@@ -226,6 +226,8 @@ fn a_bridge_workload_gets_slaac_from_routed6d_and_moves_with_the_prefix() {
     h.assert_healthy();
     h.stop_with(libc::SIGTERM);
     let state = h.kernel();
+    let log = h.log();
+    assert!(!log.contains("ERROR"), "an error was logged:\n{log}");
     assert!(
         state.link_by_name("br-web").is_none(),
         "the bridge routed6d made is gone"
