@@ -1373,6 +1373,7 @@ fn resolve_workloads(
     let slots = crate::workload::assign_slots(&wanted).map_err(|e| {
         let name = match &e {
             crate::workload::WorkloadError::Overlap { name, .. }
+            | crate::workload::WorkloadError::Beyond { name, .. }
             | crate::workload::WorkloadError::HostSlot { name } => name.clone(),
             _ => String::new(),
         };

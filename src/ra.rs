@@ -251,6 +251,12 @@ impl Book {
         link.due = Some(now + next);
     }
 
+    /// Bridge `ifindex` is gone (deleted, or made again under a new index): nothing
+    /// can be said on it any more.
+    pub fn forget(&mut self, ifindex: u32) {
+        self.links.remove(&ifindex);
+    }
+
     /// The name of bridge `ifindex`, for logs.
     pub fn name(&self, ifindex: u32) -> &str {
         self.links.get(&ifindex).map_or("", |l| l.name.as_str())

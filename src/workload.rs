@@ -36,6 +36,9 @@ pub enum WorkloadError {
         "workload {name:?} asks for slot 0, which is the host's own (its addresses live there)"
     )]
     HostSlot { name: String },
+    /// A slot whose addresses lie beyond the 128 bits of an IPv6 address.
+    #[error("workload {name:?}: slot {slot} of /{length} lies beyond the IPv6 address space")]
+    Beyond { name: String, slot: u64, length: u8 },
     #[error(
         "workload {name:?}: prefix_length {length} is not longer than the routed prefix {prefix}: there is no room for the host's slot beside it"
     )]
@@ -91,11 +94,10 @@ pub fn assign_slots(workloads: &[(&str, u8, Option<u64>)]) -> Result<Vec<u64>, W
                 name: name.to_string(),
             });
         }
-        let range = span(*slot, *length).ok_or_else(|| WorkloadError::Overlap {
+        let range = span(*slot, *length).ok_or_else(|| WorkloadError::Beyond {
             name: name.to_string(),
             slot: *slot,
             length: *length,
-            other: "(beyond the address space)".into(),
         })?;
         if let Some((_, other)) = taken.iter().find(|(r, _)| overlap(*r, range)) {
             return Err(WorkloadError::Overlap {
@@ -117,11 +119,10 @@ pub fn assign_slots(workloads: &[(&str, u8, Option<u64>)]) -> Result<Vec<u64>, W
         let mut slot = 1u64;
         loop {
             let Some(range) = span(slot, *length) else {
-                return Err(WorkloadError::Overlap {
+                return Err(WorkloadError::Beyond {
                     name: name.to_string(),
                     slot,
                     length: *length,
-                    other: "(no free slot left)".into(),
                 });
             };
             match taken.iter().find(|(r, _)| overlap(*r, range)) {

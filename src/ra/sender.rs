@@ -43,6 +43,8 @@ const ICMP6_FILTER: libc::c_int = 1;
 pub struct Sender {
     socket: AsyncFd<OwnedFd>,
     book: Book,
+    /// Bridges whose last send failed unexpectedly (said once).
+    failing: std::collections::BTreeSet<u32>,
 }
 
 impl Sender {
@@ -86,6 +88,7 @@ impl Sender {
         Ok(Sender {
             socket,
             book: Book::default(),
+            failing: Default::default(),
         })
     }
 
@@ -185,9 +188,24 @@ impl Sender {
                         | nix::errno::Errno::ENETDOWN
                         | nix::errno::Errno::ENXIO
                         | nix::errno::Errno::ENODEV
-                ) {
+                        | nix::errno::Errno::ENETUNREACH
+                ) && self.failing.insert(index)
+                {
+                    // Once per bridge until a send succeeds: the book retries every
+                    // second, and the journal should not.
                     warn!(IFACE = %self.book.name(index), "router advertisement on {}: {e}", self.book.name(index));
                 }
+            } else if self.failing.remove(&index) {
+                info!(IFACE = %self.book.name(index), "router advertisements on {} go out again", self.book.name(index));
+            }
+            if matches!(
+                result,
+                Err(nix::errno::Errno::ENODEV
+                    | nix::errno::Errno::ENXIO
+                    | nix::errno::Errno::ENETUNREACH)
+            ) {
+                self.book.forget(index);
+                continue;
             }
             self.book.sent(index, now, result.is_ok());
         }

@@ -1,3 +1,6 @@
+//! Router advertisements as bytes on the wire, and the book's schedule and lifetimes:
+//! a prefix change deprecates the old prefix and advertises the new one fresh.
+
 use super::*;
 
 fn net(text: &str) -> Ipv6Net {
@@ -193,4 +196,17 @@ fn a_failed_send_is_tried_again_within_a_second() {
     }
     book.sent(7, start, false);
     assert_eq!(book.next_due(), Some(start + Duration::from_secs(1)));
+}
+
+#[test]
+fn a_bridge_that_is_gone_is_forgotten() {
+    let start = Instant::now();
+    let mut book = Book::default();
+    book.update(
+        &[(7, "br-web".into(), vec![net("2001:db8:42:101::/64")])],
+        start,
+    );
+    book.forget(7);
+    assert!(book.next_due().is_none());
+    assert!(book.packet(7, start).is_none());
 }

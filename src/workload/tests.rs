@@ -1,3 +1,6 @@
+//! Slots and sub-prefixes: the same at every start and across prefix changes, refused
+//! in one line when they do not fit, never on the host's own addresses.
+
 use super::*;
 use crate::config::{Config, WorkloadKind};
 use std::path::Path;
@@ -52,6 +55,14 @@ fn slot_zero_and_overlapping_pins_are_refused() {
     assert_eq!(
         assign_slots(&[("web", 64, Some(0))]),
         Err(WorkloadError::HostSlot { name: "web".into() })
+    );
+    assert_eq!(
+        assign_slots(&[("huge", 64, Some(u64::MAX))]),
+        Err(WorkloadError::Beyond {
+            name: "huge".into(),
+            slot: u64::MAX,
+            length: 64
+        })
     );
     let e = assign_slots(&[("a", 64, Some(3)), ("b", 64, Some(3))]).expect_err("overlap");
     assert_eq!(
