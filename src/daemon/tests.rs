@@ -1533,3 +1533,59 @@ async fn a_deleter_every_10ms_for_a_minute_gets_bounded_repairs_then_full_speed_
     let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
     served.expect("served");
 }
+
+#[tokio::test]
+async fn a_workload_is_placed_shown_in_status_and_follows_a_prefix_change() {
+    let mut a = agent(
+        "[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\n",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/56", "2001:db8:42::1")),
+            Ok(routed("2001:db8:77:ff00::/56", "2001:db8:42::1")),
+        ]),
+    );
+    a.poll().await;
+    assert!(
+        a.kernel
+            .owned()
+            .contains(&"addr 2001:db8:42:101::1/64 dev br-web noprefixroute".to_string()),
+        "{:?}",
+        a.kernel.owned()
+    );
+    let status = a.status();
+    assert_eq!(
+        status.workloads,
+        vec![
+            "workload web (bridge br-web): slot 1 = 2001:db8:42:101::/64 of 2001:db8:42:100::/56, gateway 2001:db8:42:101::1"
+        ]
+    );
+    assert_eq!(status.workload_error, None);
+    let bridge = a.kernel.state.link_by_name("br-web").expect("bridge").index;
+    assert_eq!(
+        advertised(&a.pass.desired),
+        vec![(
+            bridge,
+            "br-web".to_string(),
+            vec!["2001:db8:42:101::/64".parse().unwrap()]
+        )]
+    );
+
+    a.poll().await;
+    let owned = a.kernel.owned();
+    assert!(
+        owned.contains(&"route 2001:db8:77:ff01::/64 dev br-web metric 1024".to_string()),
+        "{owned:?}"
+    );
+    assert!(
+        !owned.iter().any(|o| o.contains("2001:db8:42:101")),
+        "{owned:?}"
+    );
+    assert_eq!(
+        advertised(&a.pass.desired),
+        vec![(
+            bridge,
+            "br-web".to_string(),
+            vec!["2001:db8:77:ff01::/64".parse().unwrap()]
+        )]
+    );
+    let _ = std::fs::remove_file(&a.config.daemon.status_file);
+}
