@@ -421,6 +421,20 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
     if let Some(error) = &report.workload_error {
         let _ = writeln!(out, "workload:  NOT PLACED: {error}");
     }
+    // Without the provider's answer (--offline), the daemon's last placement.
+    if report.provider.answer.is_none()
+        && let Some(daemon) = &report.daemon
+    {
+        for line in &daemon.workloads {
+            let _ = writeln!(out, "workload:  {line} (the daemon's last pass)");
+        }
+        if let Some(error) = &daemon.workload_error {
+            let _ = writeln!(
+                out,
+                "workload:  NOT PLACED: {error} (the daemon's last pass)"
+            );
+        }
+    }
     let probe = &report.probe;
     match (probe.target.as_str(), probe.reachable) {
         ("", _) => {}

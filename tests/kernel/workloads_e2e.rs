@@ -147,9 +147,12 @@ fn a_bridge_workload_gets_slaac_from_routed6d_and_moves_with_the_prefix() {
         "default route from the RA: {default}"
     );
 
-    let status = h.cli(&["status", "--json", "--offline"]);
+    let status = h.cli(&["status", "--offline"]);
     let status = String::from_utf8_lossy(&status.stdout).to_string();
-    assert!(status.contains("\"workloads\""), "{status}");
+    assert!(
+        status.contains("workload:  workload web (bridge br-web): slot 1 = 2001:db8:42:101::/64"),
+        "{status}"
+    );
     let plan = h.cli(&["plan"]);
     let plan = String::from_utf8_lossy(&plan.stdout).to_string();
     assert!(
