@@ -207,6 +207,15 @@ pub async fn plan(path: &Path) -> CommandResult {
     let assignment = fetch(&mut kernel, &mut provider, &config).await?;
     let reconcile::Pass { desired, plan, .. } =
         reconcile::plan(&mut kernel, &config, &assignment, Moment::first()).await?;
+    if let Some(error) = &desired.workload_error {
+        return Err(Failure::new(
+            Exit::Config,
+            format!("{}: {error}", config.path.display()),
+        ));
+    }
+    for placed in &desired.workloads {
+        println!("# {placed}");
+    }
     print!("{}", crate::plan::annotated(&plan));
     if plan.is_empty() && plan.conflicts.is_empty() {
         println!("# nothing to change");
@@ -224,6 +233,10 @@ struct StatusReport {
     owned: Vec<Owned>,
     pending: Vec<String>,
     conflicts: Vec<String>,
+    /// The workloads placed in the routed prefix, with their slots and sub-prefixes.
+    workloads: Vec<crate::workload::Placed>,
+    /// Why the workloads do not fit the routed prefix, when they do not.
+    workload_error: Option<String>,
     /// The daemon's reachability probe (`[probe]`): `reachable` is null until it has
     /// a verdict, and when no probe is configured or the daemon is not running.
     probe: crate::probe::ProbeStatus,
@@ -328,6 +341,8 @@ pub async fn status(path: &Path, json: bool, offline: bool) -> CommandResult {
         owned,
         pending,
         conflicts,
+        workloads: desired.workloads.clone(),
+        workload_error: desired.workload_error.clone(),
         probe,
         daemon,
     };
@@ -397,6 +412,30 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
     }
     for line in &report.conflicts {
         let _ = writeln!(out, "conflict:  {line}");
+    }
+    for placed in &report.workloads {
+        let _ = writeln!(
+            out,
+            "workload:  {} ({} {}) slot {}: {} gateway {}",
+            placed.name, placed.kind, placed.interface, placed.slot, placed.prefix, placed.gateway
+        );
+    }
+    if let Some(error) = &report.workload_error {
+        let _ = writeln!(out, "workload:  NOT PLACED: {error}");
+    }
+    // Without the provider's answer (--offline), the daemon's last placement.
+    if report.provider.answer.is_none()
+        && let Some(daemon) = &report.daemon
+    {
+        for line in &daemon.workloads {
+            let _ = writeln!(out, "workload:  {line} (the daemon's last pass)");
+        }
+        if let Some(error) = &daemon.workload_error {
+            let _ = writeln!(
+                out,
+                "workload:  NOT PLACED: {error} (the daemon's last pass)"
+            );
+        }
     }
     let probe = &report.probe;
     match (probe.target.as_str(), probe.reachable) {
@@ -472,6 +511,21 @@ pub fn check_config(path: &Path) -> CommandResult {
     for name in &missing {
         println!(
             "note: interface {name} does not exist (yet); routed6d run waits for it and programs it when it appears"
+        );
+    }
+    for w in &config.workloads {
+        println!(
+            "workload {}: {} {}, /{} at slot {}{}",
+            w.name,
+            w.kind.name(),
+            w.interface,
+            w.prefix_length,
+            w.slot,
+            if w.slot_pinned {
+                " (pinned)"
+            } else {
+                " (next free in config order; pin it with slot = N)"
+            }
         );
     }
     if let crate::config::ProviderSettings::DigitalOcean(settings) = &config.provider.settings {

@@ -422,6 +422,8 @@ struct RawConfig {
     probe: Option<RawProbe>,
     #[serde(default)]
     hook: Vec<RawHook>,
+    #[serde(default)]
+    workload: Vec<RawWorkload>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -549,6 +551,38 @@ struct RawHook {
     timeout: Option<PollInterval>,
 }
 
+/// One `[[workload]]` table (issue 17). Flat, like the rest of the raw layer: the kind's
+/// keys are checked against the kind in `resolve_workloads`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    name: String,
+    kind: WorkloadKind,
+    interface: Option<IfName>,
+    docker_network: Option<String>,
+    prefix_length: i64,
+    slot: Option<u64>,
+}
+
+/// What a workload is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    /// A Linux bridge: the gateway address, the route and router advertisements on it.
+    Bridge,
+    /// A Docker network (named in the contract; not built yet, refused).
+    Docker,
+}
+
+impl WorkloadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Bridge => "bridge",
+            WorkloadKind::Docker => "docker",
+        }
+    }
+}
+
 /// `metrics.listen`: an address and port to serve /metrics on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ListenAddr(std::net::SocketAddr);
@@ -621,6 +655,24 @@ pub struct Config {
     pub probe: Option<ProbeConfig>,
     /// `[[hook]]`, in the order written.
     pub hooks: Vec<HookConfig>,
+    /// `[[workload]]`, in the order written, each with its slot.
+    pub workloads: Vec<WorkloadConfig>,
+}
+
+/// One `[[workload]]`: a sub-prefix of the routed prefix for containers or VMs behind
+/// this host (`workload`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadConfig {
+    pub name: String,
+    pub kind: WorkloadKind,
+    /// The bridge (`kind = "bridge"`).
+    pub interface: String,
+    /// The sub-prefix's length.
+    pub prefix_length: u8,
+    /// Which sub-prefix of that length (`workload::assign_slots`); never 0.
+    pub slot: u64,
+    /// `slot` was written in the file rather than assigned.
+    pub slot_pinned: bool,
 }
 
 /// The resolved `[provider]` section: how often to ask, and what each kind needs (and
@@ -961,7 +1013,32 @@ impl Config {
         let metrics = resolve_metrics(raw.metrics, text, path)?;
         let probe = resolve_probe(raw.probe, text, path)?;
         let hooks = resolve_hooks(raw.hook, text, path)?;
+        let workloads = resolve_workloads(
+            raw.workload,
+            WorkloadContext {
+                uplink: &raw.uplink.interface.0,
+                prefix_interface: &prefix_interface,
+                mode: raw.prefix.mode,
+                kind: raw.provider.kind,
+            },
+            text,
+            path,
+        )?;
         let provider = resolve_provider(raw.provider, credentials_dir, text, path)?;
+        // Static routes are known now: a workload that cannot fit is refused here, not
+        // at the first pass.
+        if let ProviderSettings::Static(routes) = &provider.settings
+            && let Some(first) = routes.first()
+        {
+            for (index, workload) in workloads.iter().enumerate() {
+                crate::workload::carve(workload, first.prefix).map_err(|e| {
+                    invalid(
+                        find_array_key_line(text, "workload", index, "prefix_length"),
+                        e.to_string(),
+                    )
+                })?;
+            }
+        }
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -997,6 +1074,7 @@ impl Config {
             metrics,
             probe,
             hooks,
+            workloads,
         })
     }
 
@@ -1155,6 +1233,165 @@ fn resolve_hooks(
             })
         })
         .collect()
+}
+
+/// What a workload is checked against besides its own keys.
+struct WorkloadContext<'a> {
+    uplink: &'a str,
+    prefix_interface: &'a str,
+    mode: PrefixMode,
+    kind: ProviderKind,
+}
+
+/// `[[workload]]`: names and interfaces unique, lengths sane, a kind that is built,
+/// and the slots (`workload::assign_slots`). Whether a workload fits the routed prefix
+/// is known only with the prefix: `carve` says so at `plan` and in the daemon (and
+/// here already for static routes).
+fn resolve_workloads(
+    raw: Vec<RawWorkload>,
+    context: WorkloadContext<'_>,
+    text: &str,
+    path: &Path,
+) -> Result<Vec<WorkloadConfig>, ConfigError> {
+    let invalid = |index: usize, key: &str, message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line: find_array_key_line(text, "workload", index, key),
+        message,
+    };
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    if context.mode == PrefixMode::Anyip {
+        return Err(invalid(
+            0,
+            "kind",
+            "[[workload]] does not go with prefix.mode = \"anyip\": the local route for the whole prefix would answer for every workload's address".into(),
+        ));
+    }
+    if context.kind == ProviderKind::DigitalOcean {
+        return Err(invalid(
+            0,
+            "kind",
+            "[[workload]] needs a routed prefix; kind = \"digitalocean\" routes single addresses"
+                .into(),
+        ));
+    }
+    let mut out: Vec<WorkloadConfig> = Vec::new();
+    for (index, w) in raw.into_iter().enumerate() {
+        let field = format!("workload[{index}]");
+        let valid_name = !w.name.is_empty()
+            && w.name.len() <= 32
+            && w.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(invalid(
+                index,
+                "name",
+                format!(
+                    "{field}.name {:?} is not a name of 1 to 32 letters, digits, '-' or '_'",
+                    w.name
+                ),
+            ));
+        }
+        if let Some(other) = out.iter().find(|o| o.name == w.name) {
+            return Err(invalid(
+                index,
+                "name",
+                format!("{field}.name {:?} is already a workload's name", other.name),
+            ));
+        }
+        let interface = match (w.kind, w.interface) {
+            (WorkloadKind::Docker, _) => {
+                return Err(invalid(
+                    index,
+                    "kind",
+                    format!(
+                        "{field}.kind = \"docker\" is not built yet (issue 17); use kind = \"bridge\""
+                    ),
+                ));
+            }
+            (WorkloadKind::Bridge, None) => {
+                return Err(invalid(
+                    index,
+                    "kind",
+                    format!(
+                        "{field}: kind = \"bridge\" needs interface, e.g. interface = \"br-web\""
+                    ),
+                ));
+            }
+            (WorkloadKind::Bridge, Some(i)) => i.0,
+        };
+        if w.docker_network.is_some() {
+            return Err(invalid(
+                index,
+                "docker_network",
+                format!("{field}.docker_network applies only to kind = \"docker\""),
+            ));
+        }
+        if interface == context.uplink || interface == context.prefix_interface || interface == "lo"
+        {
+            return Err(invalid(
+                index,
+                "interface",
+                format!(
+                    "{field}.interface {interface} is the uplink, lo or prefix.interface: a workload needs its own bridge"
+                ),
+            ));
+        }
+        if let Some(other) = out.iter().find(|o| o.interface == interface) {
+            return Err(invalid(
+                index,
+                "interface",
+                format!(
+                    "{field}.interface {interface} is already workload {:?}'s",
+                    other.name
+                ),
+            ));
+        }
+        let prefix_length = match u8::try_from(w.prefix_length) {
+            Ok(n @ 1..=128) => n,
+            _ => {
+                return Err(invalid(
+                    index,
+                    "prefix_length",
+                    format!("{field}.prefix_length {} is not 1 to 128", w.prefix_length),
+                ));
+            }
+        };
+        out.push(WorkloadConfig {
+            name: w.name,
+            kind: w.kind,
+            interface,
+            prefix_length,
+            slot: w.slot.unwrap_or(0),
+            slot_pinned: w.slot.is_some(),
+        });
+    }
+    let wanted: Vec<(&str, u8, Option<u64>)> = out
+        .iter()
+        .map(|w| {
+            (
+                w.name.as_str(),
+                w.prefix_length,
+                w.slot_pinned.then_some(w.slot),
+            )
+        })
+        .collect();
+    let slots = crate::workload::assign_slots(&wanted).map_err(|e| {
+        let name = match &e {
+            crate::workload::WorkloadError::Overlap { name, .. }
+            | crate::workload::WorkloadError::Beyond { name, .. }
+            | crate::workload::WorkloadError::HostSlot { name } => name.clone(),
+            _ => String::new(),
+        };
+        let index = out.iter().position(|w| w.name == name).unwrap_or(0);
+        invalid(index, "slot", e.to_string())
+    })?;
+    for (workload, slot) in out.iter_mut().zip(slots) {
+        workload.slot = slot;
+    }
+    Ok(out)
 }
 
 /// Check the `[provider]` keys against the kind and apply the kind's defaults. Errors

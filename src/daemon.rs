@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -56,6 +57,26 @@ pub fn next_delay(interval: Duration, retry_after: Option<Duration>, unit: f64) 
     }
 }
 
+/// What each workload bridge advertises, from a pass's desired state: the sub-prefixes
+/// whose gateway is wanted on it (a bridge that does not exist yet has none).
+pub fn advertised(desired: &DesiredState) -> Vec<(u32, String, Vec<Ipv6Net>)> {
+    let mut out: Vec<(u32, String, Vec<Ipv6Net>)> = Vec::new();
+    for address in &desired.addresses {
+        let Some(placed) = &address.origin.workload else {
+            continue;
+        };
+        match out.iter_mut().find(|(i, _, _)| *i == address.ifindex) {
+            Some((_, _, prefixes)) => prefixes.push(placed.prefix),
+            None => out.push((
+                address.ifindex,
+                placed.interface.clone(),
+                vec![placed.prefix],
+            )),
+        }
+    }
+    out
+}
+
 /// Does this kernel event touch what routed6d keeps (so a repair is due)?
 pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config) -> bool {
     let protocol = config.daemon.protocol;
@@ -66,6 +87,7 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
         KernelEvent::Netconf => config.uplink.keep_accept_ra,
         KernelEvent::Link { name, index, .. } => {
             config.interfaces().contains(&name.as_str())
+                || desired.bridges.iter().any(|b| b.name == *name)
                 || desired.addresses.iter().any(|a| a.ifindex == *index)
                 || desired.routes.iter().any(|r| r.ifindex == Some(*index))
         }
@@ -166,6 +188,10 @@ pub struct StatusFile {
     pub unavailable: Option<String>,
     pub missing_interfaces: Vec<String>,
     pub conflicts: Vec<String>,
+    /// The workloads placed in the routed prefix, one line each (`workload::Placed`).
+    pub workloads: Vec<String>,
+    /// Why the workloads do not fit the routed prefix, when they do not.
+    pub workload_error: Option<String>,
     /// The reachability probe's last verdict; None: no `[probe]`.
     pub probe: Option<crate::probe::ProbeStatus>,
 }
@@ -265,6 +291,9 @@ pub struct Agent<K> {
     hops: NextHops,
     /// The metrics, the probe and the hooks (`fleet`).
     pub fleet: Fleet,
+    /// Router advertisements on the workloads' bridges (`ra`); None: no workloads, or
+    /// no socket for them (said at start).
+    pub ra: Option<crate::ra::sender::Sender>,
 }
 
 /// What the last pass left: the answer it applied and the kernel state it aimed for.
@@ -351,6 +380,27 @@ impl<K: Kernel> Agent<K> {
             repairs: Repairs::default(),
             hops: NextHops::default(),
             fleet,
+            ra: None,
+        }
+    }
+
+    /// Open the router advertisement socket when workloads are configured and it is
+    /// not open yet. Without it the workloads still get their gateway and route (hosts
+    /// configured by hand keep working): an error line, not a refusal to start.
+    pub fn start_advertising(&mut self) {
+        if self.config.workloads.is_empty() || self.ra.is_some() {
+            return;
+        }
+        match crate::ra::sender::Sender::open() {
+            Ok(sender) => self.ra = Some(sender),
+            Err(e) => error!("{e}; the workloads get no router advertisements"),
+        }
+    }
+
+    /// Tell the advertiser what each bridge holds after a pass.
+    fn advertise(&mut self) {
+        if let Some(ra) = self.ra.as_mut() {
+            ra.update(&advertised(&self.pass.desired));
         }
     }
 
@@ -697,6 +747,26 @@ impl<K: Kernel> Agent<K> {
             warn!("cannot keep the OS's next hops in {}: {e}", path.display());
         }
         self.hops.wake = outcome.next_hops.wake_at;
+        if outcome.desired.workload_error != self.pass.desired.workload_error {
+            match &outcome.desired.workload_error {
+                Some(e) => error!("workloads not placed: {e}"),
+                None if self.pass.desired.workload_error.is_some() => {
+                    info!("workloads placed again")
+                }
+                None => {}
+            }
+        }
+        if outcome.desired.workloads != self.pass.desired.workloads {
+            for placed in &outcome.desired.workloads {
+                info!(
+                    WORKLOAD = %placed.name,
+                    WORKLOAD_PREFIX = %placed.prefix,
+                    PREFIX = %placed.routed,
+                    IFACE = %placed.interface,
+                    "{placed}"
+                );
+            }
+        }
         if outcome.desired.missing_interfaces != self.pass.desired.missing_interfaces {
             for name in &outcome.desired.missing_interfaces {
                 warn!(IFACE = %name, "interface {name} does not exist: waiting for it");
@@ -731,6 +801,7 @@ impl<K: Kernel> Agent<K> {
         self.pass.desired = outcome.desired.clone();
         self.arm_reflexes(desired_changed);
         self.pass.applied = Some(assignment);
+        self.advertise();
         self.write_status();
         outcome
     }
@@ -794,6 +865,11 @@ impl<K: Kernel> Agent<K> {
     pub async fn stop(&mut self) {
         self.disarm_reflexes();
         if self.config.daemon.on_stop == OnStop::Withdraw {
+            // One last advertisement: not a default router any more, every prefix
+            // deprecated, before the gateway goes.
+            if let Some(ra) = self.ra.as_mut() {
+                ra.update(&[]);
+            }
             match reconcile::withdraw(&mut self.kernel, &self.config, &self.pass.desired).await {
                 Ok(outcome) => info!(
                     "stopped: withdrew {} object(s) routed6d owned (on_stop = withdraw)",
@@ -854,6 +930,14 @@ impl<K: Kernel> Agent<K> {
             unavailable: good.unavailable.clone(),
             missing_interfaces: self.pass.desired.missing_interfaces.clone(),
             conflicts: self.said.conflicts.clone(),
+            workloads: self
+                .pass
+                .desired
+                .workloads
+                .iter()
+                .map(|w| w.to_string())
+                .collect(),
+            workload_error: self.pass.desired.workload_error.clone(),
             probe: self.fleet.probe_status(),
         }
     }
@@ -1020,6 +1104,7 @@ pub async fn run<P: Provider + 'static>(
     agent.publish_status();
     agent.remember_next_hops_in(memory);
     agent.fleet.start(&agent.config).await?;
+    agent.start_advertising();
     serve(&mut agent, provider, surroundings, reload).await
 }
 
@@ -1129,6 +1214,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                             info!("configuration reloaded from {}", config.path.display());
                             agent.reconfigure(config);
                             agent.disarm_reflexes();
+                            agent.start_advertising();
                             agent.forget_expected();
                             // A poll in flight asked under the old configuration: drop it.
                             polling = Polling::Idle(Poller::new(provider));
@@ -1140,6 +1226,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                 }
                 Control::Stop => break,
             },
+            () = crate::ra::sender::next(agent.ra.as_mut()) => {}
             round = crate::probe::next(agent.fleet.prober.as_mut()) => {
                 agent.probed(round);
                 if ready {

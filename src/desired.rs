@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use ipnet::Ipv6Net;
 
-use crate::config::{Config, NextHopPolicy, PrefixMode};
+use crate::config::{Config, NextHopPolicy, PrefixMode, WorkloadKind};
 use crate::model::{
-    Address, Assignment, DesiredState, Link, ObservedState, Origin, Route, RouteKind, SysctlWant,
-    TABLE_LOCAL, TABLE_MAIN, Wanted,
+    Address, Assignment, Bridge, DesiredState, Link, ObservedState, Origin, Route, RouteKind,
+    RoutedPrefix, SysctlWant, TABLE_LOCAL, TABLE_MAIN, Wanted, workload_bridge_alias,
 };
 use crate::next_hop::Place;
+use crate::workload;
 
 /// The metric the kernel gives an IPv6 route when none is asked for (`ip -6 route`
 /// prints it as 1024).
@@ -32,7 +33,7 @@ pub fn sysctl_keys(config: &Config) -> Vec<String> {
         keys.push(accept_ra_key(uplink));
         keys.push(conf_key(uplink, "forwarding"));
     }
-    if config.prefix.mode == PrefixMode::Delegate {
+    if config.prefix.mode == PrefixMode::Delegate || !config.workloads.is_empty() {
         keys.push(FORWARDING_KEY.to_string());
     }
     keys
@@ -244,7 +245,10 @@ pub fn compute(
         }
     }
 
-    let delegating = config.prefix.mode == PrefixMode::Delegate && !assignment.prefixes.is_empty();
+    add_workloads(&mut state, config, assignment, links);
+
+    let delegating = (config.prefix.mode == PrefixMode::Delegate || !state.workloads.is_empty())
+        && !assignment.prefixes.is_empty();
     if config.uplink.keep_accept_ra {
         // With forwarding on, the kernel takes router advertisements only with
         // accept_ra=2: at 1 they stop, and the default route they gave expires. Whoever
@@ -267,11 +271,76 @@ pub fn compute(
             value: "1".into(),
             only_from: Vec::new(),
             only_while: None,
-            why: "delegate mode forwards the routed prefix".into(),
+            why: if config.prefix.mode == PrefixMode::Delegate {
+                "delegate mode forwards the routed prefix".into()
+            } else {
+                "the workloads' sub-prefixes are forwarded to their bridges".into()
+            },
         });
     }
 
     state
+}
+
+/// The workloads (`[[workload]]`): every bridge is wanted whatever the provider says
+/// (routed6d creates it once), and each workload placed in the routed prefix gets, on
+/// its bridge, the gateway (`::1` of its sub-prefix) without the automatic prefix
+/// route, and that route carrying routed6d's protocol — the delegate pattern, so both
+/// are owned and repaired. Workloads that do not fit leave `workload_error` and no
+/// objects: a half-placed set would give some workloads addresses the next prefix
+/// cannot keep.
+fn add_workloads(
+    state: &mut DesiredState,
+    config: &Config,
+    assignment: &Assignment,
+    links: &[Link],
+) {
+    for workload in &config.workloads {
+        if workload.kind == WorkloadKind::Bridge {
+            state.bridges.push(Bridge {
+                name: workload.interface.clone(),
+                alias: workload_bridge_alias(config.daemon.protocol, &workload.name),
+            });
+        }
+    }
+    let Some(parent) = workload::parent(&assignment.prefixes) else {
+        return;
+    };
+    let placed = match workload::place_all(config, parent.prefix) {
+        Ok(placed) => placed,
+        Err(e) => {
+            state.workload_error = Some(e.to_string());
+            return;
+        }
+    };
+    for placed in placed {
+        let origin: Origin = Arc::new(RoutedPrefix {
+            workload: Some(placed.clone()),
+            ..parent.clone()
+        });
+        // The bridge is made by the plan when missing; its objects follow in the pass
+        // after, once the kernel has given it an index.
+        if let Some(link) = links.iter().find(|l| l.name == placed.interface) {
+            let address = Address {
+                ifindex: link.index,
+                addr: placed.gateway,
+                prefix_len: placed.prefix.prefix_len(),
+                ifname: link.name.clone(),
+                no_prefix_route: true,
+            };
+            let route = Route {
+                table: TABLE_MAIN,
+                dst: placed.prefix,
+                metric: DEFAULT_METRIC,
+                kind: RouteKind::Unicast,
+                ifindex: Some(link.index),
+                ifname: Some(link.name.as_str().into()),
+            };
+            state.addresses.push(Wanted::new(address, &origin));
+            state.routes.push(Wanted::new(route, &origin));
+        }
+        state.workloads.push(placed);
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,10 @@ pub struct RoutedPrefix {
     /// `ripv6_…` (HostUp allocation), `ripv6rt_… "label"` (HostUp account route),
     /// `legacy allocation 3`, `reserved_ipv6 2604:a880::1`, `static routes[0]`.
     pub origin: String,
+    /// Set on the origin of a workload's objects: the workload and its sub-prefix of
+    /// `prefix` (journal fields WORKLOAD, WORKLOAD_PREFIX). Providers leave it None.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<crate::workload::Placed>,
 }
 
 impl RoutedPrefix {
@@ -186,6 +190,31 @@ pub struct SysctlWant {
     pub why: String,
 }
 
+/// The alias routed6d gives a bridge it creates for a workload: the kernel keeps it
+/// with the link, so a restarted routed6d still knows the bridge is its own to delete
+/// (a bridge without it, an operator's or Docker's, is never deleted). The protocol
+/// keeps two routed6d instances apart, as it does for routes.
+pub fn workload_bridge_alias(protocol: u8, workload: &str) -> String {
+    format!("{BRIDGE_ALIAS_PREFIX}{protocol} workload {workload}")
+}
+
+const BRIDGE_ALIAS_PREFIX: &str = "routed6d/";
+
+/// True when `alias` marks a bridge created by routed6d with `protocol`.
+pub fn is_owned_bridge_alias(alias: &str, protocol: u8) -> bool {
+    alias
+        .strip_prefix(BRIDGE_ALIAS_PREFIX)
+        .and_then(|rest| rest.split_once(' '))
+        .is_some_and(|(p, rest)| p == protocol.to_string() && rest.starts_with("workload "))
+}
+
+/// A bridge a workload needs (`kind = "bridge"`): created with `alias` when missing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Bridge {
+    pub name: String,
+    pub alias: String,
+}
+
 /// What the kernel should hold, computed from config and assignment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DesiredState {
@@ -198,6 +227,12 @@ pub struct DesiredState {
     /// carries no traffic, or the OS's own address there went and the OS may put it
     /// back (`next_hop`). Not planned; kernel events about them still count.
     pub waiting: Vec<Wanted<Address>>,
+    /// The bridges of the configured workloads: created when missing.
+    pub bridges: Vec<Bridge>,
+    /// The workloads placed in the routed prefix (`workload::place_all`).
+    pub workloads: Vec<crate::workload::Placed>,
+    /// Why the workloads could not be placed in the routed prefix (then none is).
+    pub workload_error: Option<String>,
 }
 
 /// What the kernel keys an object by: an address by (ifindex, addr), a route by
@@ -242,6 +277,9 @@ pub struct Link {
     pub up: bool,
     /// IFF_LOWER_UP: the carrier is there (a veth whose peer is up, a NIC with link).
     pub lower_up: bool,
+    /// IFLA_IFALIAS: how routed6d marks a bridge it created (`workload_bridge_alias`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -304,6 +342,10 @@ pub enum Op {
         was: String,
         why: String,
     },
+    /// Create a workload's bridge, up, marked as routed6d's by its alias.
+    AddBridge(Bridge),
+    /// Delete a bridge routed6d created (its alias says so).
+    DelBridge(Bridge),
 }
 
 impl Op {
@@ -316,11 +358,13 @@ impl Op {
             Op::ReplaceRoute(_) => "replace-route",
             Op::DelRoute(_) => "del-route",
             Op::SetSysctl { .. } => "set-sysctl",
+            Op::AddBridge(_) => "add-bridge",
+            Op::DelBridge(_) => "del-bridge",
         }
     }
 
     pub fn is_removal(&self) -> bool {
-        matches!(self, Op::DelAddress(_) | Op::DelRoute(_))
+        matches!(self, Op::DelAddress(_) | Op::DelRoute(_) | Op::DelBridge(_))
     }
 
     /// The kernel's identity of the object the op changes (None: a sysctl).
@@ -328,7 +372,7 @@ impl Op {
         match self {
             Op::AddAddress(a) | Op::DelAddress(a) => Some(a.identity()),
             Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => Some(r.identity()),
-            Op::SetSysctl { .. } => None,
+            Op::SetSysctl { .. } | Op::AddBridge(_) | Op::DelBridge(_) => None,
         }
     }
 }
@@ -439,6 +483,12 @@ impl fmt::Display for Op {
                     key.replace('/', ".")
                 )
             }
+            Op::AddBridge(b) => write!(
+                f,
+                "ip link add {} type bridge alias {:?} up",
+                b.name, b.alias
+            ),
+            Op::DelBridge(b) => write!(f, "ip link del {} type bridge", b.name),
         }
     }
 }

@@ -20,7 +20,10 @@ pub fn annotated(plan: &Plan) -> String {
     let mut out = String::new();
     for Planned { op, origin } in &plan.ops {
         let note = match origin {
-            Some(origin) if !op.is_removal() => format!("  # {}", origin.origin),
+            Some(origin) if !op.is_removal() => match &origin.workload {
+                Some(w) => format!("  # {} workload {} slot {}", origin.origin, w.name, w.slot),
+                None => format!("  # {}", origin.origin),
+            },
             _ if op.is_removal() => "  # no longer routed here".to_string(),
             _ => String::new(),
         };
@@ -76,11 +79,46 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, protocol: u8) -> P
         }
     }
 
+    diff_bridges(desired, observed, protocol, &mut plan, &mut removals);
     diff_addresses(desired, observed, protocol, &mut plan, &mut removals);
     diff_routes(desired, observed, protocol, &mut plan, &mut removals);
 
+    // A bridge goes after its gateway and route: deleted first, it would take them
+    // along, and their deletes would fail on an interface that is no longer there.
+    removals.sort_by_key(|p| matches!(p.op, Op::DelBridge(_)));
     plan.ops.extend(removals);
     plan
+}
+
+/// The workloads' bridges: created when missing; a bridge routed6d created (its alias
+/// says so) that no workload names any more is deleted, after everything on it. A link
+/// of another kind or owner under a workload's name is used as it is.
+fn diff_bridges(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    protocol: u8,
+    plan: &mut Plan,
+    removals: &mut Vec<Planned>,
+) {
+    for bridge in &desired.bridges {
+        if observed.link_by_name(&bridge.name).is_none() {
+            plan.ops
+                .push(Planned::new(Op::AddBridge(bridge.clone()), None));
+        }
+    }
+    for link in &observed.links {
+        let owned = link
+            .alias
+            .as_deref()
+            .is_some_and(|a| crate::model::is_owned_bridge_alias(a, protocol));
+        if owned && !desired.bridges.iter().any(|b| b.name == link.name) {
+            let bridge = crate::model::Bridge {
+                name: link.name.clone(),
+                alias: link.alias.clone().unwrap_or_default(),
+            };
+            removals.push(Planned::new(Op::DelBridge(bridge), None));
+        }
+    }
 }
 
 /// What the kernel holds once every op of `plan` succeeded on top of `observed`: the
@@ -107,6 +145,17 @@ pub fn expected_after(mut observed: ObservedState, plan: &Plan, protocol: u8) ->
             }
             Op::SetSysctl { key, value, .. } => {
                 observed.sysctls.insert(key.clone(), value.clone());
+            }
+            // A new link's index is the kernel's to choose: `reconcile::expect` trusts
+            // no expectation after a bridge was created.
+            Op::AddBridge(_) => {}
+            Op::DelBridge(b) => {
+                if let Some(link) = observed.links.iter().find(|l| l.name == b.name) {
+                    let index = link.index;
+                    observed.addresses.retain(|a| a.address.ifindex != index);
+                    observed.routes.retain(|r| r.route.ifindex != Some(index));
+                }
+                observed.links.retain(|l| l.name != b.name);
             }
         }
     }

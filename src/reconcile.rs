@@ -189,6 +189,37 @@ pub async fn reconcile<K: Kernel>(
     previous: &DesiredState,
     moment: Moment<'_>,
 ) -> Result<Outcome, KernelError> {
+    let first = reconcile_once(kernel, config, assignment, previous, moment).await?;
+    let created = first
+        .plan
+        .ops
+        .iter()
+        .any(|p| matches!(p.op, Op::AddBridge(_)));
+    if !created || !first.failed.is_empty() {
+        return Ok(first);
+    }
+    // A bridge made in this pass has an index only now: its gateway and route are
+    // planned by a second look, so one pass (`once`, a poll) leaves the workload whole.
+    let mut second = reconcile_once(kernel, config, assignment, &first.desired, moment).await?;
+    let mut ops = first.plan.ops;
+    ops.append(&mut second.plan.ops);
+    second.plan.ops = ops;
+    second.applied += first.applied;
+    let mut writes = first.writes;
+    writes.append(&mut second.writes);
+    second.writes = writes;
+    second.found_present += first.found_present;
+    Ok(second)
+}
+
+/// One look, one plan, one apply (`reconcile`).
+async fn reconcile_once<K: Kernel>(
+    kernel: &mut K,
+    config: &Config,
+    assignment: &Assignment,
+    previous: &DesiredState,
+    moment: Moment<'_>,
+) -> Result<Outcome, KernelError> {
     let mut pass = plan(kernel, config, assignment, moment).await?;
     plan::attribute_removals(&mut pass.plan, previous);
     let (ops, withheld) = moment.fights.withhold(pass.plan, moment.now);
@@ -253,7 +284,12 @@ pub async fn apply_from<K: Kernel>(
 fn expect(observed: ObservedState, outcome: &Outcome, protocol: u8) -> Option<ObservedState> {
     let clean = outcome.failed.is_empty()
         && outcome.plan.conflicts.is_empty()
-        && outcome.found_present == 0;
+        && outcome.found_present == 0
+        && !outcome
+            .plan
+            .ops
+            .iter()
+            .any(|p| matches!(p.op, Op::AddBridge(_)));
     clean.then(|| plan::expected_after(observed, &outcome.plan, protocol))
 }
 
@@ -348,6 +384,11 @@ pub fn report(outcome: &mut Outcome, planned: &Planned, result: Result<Applied, 
     let prefix = prefix.map(|p| p.to_string()).unwrap_or_default();
     let next_hop = next_hop.map(|a| a.to_string()).unwrap_or_default();
     let iface = op_interface(op).unwrap_or_default();
+    // A workload's objects also name the workload and its sub-prefix, so that
+    // `journalctl WORKLOAD=web` follows one workload across prefix changes.
+    let placed = origin.as_ref().and_then(|o| o.workload.as_ref());
+    let workload = placed.map(|w| w.name.as_str()).unwrap_or_default();
+    let workload_prefix = placed.map(|w| w.prefix.to_string()).unwrap_or_default();
     match result {
         Ok(_) => info!(
             OP = op.verb(),
@@ -355,6 +396,8 @@ pub fn report(outcome: &mut Outcome, planned: &Planned, result: Result<Applied, 
             NEXT_HOP = %next_hop,
             IFACE = %iface,
             ORIGIN = %serves,
+            WORKLOAD = %workload,
+            WORKLOAD_PREFIX = %workload_prefix,
             "{}", op_sentence(op)
         ),
         Err(e) => {
@@ -363,6 +406,8 @@ pub fn report(outcome: &mut Outcome, planned: &Planned, result: Result<Applied, 
                 PREFIX = %prefix,
                 NEXT_HOP = %next_hop,
                 IFACE = %iface,
+                WORKLOAD = %workload,
+                WORKLOAD_PREFIX = %workload_prefix,
                 "{e}"
             );
             if e.is_permission_denied() {
@@ -394,7 +439,7 @@ fn op_prefix(op: &Op) -> Option<Ipv6Net> {
             Ipv6Net::new(a.addr, a.prefix_len).ok().map(|n| n.trunc())
         }
         Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => Some(r.dst),
-        Op::SetSysctl { .. } => None,
+        Op::SetSysctl { .. } | Op::AddBridge(_) | Op::DelBridge(_) => None,
     }
 }
 
@@ -405,6 +450,7 @@ fn op_interface(op: &Op) -> Option<String> {
             r.ifname.as_deref().map(str::to_string)
         }
         Op::SetSysctl { key, .. } => key.split('/').nth(3).map(str::to_string),
+        Op::AddBridge(b) | Op::DelBridge(b) => Some(b.name.clone()),
     }
 }
 

@@ -140,6 +140,7 @@ fn desired(n: usize, ifindex: u32) -> DesiredState {
         prefix: "2001:db8::/32".parse().expect("prefix"),
         next_hop: None,
         origin: "bench".into(),
+        workload: None,
     });
     let routes = (0..n)
         .map(|i| Route {

@@ -895,3 +895,115 @@ fn bad_metrics_probe_and_hook_keys_are_named_with_their_line() {
         assert_eq!(got, format!("/etc/routed6d/routed6d.toml:{want}"), "{body}");
     }
 }
+
+/// `[[workload]]` tables after a HostUp `[uplink]`.
+fn workloads(dir: &Dir, body: &str) -> Result<Config, ConfigError> {
+    dir.parse(&format!("[uplink]\ninterface = \"eth0\"\n{body}"))
+}
+
+#[test]
+fn workloads_parse_with_the_contract_keys_and_get_slots() {
+    let dir = Dir::new();
+    let c = workloads(
+        &dir,
+        "[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\n[[workload]]\nname = \"db\"\nkind = \"bridge\"\ninterface = \"br-db\"\nprefix_length = 64\nslot = 9\n",
+    )
+    .expect("config");
+    assert_eq!(
+        c.workloads,
+        vec![
+            WorkloadConfig {
+                name: "web".into(),
+                kind: WorkloadKind::Bridge,
+                interface: "br-web".into(),
+                prefix_length: 64,
+                slot: 1,
+                slot_pinned: false,
+            },
+            WorkloadConfig {
+                name: "db".into(),
+                kind: WorkloadKind::Bridge,
+                interface: "br-db".into(),
+                prefix_length: 64,
+                slot: 9,
+                slot_pinned: true,
+            },
+        ]
+    );
+    assert!(workloads(&dir, "").expect("config").workloads.is_empty());
+}
+
+#[test]
+fn bad_workloads_are_refused_with_their_line() {
+    let dir = Dir::new();
+    let w = |body: &str| {
+        err(workloads(
+            &dir,
+            &format!("[[workload]]\nname = \"web\"\n{body}"),
+        ))
+    };
+    let path = "/etc/routed6d/routed6d.toml";
+    assert_eq!(
+        w("kind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 0\n"),
+        format!("{path}:10: workload[0].prefix_length 0 is not 1 to 128")
+    );
+    assert_eq!(
+        w("kind = \"bridge\"\nprefix_length = 64\n"),
+        format!(
+            "{path}:8: workload[0]: kind = \"bridge\" needs interface, e.g. interface = \"br-web\""
+        )
+    );
+    assert_eq!(
+        w("kind = \"bridge\"\ninterface = \"eth0\"\nprefix_length = 64\n"),
+        format!(
+            "{path}:9: workload[0].interface eth0 is the uplink, lo or prefix.interface: a workload needs its own bridge"
+        )
+    );
+    assert_eq!(
+        w("kind = \"docker\"\ndocker_network = \"web\"\nprefix_length = 80\n"),
+        format!(
+            "{path}:8: workload[0].kind = \"docker\" is not built yet (issue 17); use kind = \"bridge\""
+        )
+    );
+    assert_eq!(
+        w("kind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\nslot = 0\n"),
+        format!(
+            "{path}:11: workload \"web\" asks for slot 0, which is the host's own (its addresses live there)"
+        )
+    );
+    assert!(
+        w("kind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\ncolour = 1\n")
+            .contains("unknown field `colour`")
+    );
+    let twice = err(workloads(
+        &dir,
+        "[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-a\"\nprefix_length = 64\n[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-b\"\nprefix_length = 64\n",
+    ));
+    assert_eq!(
+        twice,
+        format!("{path}:12: workload[1].name \"web\" is already a workload's name")
+    );
+    let anyip = err(dir.parse(
+        "[uplink]\ninterface = \"eth0\"\n[prefix]\nmode = \"anyip\"\n[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\n",
+    ));
+    assert!(
+        anyip.contains("does not go with prefix.mode = \"anyip\""),
+        "{anyip}"
+    );
+}
+
+#[test]
+fn static_routes_refuse_a_workload_that_does_not_fit_at_check_config() {
+    let text = |length: u8| {
+        format!(
+            "[provider]\nkind = \"static\"\nroutes = [ {{ prefix = \"2001:db8:42:100::/{length}\", next_hop = \"2001:db8::10\" }} ]\n[uplink]\ninterface = \"eth0\"\n[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\n"
+        )
+    };
+    let path = Path::new("/etc/routed6d/routed6d.toml");
+    assert!(Config::from_text(path, &text(56), None).is_ok());
+    let e = Config::from_text(path, &text(64), None).expect_err("does not fit");
+    assert_eq!(
+        e.to_string(),
+        "/etc/routed6d/routed6d.toml:10: workload \"web\": prefix_length 64 is not longer than the routed prefix 2001:db8:42:100::/64: there is no room for the host's slot beside it"
+    );
+}

@@ -58,6 +58,7 @@ impl Provider for Scripted {
 fn routed(prefix: &str, hop: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
+            workload: None,
             prefix: prefix.parse().expect("prefix"),
             next_hop: Some(hop.parse().expect("hop")),
             origin: "ripv6_1".into(),
@@ -227,6 +228,7 @@ fn many(n: usize, hop: impl Fn(usize) -> String) -> Assignment {
                 prefix: format!("2001:db8:43:{i:x}::/64").parse().expect("prefix"),
                 next_hop: Some(hop(i).parse().expect("hop")),
                 origin: format!("ripv6rt_{i}"),
+                workload: None,
             })
             .collect(),
         ..Assignment::default()
@@ -642,12 +644,14 @@ fn only_events_touching_owned_state_are_relevant() {
     let config = crate::desired::tests::config("");
     let links = [
         crate::model::Link {
+            alias: None,
             index: 1,
             name: "lo".into(),
             up: true,
             lower_up: true,
         },
         crate::model::Link {
+            alias: None,
             index: 2,
             name: "eth0".into(),
             up: true,
@@ -1540,6 +1544,7 @@ fn only_routed6d_own_objects_away_from_the_uplink_are_put_back_at_once() {
         ifname: Some("eth0".into()),
     };
     let origin = std::sync::Arc::new(RoutedPrefix {
+        workload: None,
         prefix: "2001:db8:42:100::/64".parse().expect("prefix"),
         next_hop: Some(next_hop.addr),
         origin: "ripv6_1".into(),
@@ -1841,4 +1846,60 @@ async fn a_deleter_every_10ms_for_a_minute_gets_bounded_repairs_then_full_speed_
     };
     let (served, ()) = tokio::join!(serve(&mut agent, provider, surroundings, no_reload), script);
     served.expect("served");
+}
+
+#[tokio::test]
+async fn a_workload_is_placed_shown_in_status_and_follows_a_prefix_change() {
+    let mut a = agent(
+        "[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\n",
+        script(vec![
+            Ok(routed("2001:db8:42:100::/56", "2001:db8:42::1")),
+            Ok(routed("2001:db8:77:ff00::/56", "2001:db8:42::1")),
+        ]),
+    );
+    a.poll().await;
+    assert!(
+        a.kernel
+            .owned()
+            .contains(&"addr 2001:db8:42:101::1/64 dev br-web noprefixroute".to_string()),
+        "{:?}",
+        a.kernel.owned()
+    );
+    let status = a.status();
+    assert_eq!(
+        status.workloads,
+        vec![
+            "workload web (bridge br-web): slot 1 = 2001:db8:42:101::/64 of 2001:db8:42:100::/56, gateway 2001:db8:42:101::1"
+        ]
+    );
+    assert_eq!(status.workload_error, None);
+    let bridge = a.kernel.state.link_by_name("br-web").expect("bridge").index;
+    assert_eq!(
+        advertised(&a.pass.desired),
+        vec![(
+            bridge,
+            "br-web".to_string(),
+            vec!["2001:db8:42:101::/64".parse().unwrap()]
+        )]
+    );
+
+    a.poll().await;
+    let owned = a.kernel.owned();
+    assert!(
+        owned.contains(&"route 2001:db8:77:ff01::/64 dev br-web metric 1024".to_string()),
+        "{owned:?}"
+    );
+    assert!(
+        !owned.iter().any(|o| o.contains("2001:db8:42:101")),
+        "{owned:?}"
+    );
+    assert_eq!(
+        advertised(&a.pass.desired),
+        vec![(
+            bridge,
+            "br-web".to_string(),
+            vec!["2001:db8:77:ff01::/64".parse().unwrap()]
+        )]
+    );
+    let _ = std::fs::remove_file(&a.config.daemon.status_file);
 }

@@ -40,6 +40,7 @@ pub(crate) fn links() -> Vec<Link> {
     [("lo", 1), ("eth0", 2), ("br0", 3)]
         .iter()
         .map(|(n, i)| Link {
+            alias: None,
             index: *i,
             name: n.to_string(),
             up: true,
@@ -51,6 +52,7 @@ pub(crate) fn links() -> Vec<Link> {
 pub(crate) fn assignment(prefix: &str, next_hop: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
+            workload: None,
             prefix: prefix.parse().expect("prefix"),
             next_hop: Some(next_hop.parse().expect("next hop")),
             origin: "ripv6_1".into(),
@@ -219,6 +221,7 @@ fn nothing_routed_means_nothing_desired() {
 #[test]
 fn missing_interfaces_are_reported_and_skipped() {
     let only_lo = vec![Link {
+        alias: None,
         index: 1,
         name: "lo".into(),
         up: true,
@@ -244,6 +247,7 @@ fn missing_interfaces_are_reported_and_skipped() {
 fn several_prefixes_share_one_next_hop_address() {
     let mut two = assignment("2001:db8:42:100::/64", "2001:db8:42::1");
     two.prefixes.push(RoutedPrefix {
+        workload: None,
         prefix: "2001:db8:42:200::/64".parse().expect("prefix"),
         next_hop: Some("2001:db8:42::1".parse().expect("hop")),
         origin: "ripv6rt_2".into(),
@@ -283,6 +287,7 @@ fn host_parts_are_placed_inside_the_prefix() {
 /// the uplink and no unreachable route; the address itself as a /128 on prefix.interface.
 fn reserved(ip: &str) -> RoutedPrefix {
     RoutedPrefix {
+        workload: None,
         prefix: format!("{ip}/128").parse().expect("ip"),
         next_hop: None,
         origin: format!("reserved_ipv6 {ip}"),
@@ -328,6 +333,7 @@ fn a_reserved_address_is_a_slash_128_on_the_prefix_interface() {
 fn reserved_only(addr: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
+            workload: None,
             prefix: format!("{addr}/128").parse().expect("prefix"),
             next_hop: None,
             origin: format!("reserved_ipv6 {addr}"),
@@ -412,4 +418,82 @@ fn outbound_source_at_metric_one_takes_the_same_slot_for_the_planner_to_refuse()
         routes,
         ["default via fe80::1 dev eth0 src 2604:a880:800:14::42c3:d000 metric 1"]
     );
+}
+
+const WEB: &str =
+    "[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br0\"\nprefix_length = 64\n";
+
+#[test]
+fn a_workload_gets_its_gateway_and_route_and_follows_a_prefix_change() {
+    let config = config(WEB);
+    let lines_for = |prefix: &str| {
+        let desired = compute(&config, &assignment(prefix, "2001:db8::10"), &links());
+        let mut lines: Vec<String> = desired
+            .addresses
+            .iter()
+            .filter(|a| a.ifname == "br0")
+            .map(|a| format!("addr {}", a.object))
+            .chain(
+                desired
+                    .routes
+                    .iter()
+                    .filter(|r| r.ifname.as_deref() == Some("br0"))
+                    .map(|r| format!("route {}", r.object)),
+            )
+            .collect();
+        lines.sort();
+        (lines, desired)
+    };
+    let (before, desired) = lines_for("2001:db8:42:100::/56");
+    assert_eq!(
+        before,
+        vec![
+            "addr 2001:db8:42:101::1/64 dev br0 noprefixroute",
+            "route 2001:db8:42:101::/64 dev br0 metric 1024",
+        ]
+    );
+    let origin = &desired
+        .routes
+        .iter()
+        .find(|r| r.ifname.as_deref() == Some("br0"))
+        .unwrap()
+        .origin;
+    assert_eq!(
+        origin.workload.as_ref().map(|w| w.name.as_str()),
+        Some("web")
+    );
+    assert_eq!(
+        origin.prefix,
+        "2001:db8:42:100::/56".parse::<Ipv6Net>().unwrap()
+    );
+    assert!(desired.sysctls.iter().any(|s| s.key == FORWARDING_KEY));
+    assert_eq!(desired.bridges.len(), 1);
+    let (after, _) = lines_for("2001:db8:99:ab00::/56");
+    assert_eq!(
+        after,
+        vec![
+            "addr 2001:db8:99:ab01::1/64 dev br0 noprefixroute",
+            "route 2001:db8:99:ab01::/64 dev br0 metric 1024",
+        ]
+    );
+}
+
+#[test]
+fn workloads_that_do_not_fit_get_nothing_and_say_why() {
+    let config = config(WEB);
+    let desired = compute(
+        &config,
+        &assignment("2001:db8:42:100::/64", "2001:db8::10"),
+        &links(),
+    );
+    assert!(desired.workloads.is_empty());
+    assert!(!desired.addresses.iter().any(|a| a.ifname == "br0"));
+    assert_eq!(
+        desired.workload_error.as_deref(),
+        Some(
+            "workload \"web\": prefix_length 64 is not longer than the routed prefix 2001:db8:42:100::/64: there is no room for the host's slot beside it"
+        )
+    );
+    // The bridge itself is still wanted: it does not depend on the prefix.
+    assert_eq!(desired.bridges[0].name, "br0");
 }

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 fn prefix(text: &str, hop: &str, origin: &str) -> RoutedPrefix {
     RoutedPrefix {
+        workload: None,
         prefix: text.parse().expect("prefix"),
         next_hop: Some(hop.parse().expect("hop")),
         origin: origin.into(),

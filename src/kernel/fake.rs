@@ -33,6 +33,7 @@ impl FakeKernel {
                 links: links
                     .iter()
                     .map(|(name, index)| Link {
+                        alias: None,
                         index: *index,
                         name: name.to_string(),
                         up: true,
@@ -115,6 +116,34 @@ impl FakeKernel {
             }
             Op::SetSysctl { key, value, .. } => {
                 state.sysctls.insert(key.clone(), value.clone());
+            }
+            // As the kernel does: a name is taken or not; a new link gets the next
+            // free index and, being routed6d's, its alias.
+            Op::AddBridge(b) => {
+                if state.links.iter().any(|l| l.name == b.name) {
+                    return false;
+                }
+                let index = state.links.iter().map(|l| l.index).max().unwrap_or(0) + 1;
+                state.links.push(Link {
+                    index,
+                    name: b.name.clone(),
+                    up: true,
+                    lower_up: false,
+                    alias: Some(b.alias.clone()),
+                });
+            }
+            Op::DelBridge(b) => {
+                let Some(index) = state
+                    .links
+                    .iter()
+                    .find(|l| l.name == b.name)
+                    .map(|l| l.index)
+                else {
+                    return false;
+                };
+                state.links.retain(|l| l.index != index);
+                state.addresses.retain(|a| a.address.ifindex != index);
+                state.routes.retain(|r| r.route.ifindex != Some(index));
             }
         }
         true

@@ -685,6 +685,37 @@ impl Kernel for NetlinkKernel {
                 .await
                 .map(|()| Applied::Changed)
             }
+            Op::AddBridge(bridge) => {
+                // EEXIST: someone else made a link of that name meanwhile. It is not
+                // routed6d's, so it gets no alias (and is never deleted).
+                match self
+                    .ack(
+                        RouteNetlinkMessage::NewLink(encode::new_bridge_message(&bridge.name)),
+                        NLM_F_CREATE | NLM_F_EXCL,
+                    )
+                    .await
+                {
+                    Ok(()) => self
+                        .ack(
+                            RouteNetlinkMessage::SetLink(encode::alias_message(
+                                &bridge.name,
+                                &bridge.alias,
+                            )),
+                            0,
+                        )
+                        .await
+                        .map(|()| Applied::Changed),
+                    Err(e) => ignore_errno(Err(e), &[libc::EEXIST]),
+                }
+            }
+            Op::DelBridge(bridge) => ignore_errno(
+                self.ack(
+                    RouteNetlinkMessage::DelLink(encode::del_link_message(&bridge.name)),
+                    0,
+                )
+                .await,
+                &[libc::ENODEV],
+            ),
             Op::DelRoute(route) => {
                 self.reflexes.lock().disarm(&Object::of_route(route));
                 // The protocol in the request makes the kernel match only a route of

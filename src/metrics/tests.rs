@@ -13,6 +13,7 @@ fn config(extra: &str) -> Config {
 
 fn one_prefix() -> Vec<RoutedPrefix> {
     vec![RoutedPrefix {
+        workload: None,
         prefix: "2001:db8:42:100::/64".parse().expect("prefix"),
         next_hop: Some("2001:db8:42::1".parse().expect("hop")),
         origin: "ripv6rt_1 \"web \\\"a\\\"\"".into(),

@@ -227,6 +227,7 @@ fn a_next_hop_no_longer_named_is_forgotten() {
 fn judge_wakes_at_the_earliest_deadline_and_sight_tells_owners_apart() {
     use crate::model::{Link, ObservedAddress};
     let uplink = Link {
+        alias: None,
         index: 2,
         name: "eth0".into(),
         up: true,

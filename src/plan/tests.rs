@@ -65,12 +65,14 @@ fn kernel(addresses: Vec<ObservedAddress>, routes: Vec<ObservedRoute>) -> Observ
     ObservedState {
         links: vec![
             Link {
+                alias: None,
                 index: 1,
                 name: "lo".into(),
                 up: true,
                 lower_up: true,
             },
             Link {
+                alias: None,
                 index: 2,
                 name: "eth0".into(),
                 up: true,
@@ -85,6 +87,7 @@ fn kernel(addresses: Vec<ObservedAddress>, routes: Vec<ObservedRoute>) -> Observ
 
 fn origin(name: &str) -> Origin {
     std::sync::Arc::new(RoutedPrefix {
+        workload: None,
         prefix: "2001:db8:42:100::/64".parse().expect("prefix"),
         next_hop: None,
         origin: name.into(),

@@ -14,6 +14,7 @@ fn answer(prefixes: &[&str]) -> Assignment {
         prefixes: prefixes
             .iter()
             .map(|p| RoutedPrefix {
+                workload: None,
                 prefix: prefix(p),
                 next_hop: Some(addr("2001:db8:1::10")),
                 origin: "ripv6_1".into(),

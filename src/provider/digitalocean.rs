@@ -703,6 +703,7 @@ pub fn assignment_for(droplet: u64, items: &[Reserved]) -> Result<Assignment, St
             continue;
         }
         prefixes.push(RoutedPrefix {
+            workload: None,
             prefix,
             next_hop: None,
             origin: format!("reserved_ipv6 {}", item.ip),

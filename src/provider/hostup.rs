@@ -556,6 +556,7 @@ fn routed_prefix(allocation: &RawAllocation) -> Result<RoutedPrefix, String> {
         Leniency::default(),
     )?;
     Ok(RoutedPrefix {
+        workload: None,
         prefix,
         next_hop: Some(next_hop),
         origin: allocation
@@ -693,6 +694,7 @@ pub fn assignment_from_account(body: &[u8], vps_id: &str) -> Result<Assignment, 
                 ));
             }
             prefixes.push(RoutedPrefix {
+                workload: None,
                 prefix,
                 next_hop: Some(next_hop),
                 origin,
@@ -1111,6 +1113,7 @@ mod tests {
         assert_eq!(
             a.prefixes,
             vec![RoutedPrefix {
+                workload: None,
                 prefix: net("2001:db8:42:100::/64"),
                 next_hop: Some(addr("2001:db8:42::1")),
                 origin: "ripv6_01hxa3b4c5d6e7f8g9h0j1k2m3".into(),

@@ -245,6 +245,7 @@ fn routed_prefix(
         None => "legacy allocation".to_string(),
     };
     Ok(RoutedPrefix {
+        workload: None,
         prefix,
         next_hop: Some(next_hop),
         origin,

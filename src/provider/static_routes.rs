@@ -30,6 +30,7 @@ impl StaticRoutes {
                 .iter()
                 .enumerate()
                 .map(|(index, route)| RoutedPrefix {
+                    workload: None,
                     prefix: route.prefix,
                     next_hop: Some(route.next_hop),
                     origin: format!("static routes[{index}]"),

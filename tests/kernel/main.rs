@@ -13,3 +13,4 @@ mod kernel_netlink;
 mod netns_e2e;
 mod ownership_record;
 mod providers_e2e;
+mod workloads_e2e;

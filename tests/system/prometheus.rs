@@ -68,6 +68,7 @@ fn the_exposition_passes_promtool_check_metrics() {
     let config = Config::from_text(Path::new("t.toml"), text, None).expect("config");
     let metrics = Metrics::new(&config);
     let routed = RoutedPrefix {
+        workload: None,
         prefix: "2001:db8:42:100::/64".parse().expect("prefix"),
         next_hop: Some("2001:db8:1::10".parse().expect("hop")),
         origin: "ripv6rt_1 \"label with \\\"quotes\\\"\"".into(),

@@ -143,3 +143,39 @@ fn the_shipped_unit_and_protocol_file_agree_with_the_code() {
         routed6d::model::DEFAULT_PROTOCOL
     );
 }
+
+/// A static-routes config routing `prefix`, with one bridge workload.
+fn workload_config(prefix: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("routed6d.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[provider]\nkind = \"static\"\nroutes = [ {{ prefix = \"{prefix}\", next_hop = \"2001:db8::10\" }} ]\n[uplink]\ninterface = \"eth0\"\n[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\n"
+        ),
+    )
+    .expect("config");
+    let path = config.display().to_string();
+    (dir, path)
+}
+
+#[test]
+fn check_config_shows_workload_slots_and_refuses_one_that_does_not_fit() {
+    let (_dir, path) = workload_config("2001:db8:42:100::/56");
+    let out = routed6d(&["check-config", "--config", &path]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("workload web: bridge br-web, /64 at slot 1 (next free in config order"),
+        "{stdout}"
+    );
+    let (_dir, path) = workload_config("2001:db8:42:100::/64");
+    let out = routed6d(&["check-config", "--config", &path]);
+    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "routed6d: {path}:10: workload \"web\": prefix_length 64 is not longer than the routed prefix 2001:db8:42:100::/64: there is no room for the host's slot beside it\n"
+        )
+    );
+}

@@ -7,6 +7,7 @@ use crate::model::{DEFAULT_PROTOCOL, RoutedPrefix};
 fn routed(prefix: &str, hop: &str) -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
+            workload: None,
             prefix: prefix.parse().expect("prefix"),
             next_hop: Some(hop.parse().expect("hop")),
             origin: "ripv6_1".into(),

@@ -38,6 +38,10 @@ pub(crate) fn link_of(message: &LinkMessage) -> Link {
         name,
         up: message.header.flags.contains(LinkFlags::Up),
         lower_up: message.header.flags.contains(LinkFlags::LowerUp),
+        alias: message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfAlias(alias) => Some(alias.clone()),
+            _ => None,
+        }),
     }
 }
 

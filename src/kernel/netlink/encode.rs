@@ -9,6 +9,9 @@ use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
     AddressScope,
 };
+use netlink_packet_route::link::{
+    InfoBridge, InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -95,4 +98,44 @@ pub(super) fn route_message(route: &Route, protocol: u8) -> RouteMessage {
 pub(super) fn set_table(message: &mut RouteMessage, table: u32) {
     message.header.table = u8::try_from(table).unwrap_or(0);
     message.attributes.push(RouteAttribute::Table(table));
+}
+
+/// A workload's bridge, created up. Forward delay 0: the bridge runs no STP (the
+/// kernel's default for a new bridge), and a port should forward as soon as a
+/// container's veth is attached, not 15 s later, when its first router solicitations
+/// are long gone.
+pub(super) fn new_bridge_message(name: &str) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message.header.flags = LinkFlags::Up;
+    message.header.change_mask = LinkFlags::Up;
+    message
+        .attributes
+        .push(LinkAttribute::IfName(name.to_string()));
+    message.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Bridge),
+        LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::ForwardDelay(0)])),
+    ]));
+    message
+}
+
+/// Set the alias of link `name`. The kernel takes IFLA_IFALIAS only on a change to an
+/// existing link, not in the request that creates it.
+pub(super) fn alias_message(name: &str, alias: &str) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::IfName(name.to_string()));
+    message
+        .attributes
+        .push(LinkAttribute::IfAlias(alias.to_string()));
+    message
+}
+
+/// Delete link `name`.
+pub(super) fn del_link_message(name: &str) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message
+        .attributes
+        .push(LinkAttribute::IfName(name.to_string()));
+    message
 }

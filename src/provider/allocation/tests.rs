@@ -31,6 +31,7 @@ impl Provider for Scripted {
 fn allocated() -> Assignment {
     Assignment {
         prefixes: vec![RoutedPrefix {
+            workload: None,
             prefix: "2001:db8:42:100::/64".parse().unwrap(),
             next_hop: Some("2001:db8:42::1".parse().unwrap()),
             origin: "ripv6_1".into(),
