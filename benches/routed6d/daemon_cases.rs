@@ -7,11 +7,12 @@
 //! Repair is timed side by side with keepalived (Debian's, installed when missing),
 //! started by the bench in a namespace of its own, never as a host service.
 //!
-//! With two CPUs or more, the restorers (routed6d, keepalived) run on the first and the
-//! bench's watches on the last (`Cpus`): a watch that shared the restorer's CPU would
-//! hear the put-back only once the restorer gave the CPU up, so a restorer with more to
-//! do after its write (a log line, its own bookkeeping) would be timed for that work,
-//! not for its reaction. Both are pinned alike.
+//! With two CPUs or more, the restorers (routed6d, keepalived) run on the first, and
+//! the bench's watches and the `ip` that deletes by hand on the last (`Cpus`). A watch
+//! sharing the restorer's CPU would hear the put-back only once the restorer gave the
+//! CPU up, so a restorer with more to do after its write (a log line, its bookkeeping)
+//! would be timed for that work, not for its reaction; a deleting `ip` on the
+//! restorer's CPU would hold it until `ip` exits. Both restorers are pinned alike.
 
 use std::net::Ipv6Addr;
 use std::os::unix::process::ExitStatusExt;
@@ -382,20 +383,54 @@ pub fn convergence() -> Vec<Row> {
 
     // (b) Delete the owned address by hand; time from the kernel's RTM_DELADDR to the
     // daemon's RTM_NEWADDR. keepalived's static_ipaddress is the bar, deleted the same
-    // way in the same run, turn about with routed6d's, so both see the same load.
+    // way in the same run. (c) The same for routed6d's unreachable route (keepalived
+    // 2.2.7 does not put back a deleted static route at all). The three take turns,
+    // so all see the same load.
     let address = host_of(current);
+    let prefix = current;
     let keepalived = Keepalived::start();
     let mut restores = Vec::new();
     let mut keepalived_restores = Vec::new();
+    let mut routes = Vec::new();
+    let route_restore = || {
+        events.drain();
+        by_hand(
+            &scene.testbed.vps,
+            &[
+                "-6",
+                "route",
+                "del",
+                "unreachable",
+                &prefix.to_string(),
+                "metric",
+                "2147483647",
+            ],
+        );
+        let gone = events.route(prefix, true).expect("deletion seen");
+        let back = events.route(prefix, false).expect("route restored");
+        millis(back - gone)
+    };
     for _ in 0..DELETIONS {
-        restores.push(time_restore(&events, address, || {
-            scene
-                .testbed
-                .vps
-                .ip(&["-6", "addr", "del", &format!("{address}/128"), "dev", "lo"])
-                .expect("delete by hand");
-        }));
-        keepalived_restores.push(keepalived.time_restore());
+        // Each round in a random order, each deletion after a random pause: how long
+        // a CPU has been idle decides how long it takes to wake (a VM's halt polling),
+        // and a fixed order would give each restorer an idle time of its own.
+        let mut turns = [0, 1, 2];
+        for i in (1..turns.len()).rev() {
+            turns.swap(i, rand::random_range(0..=i));
+        }
+        for turn in turns {
+            std::thread::sleep(Duration::from_millis(rand::random_range(40..80)));
+            match turn {
+                0 => restores.push(time_restore(&events, address, || {
+                    by_hand(
+                        &scene.testbed.vps,
+                        &["-6", "addr", "del", &format!("{address}/128"), "dev", "lo"],
+                    );
+                })),
+                1 => keepalived_restores.push(keepalived.time_restore()),
+                _ => routes.push(route_restore()),
+            }
+        }
     }
     drop(keepalived);
     let keepalived = keepalived_restores;
@@ -413,30 +448,6 @@ pub fn convergence() -> Vec<Row> {
             p50 / k50
         ));
 
-    // (c) The same for the unreachable route (keepalived 2.2.7 does not put back a
-    // deleted static route at all).
-    let prefix = current;
-    let mut routes = Vec::new();
-    for _ in 0..DELETIONS {
-        events.drain();
-        scene
-            .testbed
-            .vps
-            .ip(&[
-                "-6",
-                "route",
-                "del",
-                "unreachable",
-                &prefix.to_string(),
-                "metric",
-                "2147483647",
-            ])
-            .expect("delete the route by hand");
-        let gone = events.route(prefix, true).expect("deletion seen");
-        let back = events.route(prefix, false).expect("route restored");
-        routes.push(millis(back - gone));
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let r50 = percentile(routes.clone(), 0.5);
     let r99 = percentile(routes, 0.99);
     let c = Row::info("4c owned route deleted → restored", ms(r50), r50)
@@ -447,6 +458,24 @@ pub fn convergence() -> Vec<Row> {
     vec![a, b, c]
 }
 
+/// `ip ARGS` in `ns`, run as the hand that deletes: on the watches' CPU (`Cpus`), so
+/// that it never holds the restorers' CPU when the removal wakes them.
+fn by_hand(ns: &Namespace, args: &[&str]) {
+    let mut command = ns.command("ip");
+    if let Some(cpu) = Cpus::listener() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: sched_setaffinity is a single system call, safe between fork and
+        // exec.
+        unsafe { command.pre_exec(move || Cpus::pin(cpu)) };
+    }
+    let output = command.args(args).output().expect("run ip");
+    assert!(
+        output.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Delete an address with `delete`; from the kernel's RTM_DELADDR to the RTM_NEWADDR
 /// that put it back, in ms.
 fn time_restore(events: &Events, address: Ipv6Addr, delete: impl Fn()) -> f64 {
@@ -454,7 +483,6 @@ fn time_restore(events: &Events, address: Ipv6Addr, delete: impl Fn()) -> f64 {
     delete();
     let gone = events.address(address, true).expect("deletion seen");
     let back = events.address(address, false).expect("address restored");
-    std::thread::sleep(Duration::from_millis(50));
     millis(back - gone)
 }
 
@@ -513,16 +541,17 @@ impl Keepalived {
 
     fn time_restore(&self) -> f64 {
         time_restore(&self.events, Self::ADDRESS, || {
-            self.ns
-                .ip(&[
+            by_hand(
+                &self.ns,
+                &[
                     "-6",
                     "addr",
                     "del",
                     &format!("{}/128", Self::ADDRESS),
                     "dev",
                     "lo",
-                ])
-                .expect("delete by hand");
+                ],
+            );
         })
     }
 }
