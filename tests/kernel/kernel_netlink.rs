@@ -112,6 +112,19 @@ async fn expect_event(
     }
 }
 
+/// No event matching `unwanted` within 300 ms (events come within milliseconds).
+async fn expect_no_event(watch: &mut Watch, what: &str, unwanted: impl Fn(&KernelEvent) -> bool) {
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while let Ok(Some(event)) = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        watch.next(),
+    )
+    .await
+    {
+        assert!(!unwanted(&event), "{what}: {event:?}");
+    }
+}
+
 /// Write `ip -batch` lines adding `count` unreachable /64 routes below 2001:db8:N::/64.
 fn add_routes_with_ip_batch(count: u32) {
     let mut file = tempfile::NamedTempFile::new().expect("temp file");
@@ -619,18 +632,10 @@ fn the_watcher_puts_back_what_is_armed_and_never_what_routed6d_deletes() {
                 .apply_op(&Op::DelRoute(unreachable.clone()))
                 .await
                 .expect("delete");
-            let deadline = Instant::now() + Duration::from_millis(300);
-            while let Ok(Some(event)) = tokio::time::timeout(
-                deadline.saturating_duration_since(Instant::now()),
-                watch.next(),
-            )
-            .await
-            {
-                assert!(
-                    !matches!(event, KernelEvent::Reflex { .. }),
-                    "put back what routed6d deleted: {event:?}"
-                );
-            }
+            expect_no_event(&mut watch, "put back what routed6d deleted", |e| {
+                matches!(e, KernelEvent::Reflex { .. })
+            })
+            .await;
             assert_eq!(
                 holds(&observe(&mut kernel).await),
                 (false, false),
@@ -1149,18 +1154,10 @@ fn auto_reads_address_protocols_off_the_kernels_own_addresses_without_a_probe() 
             let mut watch = Watch::start().expect("watch");
             let kernel = NetlinkKernel::open(&config).await.expect("open");
             assert_eq!(kernel.record_path(), None, "this kernel keeps IFA_PROTO");
-            let deadline = Instant::now() + Duration::from_millis(300);
-            while let Ok(Some(event)) = tokio::time::timeout(
-                deadline.saturating_duration_since(Instant::now()),
-                watch.next(),
-            )
-            .await
-            {
-                assert!(
-                    !matches!(event, KernelEvent::Address { .. }),
-                    "opening wrote an address: {event:?}"
-                );
-            }
+            expect_no_event(&mut watch, "opening wrote an address", |e| {
+                matches!(e, KernelEvent::Address { .. })
+            })
+            .await;
         },
     );
 }
