@@ -389,6 +389,69 @@ fn parsers_stop_at_the_prefix_ceiling() {
     );
 }
 
+/// The largest answers issue 14 names (item 9) are refused, and read, in time linear
+/// in their size: a 5 000-route account view and a 20 000-item DigitalOcean page, each
+/// well inside the unit's 60 s watchdog interval, in a debug build too. A quadratic
+/// step (a duplicate search before the count, a per-item scan of the rest) would take
+/// minutes at these sizes.
+#[test]
+fn huge_answers_are_refused_well_inside_the_watchdog_interval() {
+    let started = std::time::Instant::now();
+    let route = |i: usize, vps: &str| {
+        serde_json::json!({
+            "id": format!("ripv6rt_{i}"),
+            "prefix": format!("2001:db8:{:x}:{:x}::/64", 0x100 + i / 0x10000, i % 0x10000),
+            "prefixLength": 64,
+            "nextHop": "2001:db8:1::10",
+            "vpsId": vps,
+            "status": "active",
+        })
+    };
+    let view = |routes: Vec<serde_json::Value>| {
+        serde_json::to_vec(
+            &serde_json::json!({ "pools": [{ "id": "ripv6_big", "routes": routes }] }),
+        )
+        .unwrap()
+    };
+    let ours: Vec<_> = (0..5000).map(|i| route(i, VPS)).collect();
+    assert!(
+        assignment_from_account(&view(ours), VPS)
+            .unwrap_err()
+            .contains("prefixes routed to this host in one answer; refusing it")
+    );
+    // Another VPS's 5 000 routes beside one of ours: read through, ours kept.
+    let mut others: Vec<_> = (0..5000).map(|i| route(i, "vps_someone_else")).collect();
+    others.push(route(5000, VPS));
+    assert_eq!(
+        assignment_from_account(&view(others), VPS)
+            .unwrap()
+            .prefixes
+            .len(),
+        1
+    );
+
+    let items: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| {
+            serde_json::json!({
+                "ip": format!("2001:db8:77:{:x}::{:x}", i / 0x1000, 1 + i % 0x1000),
+                "region_slug": "nyc3",
+                "droplet": { "id": 7 },
+            })
+        })
+        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "reserved_ipv6s": items,
+        "links": {},
+        "meta": { "total": 20_000 },
+    }))
+    .unwrap();
+    let page = digitalocean::reserved_page(&body).expect("a well-formed page");
+    assert!(digitalocean::assignment_for(7, &page.items).is_err());
+
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+}
+
 #[test]
 fn legacy_error_bodies() {
     let (code, request_id, detail) = error_parts(&fixture("hostup-legacy", "error_not_found.json"));
