@@ -45,7 +45,7 @@ use decode::{
     RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, address_flags, observed_address, observed_route,
     seen_of,
 };
-pub(crate) use decode::{address_protocol, link_of, local_address, route_key};
+pub(crate) use decode::{address_protocol, link_of, local_address, removed_object, route_key};
 use errno::{NlResult, ignore_errno, op_error};
 
 /// What an add that the kernel answered with `errno` (None: done) did, as `apply_op`
@@ -790,3 +790,6 @@ fn record_error(op: &Op, consequence: &'static str, source: record::RecordError)
         source,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -110,13 +110,13 @@ impl Reflexes {
         self.in_flight.clear();
     }
 
-    /// The watcher read `event`: the request to send now, with its sequence number,
-    /// if it removed an armed object and the burst has restores left.
-    pub fn fire(&mut self, event: &KernelEvent) -> Option<Vec<u8>> {
-        if self.armed.is_empty() || self.budget == 0 {
+    /// The watcher read the removal of `object`, which carried `protocol`: the request
+    /// to send now, with its sequence number, if the object is armed and the burst has
+    /// restores left.
+    pub fn fire(&mut self, object: Object, protocol: u8) -> Option<Vec<u8>> {
+        if protocol != self.protocol || self.budget == 0 {
             return None;
         }
-        let object = Object::removed_in(event, self.protocol)?;
         let mut request = self.armed.remove(&object)?;
         self.budget -= 1;
         self.spent.push(object);

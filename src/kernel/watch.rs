@@ -24,7 +24,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::kernel::netlink::{address_protocol, link_of, local_address, route_key};
+use crate::damping::Object;
+use crate::kernel::netlink::{address_protocol, link_of, local_address, removed_object, route_key};
 use crate::kernel::reflex::SharedReflexes;
 use crate::kernel::{KernelError, KernelEvent};
 
@@ -43,6 +44,8 @@ const RTNLGRP_IPV6_NETCONF: u32 = 25;
 /// its type alone says enough (a setting such as forwarding changed).
 const RTM_NEWNETCONF: u16 = 80;
 
+/// sizeof(struct nlmsghdr): a message's payload starts after it.
+const NETLINK_HEADER_LEN: usize = 16;
 /// Largest datagram read at once; kernel notifications are single messages of at
 /// most a page or two.
 const DATAGRAM: usize = 64 * 1024;
@@ -185,11 +188,10 @@ async fn run(
                         }
                     };
                     let mut queue = |notice| match notice {
-                        Notice::Event(event) => {
-                            // The restore goes out before the removal is queued.
-                            let unsent = reflex(socket, &reflexes, &event);
-                            push(event) && unsent.is_none_or(&mut push)
-                        }
+                        // The restore goes out before the removal is parsed whole.
+                        Notice::Removed { object, protocol } => reflex(socket, &reflexes, object, protocol)
+                            .is_none_or(&mut push),
+                        Notice::Event(event) => push(event),
                         Notice::Answer { sequence, errno } => {
                             let answer = reflexes.lock().answered(sequence, errno);
                             answer.is_none_or(&mut push)
@@ -234,17 +236,19 @@ async fn run(
     }
 }
 
-/// Put back at once what `event` removed, if it is armed: one `send` of the request
-/// the daemon built in advance, before the event is even queued. The kernel's answer
+/// Put back at once `object`, whose removal was just read, if it is armed: one `send`
+/// of the request the daemon built in advance, before the notification is parsed
+/// whole or queued. The kernel's answer
 /// comes back on this socket (`Notice::Answer`); a request that could not be sent is
 /// answered here, with the send's errno, for the daemon's full pass to repair.
 fn reflex(
     socket: &netlink_sys::Socket,
     reflexes: &SharedReflexes,
-    event: &KernelEvent,
+    object: Object,
+    protocol: u8,
 ) -> Option<KernelEvent> {
     let mut reflexes = reflexes.lock();
-    let request = reflexes.fire(event)?;
+    let request = reflexes.fire(object, protocol)?;
     let e = socket.send(&request, 0).err()?;
     debug!("cannot send a reflex restore: {e}");
     reflexes.unsent(e.raw_os_error().unwrap_or(libc::EIO))
@@ -282,6 +286,12 @@ async fn reopen(sender: &mpsc::Sender<KernelEvent>, recv_buffer: usize) -> Optio
 
 /// What one message of a datagram says.
 enum Notice {
+    /// A removal, as read in place ahead of the whole parse (`removed_object`): what a
+    /// reflex needs.
+    Removed {
+        object: Object,
+        protocol: u8,
+    },
     Event(KernelEvent),
     /// The kernel's answer to a request sent on this socket (a reflex's): errno None
     /// for done.
@@ -297,6 +307,12 @@ fn parse_datagram(mut data: &[u8], queue: &mut impl FnMut(Notice) -> bool) -> Re
     while !data.is_empty() {
         let header = NetlinkBuffer::new_checked(data).map_err(|e| e.to_string())?;
         let length = header.length() as usize;
+        let payload = data.get(NETLINK_HEADER_LEN..length).unwrap_or_default();
+        if let Some((object, protocol)) = removed_object(header.message_type(), payload)
+            && !queue(Notice::Removed { object, protocol })
+        {
+            return Ok(false);
+        }
         let notice = if header.message_type() == RTM_NEWNETCONF {
             Some(Notice::Event(KernelEvent::Netconf))
         } else {

@@ -20,6 +20,7 @@ use netlink_packet_route::route::{
     RouteType,
 };
 
+use crate::damping::Object;
 use crate::kernel::record::{Entry, Seen};
 use crate::model::{Address, Link, ObservedAddress, ObservedRoute, Route, RouteKind};
 
@@ -205,6 +206,74 @@ pub(crate) fn route_key(message: &RouteMessage) -> Option<(u32, Ipv6Net, u8)> {
     }
     let dst = Ipv6Net::new(dst, message.header.destination_prefix_length).ok()?;
     Some((table, dst, u8::from(message.header.protocol)))
+}
+
+/// RTM_DELADDR and RTM_DELROUTE (linux/rtnetlink.h).
+const RTM_DELADDR: u16 = 21;
+const RTM_DELROUTE: u16 = 25;
+
+/// The object a removal announces, and the protocol it carried, read in place from a
+/// notification's payload: only the header and the attributes that name it, before
+/// (and without) the whole message's parse, so the event watcher can put it back first
+/// (`reflex`). None for anything else, or a message that does not parse (the full
+/// parse that follows tells that).
+pub(crate) fn removed_object(message_type: u16, payload: &[u8]) -> Option<(Object, u8)> {
+    match message_type {
+        RTM_DELADDR => {
+            let header = AddressHeader::parse(payload).ok()?;
+            if header.family != AddressFamily::Inet6 {
+                return None;
+            }
+            let (mut local, mut address, mut protocol) = (None, None, 0);
+            let attributes = payload.get(IFADDRMSG_LEN..)?;
+            for nla in NlasIterator::new(attributes) {
+                let nla = nla.ok()?;
+                if !matches!(nla.kind(), IFA_ADDRESS | IFA_LOCAL | IFA_PROTO) {
+                    continue;
+                }
+                match AddressAttribute::parse(&nla).ok()? {
+                    AddressAttribute::Local(IpAddr::V6(a)) => local = Some(a),
+                    AddressAttribute::Address(IpAddr::V6(a)) => address = Some(a),
+                    AddressAttribute::Protocol(p) => protocol = u8::from(p),
+                    _ => {}
+                }
+            }
+            let addr = local.or(address)?;
+            Some((
+                Object::Address {
+                    ifindex: header.index,
+                    addr,
+                },
+                protocol,
+            ))
+        }
+        RTM_DELROUTE => {
+            let header = RouteHeader::parse(payload).ok()?;
+            if header.address_family != AddressFamily::Inet6
+                || header.flags.contains(RouteFlags::Cloned)
+            {
+                return None;
+            }
+            let mut table = u32::from(header.table);
+            let mut dst = Ipv6Addr::UNSPECIFIED;
+            let attributes = payload.get(RTMSG_LEN..)?;
+            for nla in NlasIterator::new(attributes) {
+                let nla = nla.ok()?;
+                if !matches!(nla.kind(), RTA_DST | RTA_TABLE) {
+                    continue;
+                }
+                let param = (header.address_family, header.kind, RouteLwEnCapType::None);
+                match RouteAttribute::parse_with_param(&nla, param).ok()? {
+                    RouteAttribute::Table(t) => table = t,
+                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = a,
+                    _ => {}
+                }
+            }
+            let dst = Ipv6Net::new(dst, header.destination_prefix_length).ok()?;
+            Some((Object::Route { table, dst }, u8::from(header.protocol)))
+        }
+        _ => None,
+    }
 }
 
 // Route attributes (linux/rtnetlink.h) `observed_route` reads; the rest (metrics,

@@ -11,23 +11,6 @@ fn address(last: u16) -> Object {
     }
 }
 
-fn removed(object: Object, protocol: u8) -> KernelEvent {
-    match object {
-        Object::Address { ifindex, addr } => KernelEvent::Address {
-            ifindex,
-            addr,
-            protocol,
-            removed: true,
-        },
-        Object::Route { table, dst } => KernelEvent::Route {
-            dst,
-            table,
-            protocol,
-            removed: true,
-        },
-    }
-}
-
 /// A netlink header's worth of bytes and a marker, standing for a request.
 fn request(marker: u8) -> Vec<u8> {
     let mut bytes = vec![0; 16];
@@ -54,32 +37,23 @@ fn armed(objects: &[Object]) -> Reflexes {
 #[test]
 fn an_armed_object_fires_once_with_its_own_request_and_a_fresh_sequence() {
     let mut reflexes = armed(&[address(1), address(2)]);
-    let first = reflexes
-        .fire(&removed(address(2), PROTO))
-        .expect("armed: fires");
+    let first = reflexes.fire(address(2), PROTO).expect("armed: fires");
     assert_eq!(first.last(), Some(&1), "the request armed for that object");
     assert_ne!(sequence_of(&first), 0, "stamped with a sequence number");
     assert!(reflexes.in_flight(&address(2)));
     assert!(!reflexes.is_armed(&address(2)), "fired once, then spent");
-    assert_eq!(reflexes.fire(&removed(address(2), PROTO)), None);
+    assert_eq!(reflexes.fire(address(2), PROTO), None);
 
-    let second = reflexes.fire(&removed(address(1), PROTO)).expect("fires");
+    let second = reflexes.fire(address(1), PROTO).expect("fires");
     assert_ne!(sequence_of(&first), sequence_of(&second));
 }
 
 #[test]
-fn removals_of_others_and_additions_never_fire() {
+fn removals_of_others_and_of_unarmed_objects_never_fire() {
     let mut reflexes = armed(&[address(1)]);
-    // Another protocol's object at the same place, and the object coming back.
-    assert_eq!(reflexes.fire(&removed(address(1), 4)), None);
-    let added = KernelEvent::Address {
-        ifindex: 1,
-        addr: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
-        protocol: PROTO,
-        removed: false,
-    };
-    assert_eq!(reflexes.fire(&added), None);
-    assert_eq!(reflexes.fire(&removed(address(9), PROTO)), None);
+    // Another protocol's object at the same place.
+    assert_eq!(reflexes.fire(address(1), 4), None);
+    assert_eq!(reflexes.fire(address(9), PROTO), None);
     assert!(reflexes.is_armed(&address(1)));
 }
 
@@ -87,11 +61,11 @@ fn removals_of_others_and_additions_never_fire() {
 fn a_disarmed_object_is_never_put_back() {
     let mut reflexes = armed(&[address(1)]);
     reflexes.disarm(&address(1));
-    assert_eq!(reflexes.fire(&removed(address(1), PROTO)), None);
+    assert_eq!(reflexes.fire(address(1), PROTO), None);
     assert_eq!(reflexes.take_spent(), vec![address(1)]);
     let mut reflexes = armed(&[address(1), address(2)]);
     reflexes.disarm_all();
-    assert_eq!(reflexes.fire(&removed(address(2), PROTO)), None);
+    assert_eq!(reflexes.fire(address(2), PROTO), None);
     assert_eq!(reflexes.armed_count(), 0);
 }
 
@@ -102,7 +76,7 @@ fn the_burst_budget_bounds_the_restores() {
     reflexes.refill(3);
     let fired = objects
         .iter()
-        .filter(|o| reflexes.fire(&removed(**o, PROTO)).is_some())
+        .filter(|o| reflexes.fire(**o, PROTO).is_some())
         .count();
     assert_eq!(fired, 3);
     assert_eq!(reflexes.armed_count(), 2, "the rest wait for the full pass");
@@ -111,7 +85,7 @@ fn the_burst_budget_bounds_the_restores() {
 #[test]
 fn answers_name_the_object_and_only_a_reflex_is_answered() {
     let mut reflexes = armed(&[address(1)]);
-    let sent = reflexes.fire(&removed(address(1), PROTO)).expect("fires");
+    let sent = reflexes.fire(address(1), PROTO).expect("fires");
     assert_eq!(reflexes.answered(sequence_of(&sent) + 1, None), None);
     assert_eq!(
         reflexes.answered(sequence_of(&sent), Some(libc::ENODEV)),
@@ -127,7 +101,7 @@ fn answers_name_the_object_and_only_a_reflex_is_answered() {
 #[test]
 fn a_request_that_cannot_be_sent_is_answered_with_the_errno() {
     let mut reflexes = armed(&[address(1)]);
-    reflexes.fire(&removed(address(1), PROTO)).expect("fires");
+    reflexes.fire(address(1), PROTO).expect("fires");
     assert_eq!(
         reflexes.unsent(libc::ENOBUFS),
         Some(KernelEvent::Reflex {
@@ -140,7 +114,7 @@ fn a_request_that_cannot_be_sent_is_answered_with_the_errno() {
 #[test]
 fn spent_objects_are_handed_back_and_lost_answers_given_up() {
     let mut reflexes = armed(&[address(1), address(2)]);
-    reflexes.fire(&removed(address(1), PROTO)).expect("fires");
+    reflexes.fire(address(1), PROTO).expect("fires");
     reflexes.disarm(&address(2));
     assert_eq!(reflexes.take_spent(), vec![address(1), address(2)]);
     assert!(reflexes.take_spent().is_empty());
