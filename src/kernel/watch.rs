@@ -189,8 +189,9 @@ async fn run(
                     };
                     let mut queue = |notice| match notice {
                         // The restore goes out before the removal is parsed whole.
-                        Notice::Removed { object, protocol } => reflex(socket, &reflexes, object, protocol)
-                            .is_none_or(&mut push),
+                        Notice::Removed { object, protocol } => {
+                            reflex(socket, &reflexes, object, protocol).is_none_or(&mut push)
+                        }
                         Notice::Event(event) => push(event),
                         Notice::Answer { sequence, errno } => {
                             let answer = reflexes.lock().answered(sequence, errno);
@@ -198,9 +199,10 @@ async fn run(
                         }
                     };
                     match parse_datagram(&buffer, &mut queue) {
-                        // Let the daemon see the event before the rest of a burst is
-                        // read: a deleted object of routed6d's is put back at once
-                        // (issue 16), not after the socket is drained.
+                        // Let the daemon see the events before the rest of a burst is
+                        // read: what no reflex covered (an object fought over, a burst
+                        // past its share) it puts back at once, not after the socket
+                        // is drained.
                         Ok(true) => tokio::task::yield_now().await,
                         Ok(false) => return,
                         Err(e) => {
