@@ -1,9 +1,10 @@
 //! The booted-container harness shared by the system tests (systemd_nspawn.rs,
-//! host_managers.rs): the tools they install, the Debian root cached in
-//! /var/cache/routed6d-systest, the .deb built by packaging/build.sh, a container booted
-//! by systemd-nspawn (systemd as its PID 1, its own network namespace) and the
-//! simulated HostUp API running in that namespace. Each test file includes it with
-//! `#[path]`, so the suites that do not boot containers do not compile it.
+//! host_managers.rs, cloud_init.rs): the tools they install, the Debian roots cached in
+//! /var/cache/routed6d-systest (the shared one, and cloud_init.rs's with cloud-init),
+//! the .deb built by packaging/build.sh, a container booted by systemd-nspawn (systemd
+//! as its PID 1, its own network namespace) and the simulated HostUp API running in
+//! that namespace. Each test file includes it with `#[path]`, so the suites that do not
+//! boot containers do not compile it.
 //!
 //! Everything started here is ended on drop, also when a test fails halfway: a
 //! container's systemd is killed with its whole PID namespace, not only nspawn.
@@ -84,15 +85,35 @@ pub fn ensure_tools(tools: &[(&str, &str)]) {
 
 /// A Debian root with systemd, made once by debootstrap and kept in the cache.
 pub fn debian_root() -> PathBuf {
+    bootstrap(INCLUDE)
+}
+
+/// What cloud_init.rs's root holds besides INCLUDE: Debian's cloud-init (with its
+/// Python), and python3-cffi-backend, which python3-cryptography needs through virtual
+/// packages that debootstrap's resolver does not follow.
+pub const CLOUD_INIT_INCLUDE: &str = "python3-cffi-backend,cloud-init";
+
+/// The root of `debian_root` plus cloud-init, for cloud_init.rs alone: cloud-init in
+/// the shared root would run on every other test's boot. A root of its own, cached
+/// under its own key; the container has no network to install it later.
+pub fn cloud_init_root() -> PathBuf {
+    bootstrap(&format!("{INCLUDE},{CLOUD_INIT_INCLUDE}"))
+}
+
+/// debootstrap minbase with `include`, cached under a key made of the packages'
+/// initials.
+fn bootstrap(include: &str) -> PathBuf {
     // Two test binaries may want it at once: the second waits for the first's
     // debootstrap instead of racing it into the same directory.
     let _lock = CacheLock::take();
-    let key: String = INCLUDE.split(',').map(|p| &p[..1]).collect();
+    let key: String = include.split(',').map(|p| &p[..1]).collect();
     let root = Path::new(CACHE).join(format!("{SUITE}-{key}-root"));
     if root.join("usr/lib/systemd/systemd").exists() {
         return root;
     }
-    step(&format!("debootstrap {SUITE} (cached for later runs)"));
+    step(&format!(
+        "debootstrap {SUITE} with {include} (cached for later runs)"
+    ));
     let partial = root.with_extension("partial");
     let _ = std::fs::remove_dir_all(&partial);
     ok(
@@ -100,13 +121,26 @@ pub fn debian_root() -> PathBuf {
             "debootstrap",
             &[
                 "--variant=minbase",
-                &format!("--include={INCLUDE}"),
+                &format!("--include={include}"),
                 SUITE,
                 partial.to_str().expect("path"),
                 "http://deb.debian.org/debian",
             ],
         ),
         "debootstrap",
+    );
+    // debootstrap goes on when a package fails to configure (a dependency it could not
+    // resolve): dpkg's audit says so.
+    let audit = ok(
+        run(
+            "dpkg",
+            &["--root", partial.to_str().expect("path"), "--audit"],
+        ),
+        "dpkg --audit",
+    );
+    assert!(
+        audit.trim().is_empty(),
+        "debootstrap left packages unconfigured:\n{audit}"
     );
     std::fs::rename(&partial, &root).expect("cache the root");
     root
