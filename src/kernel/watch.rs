@@ -251,7 +251,17 @@ fn reflex(
 ) -> Option<KernelEvent> {
     let mut reflexes = reflexes.lock();
     let request = reflexes.fire(object, protocol)?;
-    let e = socket.send(&request, 0).err()?;
+    let Err(e) = socket.send(&request, 0) else {
+        if matches!(object, Object::Address { .. }) {
+            // The kernel finishes an address's setup (with NODAD too: the work that
+            // completes "DAD" and announces the address) in a worker queued on this
+            // CPU. Stepping aside lets it run now rather than after routed6d's own
+            // bookkeeping of the event.
+            drop(reflexes);
+            std::thread::yield_now();
+        }
+        return None;
+    };
     debug!("cannot send a reflex restore: {e}");
     reflexes.unsent(e.raw_os_error().unwrap_or(libc::EIO))
 }
