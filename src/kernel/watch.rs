@@ -1,5 +1,5 @@
-//! Kernel change events: a netlink socket subscribed to link, IPv6 address and IPv6
-//! route notifications, turned into `KernelEvent`s, so the daemon repairs drift
+//! Kernel change events: a netlink socket subscribed to link, IPv6 address, IPv6
+//! route and neighbour notifications, turned into `KernelEvent`s, so the daemon repairs drift
 //! within milliseconds instead of at the next poll.
 //!
 //! Lost events are the failure that matters: the kernel drops notifications when the
@@ -17,6 +17,9 @@ use std::time::Duration;
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
 use netlink_packet_route::route::{RouteFlags, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_ROUTE};
@@ -36,12 +39,19 @@ pub const EVENT_QUEUE: usize = 4096;
 
 // Multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
 const RTNLGRP_LINK: u32 = 1;
+/// Neighbour caches and proxy entries (and, with family AF_BRIDGE, the bridges'
+/// forwarding databases, which are dropped here): the workloads behind an on-link
+/// prefix come and go by them.
+const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
 const RTNLGRP_IPV6_NETCONF: u32 = 25;
 /// RTM_NEWNETCONF (linux/rtnetlink.h): netlink-packet-route does not parse it, and
 /// its type alone says enough (a setting such as forwarding changed).
 const RTM_NEWNETCONF: u16 = 80;
+/// RTM_NEWNEIGH and RTM_DELNEIGH (linux/rtnetlink.h).
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_DELNEIGH: u16 = 29;
 
 /// Largest datagram read at once; kernel notifications are single messages of at
 /// most a page or two.
@@ -118,13 +128,14 @@ impl Drop for Watch {
     }
 }
 
-/// A netlink socket bound to the four groups, with the receive buffer enlarged.
+/// A netlink socket bound to the five groups, with the receive buffer enlarged.
 fn open_socket(recv_buffer: usize) -> io::Result<TokioSocket> {
     let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
     let inner = socket.socket_mut();
     inner.bind_auto()?;
     for group in [
         RTNLGRP_LINK,
+        RTNLGRP_NEIGH,
         RTNLGRP_IPV6_IFADDR,
         RTNLGRP_IPV6_ROUTE,
         RTNLGRP_IPV6_NETCONF,
@@ -297,8 +308,13 @@ fn parse_datagram(mut data: &[u8], queue: &mut impl FnMut(Notice) -> bool) -> Re
     while !data.is_empty() {
         let header = NetlinkBuffer::new_checked(data).map_err(|e| e.to_string())?;
         let length = header.length() as usize;
+        let neighbour = matches!(header.message_type(), RTM_NEWNEIGH | RTM_DELNEIGH);
         let notice = if header.message_type() == RTM_NEWNETCONF {
             Some(Notice::Event(KernelEvent::Netconf))
+        } else if neighbour && header.payload().first() != Some(&(libc::AF_INET6 as u8)) {
+            // ARP and the bridges' forwarding databases share the group: skipped
+            // unparsed (a bridge host's MAC learning is busy, and none of it matters).
+            None
         } else {
             let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[..length])
                 .map_err(|e| e.to_string())?;
@@ -332,6 +348,8 @@ fn event_of(message: RouteNetlinkMessage) -> Option<KernelEvent> {
         RouteNetlinkMessage::DelAddress(address) => address_event(&address, true),
         RouteNetlinkMessage::NewRoute(route) => route_event(&route, false),
         RouteNetlinkMessage::DelRoute(route) => route_event(&route, true),
+        RouteNetlinkMessage::NewNeighbour(neighbour) => neighbour_event(&neighbour, false),
+        RouteNetlinkMessage::DelNeighbour(neighbour) => neighbour_event(&neighbour, true),
         _ => None,
     }
 }
@@ -382,4 +400,94 @@ fn route_event(route: &RouteMessage, removed: bool) -> Option<KernelEvent> {
         protocol,
         removed,
     })
+}
+
+fn neighbour_event(neighbour: &NeighbourMessage, removed: bool) -> Option<KernelEvent> {
+    // IPv4's ARP cache and the bridges' forwarding databases share the group.
+    if neighbour.header.family != AddressFamily::Inet6 {
+        return None;
+    }
+    let addr = neighbour.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)) => Some(*addr),
+        _ => None,
+    })?;
+    Some(KernelEvent::Neighbour {
+        ifindex: neighbour.header.ifindex,
+        addr,
+        state: u16::from(neighbour.header.state),
+        proxy: neighbour.header.flags.contains(NeighbourFlags::Proxy),
+        removed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NetlinkHeader;
+    use netlink_packet_route::neighbour::NeighbourState;
+
+    /// One notification as the kernel sends it.
+    fn datagram(message: RouteNetlinkMessage) -> Vec<u8> {
+        let mut message = NetlinkMessage::new(NetlinkHeader::default(), message.into());
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        bytes
+    }
+
+    fn events(data: &[u8]) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        let mut queue = |notice| {
+            if let Notice::Event(event) = notice {
+                out.push(event);
+            }
+            true
+        };
+        parse_datagram(data, &mut queue).expect("parses");
+        out
+    }
+
+    fn neighbour(family: AddressFamily, flags: NeighbourFlags) -> NeighbourMessage {
+        let mut message = NeighbourMessage::default();
+        message.header.family = family;
+        message.header.ifindex = 3;
+        message.header.state = NeighbourState::Reachable;
+        message.header.flags = flags;
+        if family == AddressFamily::Inet6 {
+            message
+                .attributes
+                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
+                    "2001:db8:1:0:1::100".parse().unwrap(),
+                )));
+        }
+        message
+    }
+
+    #[test]
+    fn ipv6_neighbours_and_proxies_are_events_and_the_rest_is_skipped() {
+        let cache = neighbour(AddressFamily::Inet6, NeighbourFlags::empty());
+        assert_eq!(
+            events(&datagram(RouteNetlinkMessage::NewNeighbour(cache))),
+            [KernelEvent::Neighbour {
+                ifindex: 3,
+                addr: "2001:db8:1:0:1::100".parse().unwrap(),
+                state: 0x02,
+                proxy: false,
+                removed: false,
+            }]
+        );
+        let proxy = neighbour(AddressFamily::Inet6, NeighbourFlags::Proxy);
+        assert!(matches!(
+            events(&datagram(RouteNetlinkMessage::DelNeighbour(proxy)))[..],
+            [KernelEvent::Neighbour {
+                proxy: true,
+                removed: true,
+                ..
+            }]
+        ));
+        let fdb = neighbour(AddressFamily::Bridge, NeighbourFlags::Own);
+        assert!(events(&datagram(RouteNetlinkMessage::NewNeighbour(fdb))).is_empty());
+        let arp = neighbour(AddressFamily::Inet, NeighbourFlags::empty());
+        assert!(events(&datagram(RouteNetlinkMessage::NewNeighbour(arp))).is_empty());
+    }
 }
