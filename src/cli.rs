@@ -552,14 +552,21 @@ pub fn check_config(path: &Path) -> CommandResult {
             crate::provider::digitalocean::scopes_needed(settings)
         );
     }
+    // An on-link /64 has no [prefix]: only the workloads are placed in it.
+    let prefix = if config.provider.kind() == crate::config::ProviderKind::Onlink {
+        "the /64 for workloads only".to_string()
+    } else {
+        format!(
+            "prefix mode {:?} on {}",
+            config.prefix.mode, config.prefix.interface
+        )
+    };
     println!(
-        "{}: OK (provider {} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
+        "{}: OK (provider {} at {}, uplink {}, {prefix}, protocol {})",
         path.display(),
         config.provider.kind().name(),
         api_of(&config),
         config.uplink.interface,
-        config.prefix.mode,
-        config.prefix.interface,
         config.daemon.protocol
     );
     Ok(())

@@ -1144,7 +1144,11 @@ pub async fn run<P: Provider + 'static>(
         events: {
             use crate::kernel::watch::{EVENT_QUEUE, RECV_BUFFER, Watch};
             let reflexes = kernel.reflexes().unwrap_or_default();
-            Watch::start_reflexive(RECV_BUFFER, EVENT_QUEUE, reflexes)?
+            // The neighbour caches only for an on-link prefix's workloads (chosen at
+            // start: a reload to or from `kind = "onlink"` is followed at every poll,
+            // and by events after a restart).
+            let neighbours = config.provider.kind() == crate::config::ProviderKind::Onlink;
+            Watch::start_reflexive_with(RECV_BUFFER, EVENT_QUEUE, reflexes, neighbours)?
         },
         controls: Signals::install()?,
         // The poll timer is a timerfd, not a tokio sleep: see `timer` for the wakeups

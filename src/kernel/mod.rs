@@ -168,7 +168,7 @@ pub enum KernelEvent {
     },
     /// An IPv6 neighbour (RTNLGRP_NEIGH): a cache entry on `ifindex` changed state
     /// (`state`, NUD bits) or went (`removed`), or, with `proxy`, a proxy entry was
-    /// added or deleted, where the kernel announces those (not every version does: then
+    /// added or deleted, should the kernel announce those (Linux up to 6.18 does not:
     /// the next pass finds the change).
     Neighbour {
         ifindex: u32,

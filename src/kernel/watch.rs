@@ -65,6 +65,8 @@ pub struct Watch {
     task: JoinHandle<()>,
     /// What the watcher puts back itself (`reflex`); kept for a restart.
     reflexes: SharedReflexes,
+    /// Subscribed to the neighbour group too (`start_reflexive_with`).
+    neighbours: bool,
 }
 
 impl Watch {
@@ -93,21 +95,45 @@ impl Watch {
         queue: usize,
         reflexes: SharedReflexes,
     ) -> Result<Watch, KernelError> {
+        Self::start_reflexive_with(recv_buffer, queue, reflexes, false)
+    }
+
+    /// Like `start_reflexive`, with `neighbours`: subscribed to the neighbour caches
+    /// and proxy entries too (RTNLGRP_NEIGH), which only an on-link prefix's workloads
+    /// need. Not for everyone: the caches change state with every conversation, and a
+    /// daemon at rest must not wake for them.
+    pub fn start_reflexive_with(
+        recv_buffer: usize,
+        queue: usize,
+        reflexes: SharedReflexes,
+        neighbours: bool,
+    ) -> Result<Watch, KernelError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| KernelError::Socket(io::Error::other(e)))?;
-        let socket = open_socket(recv_buffer).map_err(KernelError::Socket)?;
+        let socket = open_socket(recv_buffer, neighbours).map_err(KernelError::Socket)?;
         let (sender, events) = mpsc::channel(queue.max(1));
-        let task = runtime.spawn(run(socket, sender, recv_buffer, reflexes.clone()));
+        let task = runtime.spawn(run(
+            socket,
+            sender,
+            (recv_buffer, neighbours),
+            reflexes.clone(),
+        ));
         Ok(Watch {
             events,
             task,
             reflexes,
+            neighbours,
         })
     }
 
-    /// A fresh watcher with the same reflexes, after this one's stream ended.
+    /// A fresh watcher with the same reflexes and groups, after this one's stream ended.
     pub fn restarted(&self) -> Result<Watch, KernelError> {
-        Self::start_reflexive(RECV_BUFFER, EVENT_QUEUE, self.reflexes.clone())
+        Self::start_reflexive_with(
+            RECV_BUFFER,
+            EVENT_QUEUE,
+            self.reflexes.clone(),
+            self.neighbours,
+        )
     }
 
     /// The next event; None only if the background task is gone (it restarts its
@@ -128,19 +154,22 @@ impl Drop for Watch {
     }
 }
 
-/// A netlink socket bound to the five groups, with the receive buffer enlarged.
-fn open_socket(recv_buffer: usize) -> io::Result<TokioSocket> {
+/// A netlink socket bound to the four groups (five with `neighbours`), with the
+/// receive buffer enlarged.
+fn open_socket(recv_buffer: usize, neighbours: bool) -> io::Result<TokioSocket> {
     let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
     let inner = socket.socket_mut();
     inner.bind_auto()?;
     for group in [
         RTNLGRP_LINK,
-        RTNLGRP_NEIGH,
         RTNLGRP_IPV6_IFADDR,
         RTNLGRP_IPV6_ROUTE,
         RTNLGRP_IPV6_NETCONF,
     ] {
         inner.add_membership(group)?;
+    }
+    if neighbours {
+        inner.add_membership(RTNLGRP_NEIGH)?;
     }
     set_recv_buffer(inner, recv_buffer)?;
     Ok(socket)
@@ -156,10 +185,12 @@ fn set_recv_buffer(socket: &impl AsFd, bytes: usize) -> io::Result<()> {
 }
 
 /// The watcher: read datagrams, queue events, owe a Resync whenever one was lost.
+/// `groups`: the receive buffer and whether the neighbour group is subscribed, for a
+/// reopened socket.
 async fn run(
     mut socket: TokioSocket,
     sender: mpsc::Sender<KernelEvent>,
-    recv_buffer: usize,
+    groups: (usize, bool),
     reflexes: SharedReflexes,
 ) {
     let mut buffer: Vec<u8> = Vec::with_capacity(DATAGRAM);
@@ -235,7 +266,7 @@ async fn run(
                     warn!("netlink event socket failed, reopening it: {e}");
                     reflexes.lock().forget_in_flight();
                     owe_resync = true;
-                    match reopen(&sender, recv_buffer).await {
+                    match reopen(&sender, groups).await {
                         Some(fresh) => socket = fresh,
                         None => return,
                     }
@@ -278,13 +309,16 @@ fn drain(socket: &mut netlink_sys::Socket, buffer: &mut Vec<u8>) {
 }
 
 /// Reopen the socket until it works or the Watch is dropped.
-async fn reopen(sender: &mpsc::Sender<KernelEvent>, recv_buffer: usize) -> Option<TokioSocket> {
+async fn reopen(
+    sender: &mpsc::Sender<KernelEvent>,
+    (recv_buffer, neighbours): (usize, bool),
+) -> Option<TokioSocket> {
     loop {
         tokio::time::sleep(REOPEN_DELAY).await;
         if sender.is_closed() {
             return None;
         }
-        match open_socket(recv_buffer) {
+        match open_socket(recv_buffer, neighbours) {
             Ok(socket) => return Some(socket),
             Err(e) => warn!("cannot reopen the netlink event socket: {e}"),
         }

@@ -201,7 +201,9 @@ fn on_link_workloads_are_answered_for_by_proxy_ndp_only_while_in_use() {
     );
     assert_eq!(owned_proxies(&h.kernel()), [WORKLOAD]);
 
-    // Drift: the entry deleted by hand is put back.
+    // Drift: the entry deleted by hand is put back, by the next pass: Linux (6.18
+    // included) announces no change of a proxy entry, hence the 2 s poll here. The
+    // neighbour steps below are followed by events.
     let workload = WORKLOAD.to_string();
     h.testbed
         .vps
