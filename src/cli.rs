@@ -69,9 +69,16 @@ impl From<ProviderError> for Failure {
 
 /// Where the provider's answers come from, for humans.
 fn api_of(config: &Config) -> String {
-    match config.provider.api() {
-        Some(api) => api.base_url.to_string(),
-        None => "no API (routes in the config)".to_string(),
+    match (config.provider.api(), &config.provider.settings) {
+        (Some(api), _) => api.base_url.to_string(),
+        (None, crate::config::ProviderSettings::Onlink(Some(prefix))) => {
+            format!("no API (on-link {prefix})")
+        }
+        (None, crate::config::ProviderSettings::Onlink(None)) => format!(
+            "no API (on-link: the /64 of {}'s address)",
+            config.uplink.interface
+        ),
+        (None, _) => "no API (routes in the config)".to_string(),
     }
 }
 
@@ -129,6 +136,17 @@ async fn lock(config: &Config, command: &str) -> Result<Lock, Failure> {
             }
         }
     }
+}
+
+/// The kernel as the commands read it: the neighbour caches too for an on-link
+/// prefix's workloads, as the daemon does.
+async fn open_kernel(config: &Config) -> Result<NetlinkKernel, crate::kernel::KernelError> {
+    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
+    crate::kernel::Kernel::observe_neighbours(
+        &mut kernel,
+        config.provider.kind() == crate::config::ProviderKind::Onlink,
+    );
+    Ok(kernel)
 }
 
 fn provider_for(config: &Config) -> Result<AnyProvider, Failure> {
@@ -203,7 +221,7 @@ pub async fn once(path: &Path) -> CommandResult {
 pub async fn plan(path: &Path) -> CommandResult {
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
-    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
+    let mut kernel = open_kernel(&config).await?;
     let assignment = fetch(&mut kernel, &mut provider, &config).await?;
     let reconcile::Pass { desired, plan, .. } =
         reconcile::plan(&mut kernel, &config, &assignment, Moment::first()).await?;
@@ -269,7 +287,7 @@ pub async fn status(path: &Path, json: bool, offline: bool) -> CommandResult {
         true => None,
         false => Some(provider_for(&config)?),
     };
-    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
+    let mut kernel = open_kernel(&config).await?;
     let answer = match provider.as_mut() {
         Some(provider) => Some(fetch(&mut kernel, provider, &config).await),
         None => None,
@@ -534,14 +552,21 @@ pub fn check_config(path: &Path) -> CommandResult {
             crate::provider::digitalocean::scopes_needed(settings)
         );
     }
+    // An on-link /64 has no [prefix]: only the workloads are placed in it.
+    let prefix = if config.provider.kind() == crate::config::ProviderKind::Onlink {
+        "the /64 for workloads only".to_string()
+    } else {
+        format!(
+            "prefix mode {:?} on {}",
+            config.prefix.mode, config.prefix.interface
+        )
+    };
     println!(
-        "{}: OK (provider {} at {}, uplink {}, prefix mode {:?} on {}, protocol {})",
+        "{}: OK (provider {} at {}, uplink {}, {prefix}, protocol {})",
         path.display(),
         config.provider.kind().name(),
         api_of(&config),
         config.uplink.interface,
-        config.prefix.mode,
-        config.prefix.interface,
         config.daemon.protocol
     );
     Ok(())
@@ -618,7 +643,7 @@ pub async fn refresh_next_hop(path: &Path) -> CommandResult {
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
     let _lock = lock(&config, "refresh-next-hop").await?;
-    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
+    let mut kernel = open_kernel(&config).await?;
     let before = fetch(&mut kernel, &mut provider, &config).await?;
     let after = provider.refresh_next_hop().await?;
     let hops = |a: &Assignment| {
@@ -650,7 +675,7 @@ pub async fn release(path: &Path, yes: bool) -> CommandResult {
     let config = load(path)?;
     let mut provider = provider_for(&config)?;
     let _lock = lock(&config, "release").await?;
-    let mut kernel = NetlinkKernel::open(&config.daemon).await?;
+    let mut kernel = open_kernel(&config).await?;
     let before = fetch(&mut kernel, &mut provider, &config).await?;
     // What the released answer called for names what is withdrawn.
     let previous = reconcile::plan(&mut kernel, &config, &before, Moment::first())

@@ -53,6 +53,10 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Token { path: PathBuf, message: String },
+    /// The file is well-formed, but the host cannot give what it leaves to the host:
+    /// `kind = "onlink"` without `prefix` on an uplink with no global IPv6 address.
+    #[error("{path}: {message}")]
+    Unmet { path: PathBuf, message: String },
 }
 
 /// The token's type lives with the code that reads it; providers name it from here.
@@ -70,6 +74,9 @@ pub enum ProviderKind {
     DigitalOcean,
     /// Routes written in the config: no API, no network calls.
     Static,
+    /// An on-link /64 (the uplink's own, given or detected): no API; workloads get
+    /// sub-prefixes of it, answered for on the uplink by proxy NDP. See issue 17.
+    Onlink,
 }
 
 impl ProviderKind {
@@ -80,6 +87,7 @@ impl ProviderKind {
             ProviderKind::HostupLegacy => "hostup-legacy",
             ProviderKind::DigitalOcean => "digitalocean",
             ProviderKind::Static => "static",
+            ProviderKind::Onlink => "onlink",
         }
     }
 
@@ -118,6 +126,7 @@ impl ProviderKind {
                 "max_prefixes",
             ],
             ProviderKind::Static => &["routes", "poll_interval", "max_prefixes"],
+            ProviderKind::Onlink => &["prefix", "poll_interval"],
         }
     }
 }
@@ -447,6 +456,7 @@ struct RawProvider {
     outbound_source: Option<bool>,
     routes: Option<Vec<RawStaticRoute>>,
     max_prefixes: Option<i64>,
+    prefix: Option<String>,
 }
 
 impl RawProvider {
@@ -470,6 +480,7 @@ impl RawProvider {
             ("outbound_source", self.outbound_source.is_some()),
             ("routes", self.routes.is_some()),
             ("max_prefixes", self.max_prefixes.is_some()),
+            ("prefix", self.prefix.is_some()),
         ];
         set.iter()
             .filter(|(_, present)| *present)
@@ -497,24 +508,13 @@ struct RawUplink {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct RawPrefix {
-    #[serde(default = "default_mode")]
-    mode: PrefixMode,
+    /// None: `addresses` (Option, so that `kind = "onlink"` can tell a key written).
+    mode: Option<PrefixMode>,
     addresses: Option<Vec<HostPart>>,
     interface: Option<IfName>,
-    #[serde(default = "yes")]
-    unreachable: bool,
-}
-
-impl Default for RawPrefix {
-    fn default() -> Self {
-        RawPrefix {
-            mode: default_mode(),
-            addresses: None,
-            interface: None,
-            unreachable: true,
-        }
-    }
+    unreachable: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -634,14 +634,6 @@ impl<'de> Deserialize<'de> for ProbeTarget {
     }
 }
 
-fn default_mode() -> PrefixMode {
-    PrefixMode::Addresses
-}
-
-fn yes() -> bool {
-    true
-}
-
 /// Validated configuration. Cloning is cheap enough; the token is shared.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -694,6 +686,9 @@ pub enum ProviderSettings {
     DigitalOcean(DigitalOceanSettings),
     /// The routes, in the order written. No API, no token.
     Static(Vec<StaticRoute>),
+    /// The on-link /64: written (`prefix`), or None: the uplink's own, detected from
+    /// its global address at every poll. No API, no token.
+    Onlink(Option<ipnet::Ipv6Net>),
 }
 
 /// Where a provider's API is and where its key lies. The key itself is read when the
@@ -761,6 +756,7 @@ impl ProviderConfig {
             ProviderSettings::HostupLegacy(_) => ProviderKind::HostupLegacy,
             ProviderSettings::DigitalOcean(_) => ProviderKind::DigitalOcean,
             ProviderSettings::Static(_) => ProviderKind::Static,
+            ProviderSettings::Onlink(_) => ProviderKind::Onlink,
         }
     }
 
@@ -770,7 +766,7 @@ impl ProviderConfig {
             ProviderSettings::Hostup(h) => Some(&h.api),
             ProviderSettings::HostupLegacy(l) => Some(&l.api),
             ProviderSettings::DigitalOcean(d) => Some(&d.api),
-            ProviderSettings::Static(_) => None,
+            ProviderSettings::Static(_) | ProviderSettings::Onlink(_) => None,
         }
     }
 
@@ -780,7 +776,7 @@ impl ProviderConfig {
             ProviderSettings::Hostup(h) => h.allocate,
             ProviderSettings::HostupLegacy(l) => l.allocate,
             ProviderSettings::DigitalOcean(d) => d.claim,
-            ProviderSettings::Static(_) => false,
+            ProviderSettings::Static(_) | ProviderSettings::Onlink(_) => false,
         }
     }
 
@@ -906,15 +902,42 @@ impl Config {
 
         let key_line = |section: &str, key: &str| find_key_line(text, section, key);
 
-        let prefix_interface =
-            raw.prefix
-                .interface
-                .map(|i| i.0)
-                .unwrap_or_else(|| match raw.prefix.mode {
-                    PrefixMode::Addresses | PrefixMode::Anyip => "lo".to_string(),
-                    PrefixMode::Delegate => String::new(),
-                });
-        match raw.prefix.mode {
+        if raw.provider.kind == ProviderKind::Onlink {
+            // The /64 is the uplink's own: the host already holds its address there and
+            // the provider's router reaches every address of it on the link. Nothing of
+            // `[prefix]` (addresses on lo, AnyIP, delegation, the unreachable route) has
+            // anything to work on; only the workloads' sub-prefixes are routed6d's.
+            let written = [
+                ("mode", raw.prefix.mode.is_some()),
+                ("addresses", raw.prefix.addresses.is_some()),
+                ("interface", raw.prefix.interface.is_some()),
+                ("unreachable", raw.prefix.unreachable.is_some()),
+            ];
+            if let Some((key, _)) = written.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    key_line("prefix", key),
+                    format!(
+                        "prefix.{key} does not apply to kind = \"onlink\": the /64 is the uplink's own; routed6d places only the workloads' sub-prefixes in it"
+                    ),
+                ));
+            }
+            if raw.workload.is_empty() {
+                return Err(invalid(
+                    key_line("provider", "kind"),
+                    "kind = \"onlink\" needs at least one [[workload]]: the uplink's own /64 needs nothing else from routed6d".into(),
+                ));
+            }
+        }
+        let mode = raw.prefix.mode.unwrap_or(PrefixMode::Addresses);
+        let prefix_interface = raw
+            .prefix
+            .interface
+            .map(|i| i.0)
+            .unwrap_or_else(|| match mode {
+                PrefixMode::Addresses | PrefixMode::Anyip => "lo".to_string(),
+                PrefixMode::Delegate => String::new(),
+            });
+        match mode {
             PrefixMode::Delegate if prefix_interface.is_empty() => {
                 return Err(invalid(
                     key_line("prefix", "mode"),
@@ -939,7 +962,7 @@ impl Config {
         if raw.provider.kind == ProviderKind::DigitalOcean {
             // A reserved IPv6 is one address, not a prefix: it goes on prefix.interface
             // as it is; host parts, AnyIP and delegation have nothing to work on.
-            if raw.prefix.mode != PrefixMode::Addresses {
+            if mode != PrefixMode::Addresses {
                 return Err(invalid(
                     key_line("prefix", "mode"),
                     "prefix.mode does not apply to kind = \"digitalocean\": each reserved IPv6 is placed as a /128 on prefix.interface".into(),
@@ -952,7 +975,7 @@ impl Config {
                 ));
             }
         }
-        if raw.prefix.mode != PrefixMode::Addresses && raw.prefix.addresses.is_some() {
+        if mode != PrefixMode::Addresses && raw.prefix.addresses.is_some() {
             return Err(invalid(
                 key_line("prefix", "addresses"),
                 "prefix.addresses applies only to prefix.mode = \"addresses\"".into(),
@@ -965,7 +988,7 @@ impl Config {
             .into_iter()
             .map(|h| h.0)
             .collect();
-        if raw.prefix.mode == PrefixMode::Addresses && addresses.is_empty() {
+        if mode == PrefixMode::Addresses && addresses.is_empty() {
             return Err(invalid(
                 key_line("prefix", "addresses"),
                 "prefix.addresses is empty: name at least one host part such as \"::1\"".into(),
@@ -1018,20 +1041,23 @@ impl Config {
             WorkloadContext {
                 uplink: &raw.uplink.interface.0,
                 prefix_interface: &prefix_interface,
-                mode: raw.prefix.mode,
+                mode,
                 kind: raw.provider.kind,
             },
             text,
             path,
         )?;
         let provider = resolve_provider(raw.provider, credentials_dir, text, path)?;
-        // Static routes are known now: a workload that cannot fit is refused here, not
-        // at the first pass.
-        if let ProviderSettings::Static(routes) = &provider.settings
-            && let Some(first) = routes.first()
-        {
+        // Static routes and a written on-link prefix are known now: a workload that
+        // cannot fit is refused here, not at the first pass.
+        let known = match &provider.settings {
+            ProviderSettings::Static(routes) => routes.first().map(|r| r.prefix),
+            ProviderSettings::Onlink(prefix) => *prefix,
+            _ => None,
+        };
+        if let Some(parent) = known {
             for (index, workload) in workloads.iter().enumerate() {
-                crate::workload::carve(workload, first.prefix).map_err(|e| {
+                crate::workload::carve(workload, parent).map_err(|e| {
                     invalid(
                         find_array_key_line(text, "workload", index, "prefix_length"),
                         e.to_string(),
@@ -1053,10 +1079,10 @@ impl Config {
                 keep_accept_ra: raw.uplink.keep_accept_ra.unwrap_or(true),
             },
             prefix: PrefixConfig {
-                mode: raw.prefix.mode,
+                mode,
                 addresses,
                 interface: prefix_interface,
-                unreachable: raw.prefix.unreachable,
+                unreachable: raw.prefix.unreachable.unwrap_or(true),
             },
             daemon: DaemonConfig {
                 on_stop: raw.daemon.on_stop.unwrap_or(OnStop::Keep),
@@ -1359,6 +1385,15 @@ fn resolve_workloads(
                 ));
             }
         };
+        if context.kind == ProviderKind::Onlink && prefix_length <= 64 {
+            return Err(invalid(
+                index,
+                "prefix_length",
+                format!(
+                    "{field}.prefix_length {prefix_length} does not fit in the on-link /64 beside the host: write a longer one, such as 80"
+                ),
+            ));
+        }
         out.push(WorkloadConfig {
             name: w.name,
             kind: w.kind,
@@ -1598,6 +1633,10 @@ fn resolve_provider(
             outbound_source: raw.outbound_source.unwrap_or(false),
         }),
         ProviderKind::Static => ProviderSettings::Static(static_routes),
+        ProviderKind::Onlink => ProviderSettings::Onlink(match &raw.prefix {
+            Some(text) => Some(onlink_prefix(text).map_err(|m| invalid("prefix", m))?),
+            None => None,
+        }),
     };
     Ok(ProviderConfig {
         poll_interval: raw.poll_interval.map(|p| p.0).unwrap_or(default_interval),
@@ -1705,6 +1744,37 @@ fn find_key_line(text: &str, section: &str, key: &str) -> usize {
         }
     }
     section_line
+}
+
+/// `provider.prefix` of `kind = "onlink"`: a /64 of global unicast addresses, written as
+/// its network. A /64 because that is what a provider puts on the link (and what hosts
+/// configure by SLAAC); anything else is a routed prefix, `kind = "static"`'s.
+fn onlink_prefix(text: &str) -> Result<ipnet::Ipv6Net, String> {
+    let prefix: ipnet::Ipv6Net = text.trim().parse().map_err(|_| {
+        format!("provider.prefix {text:?} is not an IPv6 prefix such as \"2001:db8:1::/64\"")
+    })?;
+    if prefix.prefix_len() != 64 {
+        return Err(format!(
+            "provider.prefix {prefix} is not a /64: kind = \"onlink\" takes the /64 the provider puts on the uplink's link"
+        ));
+    }
+    if prefix.addr() != prefix.network() {
+        return Err(format!(
+            "provider.prefix {prefix} has host bits set; write its network, {}",
+            prefix.trunc()
+        ));
+    }
+    let addr = prefix.network();
+    if addr.is_unspecified()
+        || addr.is_loopback()
+        || addr.is_multicast()
+        || addr.is_unicast_link_local()
+    {
+        return Err(format!(
+            "provider.prefix {prefix} is not a prefix of global unicast addresses"
+        ));
+    }
+    Ok(prefix)
 }
 
 /// One `[provider] routes` entry, checked by the same rules as a provider's answer.

@@ -104,6 +104,38 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
         KernelEvent::Route {
             dst, protocol: p, ..
         } => *p == protocol || desired.routes.iter().any(|r| r.dst == *dst),
+        // A proxy entry routed6d wants that went, or a workload's neighbour whose coming
+        // or going changes what is proxied (an on-link prefix's workloads only: the
+        // caches change state all the time, and only that change matters).
+        KernelEvent::Neighbour {
+            ifindex,
+            addr,
+            state,
+            proxy,
+            removed,
+        } => {
+            if config.provider.kind() != crate::config::ProviderKind::Onlink {
+                return false;
+            }
+            let proxied = || {
+                desired
+                    .proxies
+                    .iter()
+                    .any(|p| p.addr == *addr && (!*proxy || p.ifindex == *ifindex))
+            };
+            if *proxy {
+                return *removed && proxied();
+            }
+            let behind_bridge = desired.addresses.iter().any(|a| {
+                a.ifindex == *ifindex
+                    && a.origin
+                        .workload
+                        .as_ref()
+                        .is_some_and(|w| w.prefix.contains(addr))
+            });
+            let in_use = !*removed && state & crate::model::NUD_IN_USE != 0;
+            behind_bridge && in_use != proxied()
+        }
     }
 }
 
@@ -369,8 +401,9 @@ struct NextHops {
 }
 
 impl<K: Kernel> Agent<K> {
-    pub fn new(config: Config, kernel: K) -> Self {
+    pub fn new(config: Config, mut kernel: K) -> Self {
         let fleet = Fleet::new(&config);
+        kernel.observe_neighbours(config.provider.kind() == crate::config::ProviderKind::Onlink);
         Agent {
             config,
             kernel,
@@ -802,8 +835,28 @@ impl<K: Kernel> Agent<K> {
         self.arm_reflexes(desired_changed);
         self.pass.applied = Some(assignment);
         self.advertise();
+        self.announce(&outcome);
         self.write_status();
         outcome
+    }
+
+    /// An unsolicited neighbour advertisement on the uplink for each proxy entry the
+    /// pass added (an on-link prefix's workloads): the provider's router hears at once
+    /// that the address is answered for.
+    fn announce(&self, outcome: &Outcome) {
+        let Some(ra) = self.ra.as_ref() else {
+            return;
+        };
+        for planned in &outcome.plan.ops {
+            if let Op::AddProxy(proxy) = &planned.op
+                && !outcome
+                    .failed
+                    .iter()
+                    .any(|(text, _)| *text == planned.op.to_string())
+            {
+                ra.announce(proxy);
+            }
+        }
     }
 
     fn log_next_hop(&self, change: Change) {
@@ -1091,7 +1144,11 @@ pub async fn run<P: Provider + 'static>(
         events: {
             use crate::kernel::watch::{EVENT_QUEUE, RECV_BUFFER, Watch};
             let reflexes = kernel.reflexes().unwrap_or_default();
-            Watch::start_reflexive(RECV_BUFFER, EVENT_QUEUE, reflexes)?
+            // The neighbour caches only for an on-link prefix's workloads (chosen at
+            // start: a reload to or from `kind = "onlink"` is followed at every poll,
+            // and by events after a restart).
+            let neighbours = config.provider.kind() == crate::config::ProviderKind::Onlink;
+            Watch::start_reflexive_with(RECV_BUFFER, EVENT_QUEUE, reflexes, neighbours)?
         },
         controls: Signals::install()?,
         // The poll timer is a timerfd, not a tokio sleep: see `timer` for the wakeups

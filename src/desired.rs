@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use ipnet::Ipv6Net;
 
-use crate::config::{Config, NextHopPolicy, PrefixMode, WorkloadKind};
+use crate::config::{Config, NextHopPolicy, PrefixMode, ProviderKind, WorkloadKind};
 use crate::model::{
-    Address, Assignment, Bridge, DesiredState, Link, ObservedState, Origin, Route, RouteKind,
-    RoutedPrefix, SysctlWant, TABLE_LOCAL, TABLE_MAIN, Wanted, workload_bridge_alias,
+    Address, Assignment, Bridge, DesiredState, Link, ObservedState, Origin, Proxy, Route,
+    RouteKind, RoutedPrefix, SysctlWant, TABLE_LOCAL, TABLE_MAIN, Wanted, workload_bridge_alias,
 };
 use crate::next_hop::Place;
 use crate::workload;
@@ -36,7 +36,15 @@ pub fn sysctl_keys(config: &Config) -> Vec<String> {
     if config.prefix.mode == PrefixMode::Delegate || !config.workloads.is_empty() {
         keys.push(FORWARDING_KEY.to_string());
     }
+    if on_link(config) {
+        keys.push(conf_key(uplink, "proxy_ndp"));
+    }
     keys
+}
+
+/// `kind = "onlink"`: the prefix is the uplink's own /64, not routed here.
+fn on_link(config: &Config) -> bool {
+    config.provider.kind() == ProviderKind::Onlink
 }
 
 const FORWARDING_KEY: &str = "net/ipv6/conf/all/forwarding";
@@ -136,7 +144,17 @@ pub fn compute(
         }
     }
 
-    for routed in &assignment.prefixes {
+    // An on-link /64 is the uplink's own: the host holds its address there already, the
+    // provider's router reaches it without a next hop, and the kernel's own prefix route
+    // for the link covers the rest. None of a routed prefix's objects (addresses on lo, a
+    // next hop, the unreachable route) belong to it; only the workloads are placed in it
+    // (`add_workloads`, `add_on_link`).
+    let routed_here: &[RoutedPrefix] = if on_link(config) {
+        &[]
+    } else {
+        &assignment.prefixes
+    };
+    for routed in routed_here {
         let prefix = routed.prefix;
         // One for every object made for this prefix.
         let origin: Origin = Arc::new(routed.clone());
@@ -303,7 +321,12 @@ fn add_workloads(
             });
         }
     }
-    let Some(parent) = workload::parent(&assignment.prefixes) else {
+    let parent = if on_link(config) {
+        assignment.prefixes.first()
+    } else {
+        workload::parent(&assignment.prefixes)
+    };
+    let Some(parent) = parent else {
         return;
     };
     let placed = match workload::place_all(config, parent.prefix) {
@@ -340,6 +363,88 @@ fn add_workloads(
             state.routes.push(Wanted::new(route, &origin));
         }
         state.workloads.push(placed);
+    }
+}
+
+/// `kind = "onlink"`: the provider's router treats the whole /64 as on-link, so it asks
+/// on the uplink (a neighbour solicitation) for every address of a workload before it
+/// sends anything to it. The kernel answers, with the uplink's own MAC, for the proxy
+/// entries routed6d adds there: one per address in use behind a workload's bridge (a
+/// neighbour in the bridge's cache, in a state of `NUD_IN_USE`, inside the workload's
+/// sub-prefix) and never one for the whole /64, nor for an address nobody uses (the
+/// provider would see this host claim them all; Hetzner blocks hosts for less). A
+/// neighbour that fails or is deleted takes its entry with it at the next pass.
+///
+/// A workload whose sub-prefix holds one of the uplink's own addresses (a SLAAC address
+/// lies anywhere in the /64) cannot be placed there: `workload_error` says so, and no
+/// workload's objects are wanted (as `add_workloads` does for one that does not fit).
+pub fn add_on_link(
+    state: &mut DesiredState,
+    config: &Config,
+    assignment: &Assignment,
+    observed: &ObservedState,
+) {
+    if !on_link(config) || state.workloads.is_empty() {
+        return;
+    }
+    let (Some(uplink), Some(parent)) = (
+        observed.link_by_name(&config.uplink.interface),
+        assignment.prefixes.first(),
+    ) else {
+        return;
+    };
+    let own = observed
+        .addresses
+        .iter()
+        .filter(|a| a.address.ifindex == uplink.index)
+        .map(|a| a.address.addr);
+    for addr in own {
+        if let Some(placed) = state.workloads.iter().find(|w| w.prefix.contains(&addr)) {
+            state.workload_error = Some(format!(
+                "workload {:?}: the uplink's own address {addr} lies in its sub-prefix {}: give it another slot",
+                placed.name, placed.prefix
+            ));
+            state.workloads.clear();
+            state.addresses.retain(|a| a.origin.workload.is_none());
+            state.routes.retain(|r| r.origin.workload.is_none());
+            return;
+        }
+    }
+    let uplink_name = &config.uplink.interface;
+    state.sysctls.push(SysctlWant {
+        key: conf_key(uplink_name, "proxy_ndp"),
+        value: "1".into(),
+        only_from: Vec::new(),
+        only_while: None,
+        why: format!(
+            "the workloads' addresses are answered for on {uplink_name} by proxy entries, one per address in use"
+        ),
+    });
+    for placed in &state.workloads {
+        let Some(bridge) = observed.link_by_name(&placed.interface) else {
+            continue;
+        };
+        let origin: Origin = Arc::new(RoutedPrefix {
+            workload: Some(placed.clone()),
+            ..parent.clone()
+        });
+        let mut used: Vec<std::net::Ipv6Addr> = observed
+            .neighbours
+            .iter()
+            .filter(|n| n.ifindex == bridge.index && n.in_use())
+            .map(|n| n.addr)
+            .filter(|a| placed.prefix.contains(a) && *a != placed.gateway)
+            .collect();
+        used.sort();
+        used.dedup();
+        for addr in used {
+            let proxy = Proxy {
+                ifindex: uplink.index,
+                addr,
+                ifname: uplink.name.clone(),
+            };
+            state.proxies.push(Wanted::new(proxy, &origin));
+        }
     }
 }
 

@@ -33,7 +33,9 @@ pub struct RoutedPrefix {
     ///
     /// `None`: a single address (`prefix` is a /128) the provider routes to this host's
     /// own uplink address, as DigitalOcean does with a reserved IPv6. Nothing is needed
-    /// on the uplink, and the address itself is placed on `prefix.interface`.
+    /// on the uplink, and the address itself is placed on `prefix.interface`. Or, with
+    /// `kind = "onlink"`, the uplink's own /64, not routed here at all: only workloads
+    /// are placed in it (`desired::add_on_link`).
     pub next_hop: Option<Ipv6Addr>,
     /// The provider object this prefix came from, for logs (ORIGIN), status and plan:
     /// `ripv6_…` (HostUp allocation), `ripv6rt_… "label"` (HostUp account route),
@@ -50,6 +52,8 @@ impl RoutedPrefix {
     pub fn describe(&self) -> String {
         match self.next_hop {
             Some(hop) => format!("{} via {hop}", self.prefix),
+            // `kind = "onlink"`: the uplink's own /64, not routed here at all.
+            None if self.prefix.prefix_len() < 128 => format!("{} (on-link)", self.prefix),
             None => format!("{} (routed to this host's own address)", self.prefix),
         }
     }
@@ -215,6 +219,56 @@ pub struct Bridge {
     pub alias: String,
 }
 
+/// A kernel proxy NDP entry (`ip -6 neigh add proxy ADDR dev IF`): the kernel answers
+/// neighbour solicitations for `addr` on interface `ifindex` with that interface's own
+/// MAC (needs `proxy_ndp` and forwarding on it). routed6d adds one on the uplink for
+/// each address a workload uses behind an on-link prefix (`kind = "onlink"`), stamped
+/// with its protocol (NDA_PROTOCOL, which the kernel keeps on proxy entries since Linux
+/// 5.2). Identity in the kernel is (ifindex, addr).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Proxy {
+    pub ifindex: u32,
+    pub addr: Ipv6Addr,
+    /// Interface name, for humans only.
+    pub ifname: String,
+}
+
+impl Proxy {
+    pub fn identity(&self) -> Identity {
+        Identity::Proxy(self.ifindex, self.addr)
+    }
+}
+
+/// A proxy NDP entry as the kernel reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedProxy {
+    pub proxy: Proxy,
+    /// NDA_PROTOCOL; 0 when the entry has none (`ip neigh add proxy` sets none).
+    pub protocol: u8,
+}
+
+/// An IPv6 neighbour the kernel knows on an interface (its neighbour cache), with its
+/// NUD state bits (linux/neighbour.h).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Neighbour {
+    pub ifindex: u32,
+    pub addr: Ipv6Addr,
+    pub state: u16,
+}
+
+/// NUD states (linux/neighbour.h) that mean a neighbour is there: it answered lately
+/// (reachable), was heard from and not doubted yet (stale, delay, probe), or an
+/// operator made it permanent. Incomplete (never answered) and failed (stopped
+/// answering) mean it is not.
+pub const NUD_IN_USE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x80;
+
+impl Neighbour {
+    /// Is the neighbour in use (`NUD_IN_USE`)?
+    pub fn in_use(&self) -> bool {
+        self.state & NUD_IN_USE != 0
+    }
+}
+
 /// What the kernel should hold, computed from config and assignment.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DesiredState {
@@ -233,6 +287,9 @@ pub struct DesiredState {
     pub workloads: Vec<crate::workload::Placed>,
     /// Why the workloads could not be placed in the routed prefix (then none is).
     pub workload_error: Option<String>,
+    /// Proxy NDP entries on the uplink, one per address in use behind a workload's
+    /// bridge (`kind = "onlink"` only).
+    pub proxies: Vec<Wanted<Proxy>>,
 }
 
 /// What the kernel keys an object by: an address by (ifindex, addr), a route by
@@ -241,6 +298,7 @@ pub struct DesiredState {
 pub enum Identity {
     Address(u32, Ipv6Addr),
     Route(u32, Ipv6Net, u32),
+    Proxy(u32, Ipv6Addr),
 }
 
 impl Address {
@@ -264,6 +322,11 @@ impl DesiredState {
         addresses
             .map(|a| (a.identity(), a.origin.clone()))
             .chain(self.routes.iter().map(|r| (r.identity(), r.origin.clone())))
+            .chain(
+                self.proxies
+                    .iter()
+                    .map(|p| (p.identity(), p.origin.clone())),
+            )
             .collect()
     }
 }
@@ -317,6 +380,12 @@ pub struct ObservedState {
     pub routes: Vec<ObservedRoute>,
     /// Current values of the sysctls asked for (key → value).
     pub sysctls: BTreeMap<String, String>,
+    /// Every proxy NDP entry (any protocol: a foreign one for an address is used as
+    /// it is, never stamped as routed6d's).
+    pub proxies: Vec<ObservedProxy>,
+    /// The IPv6 neighbour caches, when asked for (`Kernel::observe_neighbours`): what
+    /// the workloads behind an on-link prefix use.
+    pub neighbours: Vec<Neighbour>,
 }
 
 impl ObservedState {
@@ -346,6 +415,10 @@ pub enum Op {
     AddBridge(Bridge),
     /// Delete a bridge routed6d created (its alias says so).
     DelBridge(Bridge),
+    /// Answer neighbour solicitations for an address on an interface (proxy NDP).
+    AddProxy(Proxy),
+    /// Delete a proxy NDP entry routed6d added (its protocol says so).
+    DelProxy(Proxy),
 }
 
 impl Op {
@@ -360,11 +433,16 @@ impl Op {
             Op::SetSysctl { .. } => "set-sysctl",
             Op::AddBridge(_) => "add-bridge",
             Op::DelBridge(_) => "del-bridge",
+            Op::AddProxy(_) => "add-proxy",
+            Op::DelProxy(_) => "del-proxy",
         }
     }
 
     pub fn is_removal(&self) -> bool {
-        matches!(self, Op::DelAddress(_) | Op::DelRoute(_) | Op::DelBridge(_))
+        matches!(
+            self,
+            Op::DelAddress(_) | Op::DelRoute(_) | Op::DelBridge(_) | Op::DelProxy(_)
+        )
     }
 
     /// The kernel's identity of the object the op changes (None: a sysctl).
@@ -372,6 +450,7 @@ impl Op {
         match self {
             Op::AddAddress(a) | Op::DelAddress(a) => Some(a.identity()),
             Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => Some(r.identity()),
+            Op::AddProxy(p) | Op::DelProxy(p) => Some(p.identity()),
             Op::SetSysctl { .. } | Op::AddBridge(_) | Op::DelBridge(_) => None,
         }
     }
@@ -454,6 +533,13 @@ impl fmt::Display for Route {
     }
 }
 
+/// `ip -6 neigh` style: `proxy 2001:db8::5 dev eth0`.
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "proxy {} dev {}", self.addr, self.ifname)
+    }
+}
+
 /// `ip -6 addr` style: `2001:db8::1/128 dev lo`.
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -489,6 +575,8 @@ impl fmt::Display for Op {
                 b.name, b.alias
             ),
             Op::DelBridge(b) => write!(f, "ip link del {} type bridge", b.name),
+            Op::AddProxy(p) => write!(f, "ip -6 neigh add {p}"),
+            Op::DelProxy(p) => write!(f, "ip -6 neigh del {p}"),
         }
     }
 }

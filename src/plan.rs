@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use ipnet::Ipv6Net;
 
 use crate::model::{
-    Address, Conflict, DesiredState, ObservedAddress, ObservedRoute, ObservedState, Op, Plan,
-    Planned,
+    Address, Conflict, DesiredState, ObservedAddress, ObservedProxy, ObservedRoute, ObservedState,
+    Op, Plan, Planned,
 };
 
 /// The plan as `routed6d plan` prints it: one `ip -6 …` line per op, each addition
@@ -82,6 +82,7 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, protocol: u8) -> P
     diff_bridges(desired, observed, protocol, &mut plan, &mut removals);
     diff_addresses(desired, observed, protocol, &mut plan, &mut removals);
     diff_routes(desired, observed, protocol, &mut plan, &mut removals);
+    diff_proxies(desired, observed, protocol, &mut plan, &mut removals);
 
     // A bridge goes after its gateway and route: deleted first, it would take them
     // along, and their deletes would fail on an interface that is no longer there.
@@ -121,6 +122,42 @@ fn diff_bridges(
     }
 }
 
+/// Proxy NDP entries: one wanted where there is none is added; an entry of routed6d's
+/// (its NDA_PROTOCOL) nobody wants is deleted. An entry of anyone else for a wanted
+/// address does the job and is left as it is: never added over, because the kernel
+/// would not refuse the add (proxy entries know no NLM_F_EXCL) but stamp routed6d's
+/// protocol on the operator's entry, and a later withdrawal would take it.
+fn diff_proxies(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    protocol: u8,
+    plan: &mut Plan,
+    removals: &mut Vec<Planned>,
+) {
+    let slot = |o: &ObservedProxy| (o.proxy.ifindex, o.proxy.addr);
+    for want in &desired.proxies {
+        if !observed
+            .proxies
+            .iter()
+            .any(|o| slot(o) == (want.ifindex, want.addr))
+        {
+            plan.ops.push(Planned::new(
+                Op::AddProxy(want.object.clone()),
+                Some(want.origin.clone()),
+            ));
+        }
+    }
+    for o in observed.proxies.iter().filter(|o| o.protocol == protocol) {
+        if !desired
+            .proxies
+            .iter()
+            .any(|w| (w.ifindex, w.addr) == slot(o))
+        {
+            removals.push(Planned::new(Op::DelProxy(o.proxy.clone()), None));
+        }
+    }
+}
+
 /// What the kernel holds once every op of `plan` succeeded on top of `observed`: the
 /// starting point of the next pass when no kernel event has said otherwise since
 /// (`reconcile::reconcile_from`), so a provider change costs its writes, not a dump.
@@ -154,9 +191,17 @@ pub fn expected_after(mut observed: ObservedState, plan: &Plan, protocol: u8) ->
                     let index = link.index;
                     observed.addresses.retain(|a| a.address.ifindex != index);
                     observed.routes.retain(|r| r.route.ifindex != Some(index));
+                    observed.neighbours.retain(|n| n.ifindex != index);
                 }
                 observed.links.retain(|l| l.name != b.name);
             }
+            Op::AddProxy(p) => observed.proxies.push(ObservedProxy {
+                proxy: p.clone(),
+                protocol,
+            }),
+            Op::DelProxy(p) => observed
+                .proxies
+                .retain(|o| !(o.proxy.ifindex == p.ifindex && o.proxy.addr == p.addr)),
         }
     }
     // A delete names an owned object; a foreign one in the same place stays (the

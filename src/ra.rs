@@ -273,6 +273,29 @@ impl Book {
     }
 }
 
+/// ICMPv6 Neighbor Advertisement (RFC 4861 §4.4) and its Target Link-Layer Address
+/// option.
+pub const NEIGHBOUR_ADVERTISEMENT: u8 = 136;
+const OPTION_TARGET_LINK_LAYER: u8 = 2;
+
+/// The unsolicited neighbour advertisement routed6d sends on the uplink when it starts
+/// answering for a workload's address behind an on-link prefix (RFC 4861 §7.2.6): the
+/// provider's router, which may hold the address as failed or incomplete from an
+/// earlier try, learns at once that it is reachable again, at the uplink's own `mac`
+/// (never the workload's). Flags as a proxy sends them (§7.2.8): not solicited, not a
+/// router, override clear, so that a real owner of the address on the link, if there
+/// were one, would not be overridden.
+pub fn neighbour_advertisement(target: Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(32);
+    // Type, code, checksum (the kernel's), then the R|S|O flags and reserved bits.
+    packet.extend_from_slice(&[NEIGHBOUR_ADVERTISEMENT, 0, 0, 0, 0, 0, 0, 0]);
+    packet.extend_from_slice(&target.octets());
+    // Length in units of 8 octets: 1 (type, length, a 6-byte MAC).
+    packet.extend_from_slice(&[OPTION_TARGET_LINK_LAYER, 1]);
+    packet.extend_from_slice(&mac);
+    packet
+}
+
 /// The all-nodes multicast address: every advertisement goes there (RFC 4861 §6.2.6
 /// allows it for solicited ones too, and one packet answers every host on the bridge).
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);

@@ -103,7 +103,8 @@ pub fn desired_for(
         }
         _ => Judged::default(),
     };
-    let desired = desired::compute(config, assignment, &observed.links, &judged.places);
+    let mut desired = desired::compute(config, assignment, &observed.links, &judged.places);
+    desired::add_on_link(&mut desired, config, assignment, observed);
     (desired, judged)
 }
 
@@ -439,6 +440,7 @@ fn op_prefix(op: &Op) -> Option<Ipv6Net> {
             Ipv6Net::new(a.addr, a.prefix_len).ok().map(|n| n.trunc())
         }
         Op::AddRoute(r) | Op::ReplaceRoute(r) | Op::DelRoute(r) => Some(r.dst),
+        Op::AddProxy(p) | Op::DelProxy(p) => Some(Ipv6Net::from(p.addr)),
         Op::SetSysctl { .. } | Op::AddBridge(_) | Op::DelBridge(_) => None,
     }
 }
@@ -451,6 +453,7 @@ fn op_interface(op: &Op) -> Option<String> {
         }
         Op::SetSysctl { key, .. } => key.split('/').nth(3).map(str::to_string),
         Op::AddBridge(b) | Op::DelBridge(b) => Some(b.name.clone()),
+        Op::AddProxy(p) | Op::DelProxy(p) => Some(p.ifname.clone()),
     }
 }
 

@@ -85,7 +85,12 @@ pub fn owned_lines(state: &ObservedState) -> Vec<String> {
         .iter()
         .filter(|r| r.protocol == DEFAULT_PROTOCOL)
         .map(|r| format!("route {}", r.route));
-    addresses.chain(routes).collect()
+    let proxies = state
+        .proxies
+        .iter()
+        .filter(|p| p.protocol == DEFAULT_PROTOCOL)
+        .map(|p| format!("proxy {} dev {}", p.proxy.addr, p.proxy.ifname));
+    addresses.chain(routes).chain(proxies).collect()
 }
 
 fn has_owned_address(state: &ObservedState, addr: Ipv6Addr) -> bool {

@@ -621,6 +621,11 @@ fn shipped_examples_are_valid() {
                 HostupSource::Vps
             ),
             (
+                "onlink.toml".into(),
+                ProviderKind::Onlink,
+                HostupSource::Vps
+            ),
+            (
                 "static.toml".into(),
                 ProviderKind::Static,
                 HostupSource::Vps
@@ -1006,4 +1011,89 @@ fn static_routes_refuse_a_workload_that_does_not_fit_at_check_config() {
         e.to_string(),
         "/etc/routed6d/routed6d.toml:10: workload \"web\": prefix_length 64 is not longer than the routed prefix 2001:db8:42:100::/64: there is no room for the host's slot beside it"
     );
+}
+
+/// An on-link config: `provider` lines after `kind = "onlink"`, then `rest`.
+fn onlink(provider: &str, rest: &str) -> Result<Config, ConfigError> {
+    let text = format!(
+        "[provider]\nkind = \"onlink\"\n{provider}\n[uplink]\ninterface = \"eth0\"\n{rest}"
+    );
+    Config::from_text(Path::new("/etc/routed6d/routed6d.toml"), &text, None)
+}
+
+const WEB80: &str =
+    "[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 80\n";
+
+#[test]
+fn onlink_takes_a_written_or_detected_64_and_needs_no_token() {
+    let c = onlink("prefix = \"2001:db8:1::/64\"", WEB80).expect("config");
+    assert!(matches!(
+        c.provider.settings,
+        ProviderSettings::Onlink(Some(p)) if p == "2001:db8:1::/64".parse().unwrap()
+    ));
+    assert!(c.provider.api().is_none());
+    assert!(c.read_token().unwrap().is_none());
+    assert_eq!(c.workloads[0].slot, 1);
+    let c = onlink("", WEB80).expect("config");
+    assert!(matches!(
+        c.provider.settings,
+        ProviderSettings::Onlink(None)
+    ));
+}
+
+#[test]
+fn onlink_bad_combinations_are_one_line_each() {
+    let cases = [
+        (
+            onlink("prefix = \"2001:db8:1::/56\"", WEB80),
+            ":3: provider.prefix 2001:db8:1::/56 is not a /64",
+        ),
+        (
+            onlink("prefix = \"2001:db8:1::5/64\"", WEB80),
+            "has host bits set; write its network, 2001:db8:1::/64",
+        ),
+        (
+            onlink("prefix = \"fe80::/64\"", WEB80),
+            "is not a prefix of global unicast addresses",
+        ),
+        (onlink("prefix = \"nope\"", WEB80), "is not an IPv6 prefix"),
+        (
+            onlink("token_file = \"/etc/t\"", WEB80),
+            "provider.token_file does not apply to kind = \"onlink\"",
+        ),
+        (
+            onlink("", ""),
+            "kind = \"onlink\" needs at least one [[workload]]",
+        ),
+        (
+            onlink("", &format!("[prefix]\nmode = \"anyip\"\n{WEB80}")),
+            "prefix.mode does not apply to kind = \"onlink\"",
+        ),
+        (
+            onlink("", &format!("[prefix]\nunreachable = false\n{WEB80}")),
+            "prefix.unreachable does not apply to kind = \"onlink\"",
+        ),
+        (
+            onlink("", &WEB80.replace("= 80", "= 64")),
+            "workload[0].prefix_length 64 does not fit in the on-link /64 beside the host",
+        ),
+        (
+            onlink("", &format!("{WEB80}slot = 0\n")),
+            "slot 0, which is the host's own",
+        ),
+        (
+            onlink(
+                "prefix = \"2001:db8:1::/64\"",
+                &WEB80
+                    .replace("= 80", "= 66")
+                    .replace("br-web\"\n", "br-web\"\nslot = 4\n"),
+            ),
+            "slot 4 of /66 does not fit in the routed prefix 2001:db8:1::/64",
+        ),
+    ];
+    for (result, wanted) in cases {
+        let message = err(result);
+        assert!(message.contains(wanted), "{message:?} lacks {wanted:?}");
+        assert!(!message.contains('\n'), "{message:?}");
+    }
 }

@@ -89,6 +89,8 @@ impl<K: Kernel> Agent<K> {
         }
         self.fleet.metrics.configured(&config);
         self.fleet.baseline = true;
+        self.kernel
+            .observe_neighbours(config.provider.kind() == crate::config::ProviderKind::Onlink);
         self.config = config;
     }
 

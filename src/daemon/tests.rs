@@ -1903,3 +1903,75 @@ async fn a_workload_is_placed_shown_in_status_and_follows_a_prefix_change() {
     );
     let _ = std::fs::remove_file(&a.config.daemon.status_file);
 }
+
+/// `kind = "onlink"` through the agent: a proxy entry on the uplink for each address in
+/// use behind the workload's bridge, none before, withdrawn when the neighbour fails,
+/// and on stop only routed6d's go (an operator's entry stays). Issue 17, item 4.
+#[tokio::test]
+async fn on_link_workloads_are_proxied_while_in_use() {
+    use crate::model::{Neighbour, ObservedProxy, Proxy};
+    use crate::provider::onlink::OnLink;
+    let text = "[provider]\nkind = \"onlink\"\nprefix = \"2001:db8:1::/64\"\n[uplink]\ninterface = \"eth0\"\n[daemon]\non_stop = \"withdraw\"\n[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 80\n";
+    let config = Config::from_text(std::path::Path::new("t.toml"), text, None).expect("config");
+    let prefix = match config.provider.settings {
+        crate::config::ProviderSettings::Onlink(prefix) => prefix,
+        _ => panic!("not onlink"),
+    };
+    let mut agent = Agent::new(config, FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)]));
+    let mut poller = Poller::new(OnLink::new(prefix, "eth0", std::path::Path::new("t.toml")));
+    agent.poll(&mut poller).await;
+    let bridge = agent
+        .kernel
+        .state
+        .link_by_name("br-web")
+        .expect("the bridge")
+        .index;
+    assert_eq!(
+        agent.kernel.owned(),
+        [
+            "addr 2001:db8:1:0:1::1/80 dev br-web noprefixroute",
+            "route 2001:db8:1:0:1::/80 dev br-web metric 1024",
+        ],
+        "nothing for the uplink's own /64, no proxy while nobody is there"
+    );
+    let workload = "2001:db8:1:0:1::100".parse().expect("ip");
+    let operator = ObservedProxy {
+        proxy: Proxy {
+            ifindex: 2,
+            addr: "2001:db8:1::abcd".parse().expect("ip"),
+            ifname: "eth0".into(),
+        },
+        protocol: 0,
+    };
+    agent.kernel.state.proxies.push(operator.clone());
+    agent.kernel.state.neighbours.push(Neighbour {
+        ifindex: bridge,
+        addr: workload,
+        state: 0x02,
+    });
+    agent.repair().await;
+    assert!(
+        agent
+            .kernel
+            .owned()
+            .contains(&"proxy 2001:db8:1:0:1::100 dev eth0".to_string()),
+        "{:?}",
+        agent.kernel.owned()
+    );
+    // The neighbour fails: its entry goes, the operator's stays.
+    agent.kernel.state.neighbours[0].state = 0x20;
+    agent.repair().await;
+    assert!(!agent.kernel.owned().iter().any(|l| l.starts_with("proxy")));
+    assert_eq!(agent.kernel.state.proxies, std::slice::from_ref(&operator));
+    // Back, then stop with on_stop = "withdraw".
+    agent.kernel.state.neighbours[0].state = 0x04;
+    agent.repair().await;
+    assert_eq!(agent.kernel.state.proxies.len(), 2);
+    agent.stop().await;
+    assert!(
+        agent.kernel.owned().is_empty(),
+        "{:?}",
+        agent.kernel.owned()
+    );
+    assert_eq!(agent.kernel.state.proxies, [operator]);
+}

@@ -497,3 +497,212 @@ fn workloads_that_do_not_fit_get_nothing_and_say_why() {
     // The bridge itself is still wanted: it does not depend on the prefix.
     assert_eq!(desired.bridges[0].name, "br0");
 }
+
+mod on_link {
+    use super::*;
+    use crate::kernel::KernelEvent;
+    use crate::model::{Neighbour, ObservedAddress, ObservedState};
+
+    const REACHABLE: u16 = 0x02;
+    const STALE: u16 = 0x04;
+    const FAILED: u16 = 0x20;
+    const INCOMPLETE: u16 = 0x01;
+
+    fn config() -> Config {
+        let text = "[provider]\nkind = \"onlink\"\n[uplink]\ninterface = \"eth0\"\n[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 80\n";
+        Config::from_text(Path::new("t.toml"), text, None).expect("config")
+    }
+
+    fn assignment() -> Assignment {
+        Assignment {
+            prefixes: vec![RoutedPrefix {
+                workload: None,
+                prefix: "2001:db8:1::/64".parse().expect("prefix"),
+                next_hop: None,
+                origin: "on-link 2001:db8:1::/64 of eth0".into(),
+            }],
+            ..Assignment::default()
+        }
+    }
+
+    fn ip(text: &str) -> std::net::Ipv6Addr {
+        text.parse().expect("ip")
+    }
+
+    /// lo 1, eth0 2 holding `uplink_addr`, br-web 3 with the neighbours given.
+    fn observed(uplink_addr: &str, neighbours: &[(u32, &str, u16)]) -> ObservedState {
+        let links = [("lo", 1), ("eth0", 2), ("br-web", 3)]
+            .iter()
+            .map(|(n, i)| Link {
+                alias: None,
+                index: *i,
+                name: n.to_string(),
+                up: true,
+                lower_up: true,
+            })
+            .collect();
+        ObservedState {
+            links,
+            addresses: vec![ObservedAddress {
+                address: Address {
+                    ifindex: 2,
+                    addr: ip(uplink_addr),
+                    prefix_len: 64,
+                    ifname: "eth0".into(),
+                    no_prefix_route: false,
+                },
+                protocol: 0,
+            }],
+            neighbours: neighbours
+                .iter()
+                .map(|(ifindex, addr, state)| Neighbour {
+                    ifindex: *ifindex,
+                    addr: ip(addr),
+                    state: *state,
+                })
+                .collect(),
+            ..ObservedState::default()
+        }
+    }
+
+    fn desired(observed: &ObservedState) -> DesiredState {
+        let config = config();
+        let mut state = compute(&config, &assignment(), &observed.links);
+        add_on_link(&mut state, &config, &assignment(), observed);
+        state
+    }
+
+    #[test]
+    fn only_the_workloads_objects_and_a_proxy_per_address_in_use() {
+        let observed = observed(
+            "2001:db8:1::2",
+            &[
+                (3, "2001:db8:1:0:1::100", REACHABLE),
+                (3, "2001:db8:1:0:1::103", STALE),
+                (3, "2001:db8:1:0:1::101", FAILED),
+                (3, "2001:db8:1:0:1::104", INCOMPLETE),
+                // Behind the bridge but outside its /80, and in the /80 on another link.
+                (3, "2001:db8:1::9", REACHABLE),
+                (2, "2001:db8:1:0:1::102", REACHABLE),
+                (3, "fe80::5", REACHABLE),
+            ],
+        );
+        let state = desired(&observed);
+        assert_eq!(
+            lines(&state)
+                .into_iter()
+                .filter(|l| !l.starts_with("sysctl"))
+                .collect::<Vec<_>>(),
+            [
+                "addr 2001:db8:1:0:1::1/80 dev br-web noprefixroute",
+                "route 2001:db8:1:0:1::/80 dev br-web metric 1024",
+            ],
+            "nothing on lo, no next hop, no unreachable route for the link's own /64"
+        );
+        let proxies: Vec<String> = state.proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            proxies,
+            [
+                "proxy 2001:db8:1:0:1::100 dev eth0",
+                "proxy 2001:db8:1:0:1::103 dev eth0",
+            ]
+        );
+        assert!(state.proxies.iter().all(|p| p.ifindex == 2));
+        assert!(
+            state.proxies.iter().all(|p| p
+                .origin
+                .workload
+                .as_ref()
+                .is_some_and(|w| w.name == "web"))
+        );
+        assert!(
+            state
+                .sysctls
+                .iter()
+                .any(|s| s.key == "net/ipv6/conf/eth0/proxy_ndp" && s.value == "1")
+        );
+        assert!(sysctl_keys(&config()).contains(&"net/ipv6/conf/eth0/proxy_ndp".to_string()));
+    }
+
+    #[test]
+    fn a_workload_over_the_uplinks_own_address_is_not_placed() {
+        let observed = observed(
+            "2001:db8:1:0:1:ff:fe00:5",
+            &[(3, "2001:db8:1:0:1::100", REACHABLE)],
+        );
+        let state = desired(&observed);
+        let error = state.workload_error.clone().expect("an error");
+        assert!(
+            error.contains("the uplink's own address 2001:db8:1:0:1:ff:fe00:5"),
+            "{error}"
+        );
+        assert!(state.workloads.is_empty());
+        assert!(state.proxies.is_empty());
+        assert!(state.addresses.is_empty() && state.routes.is_empty());
+    }
+
+    #[test]
+    fn neighbour_events_matter_when_they_change_what_is_proxied() {
+        let config = config();
+        let state = desired(&observed(
+            "2001:db8:1::2",
+            &[(3, "2001:db8:1:0:1::100", REACHABLE)],
+        ));
+        let event = |ifindex, addr: &str, state, proxy, removed| KernelEvent::Neighbour {
+            ifindex,
+            addr: ip(addr),
+            state,
+            proxy,
+            removed,
+        };
+        let relevant = |e: KernelEvent| crate::daemon::is_relevant(&e, &state, &config);
+        // A proxied neighbour going stale changes nothing; failing or going does.
+        assert!(!relevant(event(
+            3,
+            "2001:db8:1:0:1::100",
+            STALE,
+            false,
+            false
+        )));
+        assert!(relevant(event(
+            3,
+            "2001:db8:1:0:1::100",
+            FAILED,
+            false,
+            false
+        )));
+        assert!(relevant(event(
+            3,
+            "2001:db8:1:0:1::100",
+            REACHABLE,
+            false,
+            true
+        )));
+        // A new one behind the bridge matters; one elsewhere, or incomplete, does not.
+        assert!(relevant(event(3, "2001:db8:1:0:1::7", STALE, false, false)));
+        assert!(!relevant(event(
+            3,
+            "2001:db8:1:0:1::7",
+            INCOMPLETE,
+            false,
+            false
+        )));
+        assert!(!relevant(event(
+            2,
+            "2001:db8:1:0:1::7",
+            REACHABLE,
+            false,
+            false
+        )));
+        assert!(!relevant(event(
+            3,
+            "2001:db8:1::7",
+            REACHABLE,
+            false,
+            false
+        )));
+        // routed6d's proxy entry deleted: repair; someone else's added: nothing.
+        assert!(relevant(event(2, "2001:db8:1:0:1::100", 0, true, true)));
+        assert!(!relevant(event(2, "2001:db8:1:0:1::150", 0, true, false)));
+    }
+}

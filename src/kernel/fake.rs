@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use crate::kernel::{Applied, Kernel, KernelError};
-use crate::model::{Link, ObservedAddress, ObservedRoute, ObservedState, Op};
+use crate::model::{Link, ObservedAddress, ObservedProxy, ObservedRoute, ObservedState, Op};
 
 #[derive(Debug, Default)]
 pub struct FakeKernel {
@@ -60,6 +60,13 @@ impl FakeKernel {
                     .iter()
                     .filter(|r| r.protocol == self.protocol)
                     .map(|r| format!("route {}", r.route)),
+            )
+            .chain(
+                self.state
+                    .proxies
+                    .iter()
+                    .filter(|p| p.protocol == self.protocol)
+                    .map(|p| format!("proxy {} dev {}", p.proxy.addr, p.proxy.ifname)),
             )
             .collect();
         out.sort();
@@ -144,6 +151,30 @@ impl FakeKernel {
                 state.links.retain(|l| l.index != index);
                 state.addresses.retain(|a| a.address.ifindex != index);
                 state.routes.retain(|r| r.route.ifindex != Some(index));
+                state.neighbours.retain(|n| n.ifindex != index);
+            }
+            // The real kernel takes an add over an existing entry (and stamps it):
+            // the plan never asks for one, so here it is simply already there.
+            Op::AddProxy(p) => {
+                if state
+                    .proxies
+                    .iter()
+                    .any(|o| o.proxy.ifindex == p.ifindex && o.proxy.addr == p.addr)
+                {
+                    return false;
+                }
+                state.proxies.push(ObservedProxy {
+                    proxy: p.clone(),
+                    protocol,
+                });
+            }
+            // As the real kernel does: a proxy delete matches no protocol.
+            Op::DelProxy(p) => {
+                let before = state.proxies.len();
+                state
+                    .proxies
+                    .retain(|o| !(o.proxy.ifindex == p.ifindex && o.proxy.addr == p.addr));
+                return state.proxies.len() != before;
             }
         }
         true

@@ -105,6 +105,11 @@ pub trait Kernel {
         }
     }
 
+    /// Whether `observe` also reads the IPv6 neighbour caches (`ObservedState::
+    /// neighbours`): only an on-link prefix's workloads need them. Proxy entries are
+    /// always read, so that a withdrawal finds routed6d's whatever the configuration.
+    fn observe_neighbours(&mut self, _on: bool) {}
+
     /// Apply one op, stamping owned objects with the kernel's configured protocol.
     /// Idempotent: EEXIST on add and ENOENT/ESRCH/EADDRNOTAVAIL on delete are success,
     /// told apart from a change by `Applied`.
@@ -159,6 +164,17 @@ pub enum KernelEvent {
         dst: Ipv6Net,
         table: u32,
         protocol: u8,
+        removed: bool,
+    },
+    /// An IPv6 neighbour (RTNLGRP_NEIGH): a cache entry on `ifindex` changed state
+    /// (`state`, NUD bits) or went (`removed`), or, with `proxy`, a proxy entry was
+    /// added or deleted, should the kernel announce those (Linux up to 6.18 does not:
+    /// the next pass finds the change).
+    Neighbour {
+        ifindex: u32,
+        addr: Ipv6Addr,
+        state: u16,
+        proxy: bool,
         removed: bool,
     },
     /// An IPv6 interface setting the kernel announces changed (RTM_NEWNETCONF:

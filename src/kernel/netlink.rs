@@ -38,12 +38,13 @@ use crate::kernel::reflex::SharedReflexes;
 use crate::kernel::socket::RouteSocket;
 use crate::kernel::{Applied, Kernel, KernelError, sysctl};
 use crate::model::{
-    Address, Link, ObservedAddress, ObservedRoute, ObservedState, Op, TABLE_LOCAL, TABLE_MAIN,
+    Address, Link, Neighbour, ObservedAddress, ObservedProxy, ObservedRoute, ObservedState, Op,
+    TABLE_LOCAL, TABLE_MAIN,
 };
 
 use decode::{
-    RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE, address_flags, observed_address, observed_route,
-    seen_of,
+    Neighbourly, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE, address_flags,
+    observed_address, observed_neighbour, observed_route, seen_of,
 };
 pub(crate) use decode::{address_protocol, link_of, local_address, removed_object, route_key};
 use errno::{NlResult, ignore_errno, op_error};
@@ -96,6 +97,8 @@ pub struct NetlinkKernel {
     /// What the event watcher puts back itself (`reflex`): armed by the daemon, and
     /// disarmed here before routed6d deletes an object.
     reflexes: SharedReflexes,
+    /// `observe` reads the neighbour caches too (`Kernel::observe_neighbours`).
+    neighbours: bool,
 }
 
 /// How routed6d's addresses are told from others.
@@ -128,6 +131,7 @@ impl NetlinkKernel {
             counts: RequestCounts::default(),
             ownership: Ownership::Kernel,
             reflexes: SharedReflexes::new(protocol),
+            neighbours: false,
         })
     }
 
@@ -405,6 +409,27 @@ impl NetlinkKernel {
         Ok(consistent.then_some(links))
     }
 
+    /// The proxy entries (`proxy`) or the neighbour caches, IPv6 only; None when the
+    /// kernel flagged the dump as interrupted.
+    async fn dump_neighbours(
+        &mut self,
+        proxy: bool,
+        names: &HashMap<u32, Arc<str>>,
+        proxies: &mut Vec<ObservedProxy>,
+        neighbours: &mut Vec<Neighbour>,
+    ) -> NlResult<bool> {
+        self.dump_each(
+            RouteNetlinkMessage::GetNeighbour(encode::neighbour_dump(proxy)),
+            RTM_NEWNEIGH,
+            |payload| observed_neighbour(payload, names),
+            |found| match found {
+                Neighbourly::Proxy(p) => proxies.push(p),
+                Neighbourly::Cache(n) => neighbours.push(n),
+            },
+        )
+        .await
+    }
+
     /// Every IPv6 address. With the record, IFA_PROTO is ignored and the addresses it
     /// names get routed6d's protocol instead (what the plan compares); recorded
     /// addresses the dump no longer shows are dropped from the record.
@@ -526,11 +551,31 @@ impl NetlinkKernel {
                 return Ok(None);
             }
         }
+        // Proxy entries always (a withdrawal must find routed6d's whatever the
+        // configuration says now); the caches only for an on-link prefix's workloads.
+        let mut proxies = Vec::new();
+        let mut neighbours = Vec::new();
+        let caches = if self.neighbours {
+            &[true, false][..]
+        } else {
+            &[true][..]
+        };
+        for &proxy in caches {
+            let consistent = self
+                .dump_neighbours(proxy, &names, &mut proxies, &mut neighbours)
+                .await
+                .map_err(dump_error("IPv6 neighbours"))?;
+            if !consistent {
+                return Ok(None);
+            }
+        }
         Ok(Some(ObservedState {
             links,
             addresses,
             routes,
             sysctls: BTreeMap::new(),
+            proxies,
+            neighbours,
         }))
     }
 
@@ -708,6 +753,25 @@ impl Kernel for NetlinkKernel {
                     Err(e) => ignore_errno(Err(e), &[libc::EEXIST]),
                 }
             }
+            Op::AddProxy(proxy) => {
+                // The plan adds only where no entry is: the kernel would take this add
+                // over anyone's entry (no NLM_F_EXCL for proxies) and stamp it ours.
+                let message = encode::proxy_message(proxy, Some(self.protocol));
+                self.ack(
+                    RouteNetlinkMessage::NewNeighbour(message),
+                    NLM_F_CREATE | NLM_F_EXCL,
+                )
+                .await
+                .map(|()| Applied::Changed)
+            }
+            Op::DelProxy(proxy) => {
+                let message = encode::proxy_message(proxy, None);
+                ignore_errno(
+                    self.ack(RouteNetlinkMessage::DelNeighbour(message), 0)
+                        .await,
+                    &[libc::ENOENT, libc::ESRCH],
+                )
+            }
             Op::DelBridge(bridge) => ignore_errno(
                 self.ack(
                     RouteNetlinkMessage::DelLink(encode::del_link_message(&bridge.name)),
@@ -735,6 +799,10 @@ impl Kernel for NetlinkKernel {
 
     fn reflexes(&self) -> Option<SharedReflexes> {
         Some(self.reflexes.clone())
+    }
+
+    fn observe_neighbours(&mut self, on: bool) {
+        self.neighbours = on;
     }
 
     fn reflex_request(&self, op: &Op) -> Option<Vec<u8>> {

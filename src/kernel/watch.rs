@@ -1,5 +1,5 @@
-//! Kernel change events: a netlink socket subscribed to link, IPv6 address and IPv6
-//! route notifications, turned into `KernelEvent`s, so the daemon repairs drift
+//! Kernel change events: a netlink socket subscribed to link, IPv6 address, IPv6
+//! route and neighbour notifications, turned into `KernelEvent`s, so the daemon repairs drift
 //! within milliseconds instead of at the next poll.
 //!
 //! Lost events are the failure that matters: the kernel drops notifications when the
@@ -17,6 +17,9 @@ use std::time::Duration;
 use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::LinkMessage;
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
 use netlink_packet_route::route::{RouteFlags, RouteMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket, protocols::NETLINK_ROUTE};
@@ -37,12 +40,19 @@ pub const EVENT_QUEUE: usize = 4096;
 
 // Multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
 const RTNLGRP_LINK: u32 = 1;
+/// Neighbour caches and proxy entries (and, with family AF_BRIDGE, the bridges'
+/// forwarding databases, which are dropped here): the workloads behind an on-link
+/// prefix come and go by them.
+const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
 const RTNLGRP_IPV6_NETCONF: u32 = 25;
 /// RTM_NEWNETCONF (linux/rtnetlink.h): netlink-packet-route does not parse it, and
 /// its type alone says enough (a setting such as forwarding changed).
 const RTM_NEWNETCONF: u16 = 80;
+/// RTM_NEWNEIGH and RTM_DELNEIGH (linux/rtnetlink.h).
+const RTM_NEWNEIGH: u16 = 28;
+const RTM_DELNEIGH: u16 = 29;
 
 /// sizeof(struct nlmsghdr): a message's payload starts after it.
 const NETLINK_HEADER_LEN: usize = 16;
@@ -58,6 +68,8 @@ pub struct Watch {
     task: JoinHandle<()>,
     /// What the watcher puts back itself (`reflex`); kept for a restart.
     reflexes: SharedReflexes,
+    /// Subscribed to the neighbour group too (`start_reflexive_with`).
+    neighbours: bool,
 }
 
 impl Watch {
@@ -86,21 +98,45 @@ impl Watch {
         queue: usize,
         reflexes: SharedReflexes,
     ) -> Result<Watch, KernelError> {
+        Self::start_reflexive_with(recv_buffer, queue, reflexes, false)
+    }
+
+    /// Like `start_reflexive`, with `neighbours`: subscribed to the neighbour caches
+    /// and proxy entries too (RTNLGRP_NEIGH), which only an on-link prefix's workloads
+    /// need. Not for everyone: the caches change state with every conversation, and a
+    /// daemon at rest must not wake for them.
+    pub fn start_reflexive_with(
+        recv_buffer: usize,
+        queue: usize,
+        reflexes: SharedReflexes,
+        neighbours: bool,
+    ) -> Result<Watch, KernelError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| KernelError::Socket(io::Error::other(e)))?;
-        let socket = open_socket(recv_buffer).map_err(KernelError::Socket)?;
+        let socket = open_socket(recv_buffer, neighbours).map_err(KernelError::Socket)?;
         let (sender, events) = mpsc::channel(queue.max(1));
-        let task = runtime.spawn(run(socket, sender, recv_buffer, reflexes.clone()));
+        let task = runtime.spawn(run(
+            socket,
+            sender,
+            (recv_buffer, neighbours),
+            reflexes.clone(),
+        ));
         Ok(Watch {
             events,
             task,
             reflexes,
+            neighbours,
         })
     }
 
-    /// A fresh watcher with the same reflexes, after this one's stream ended.
+    /// A fresh watcher with the same reflexes and groups, after this one's stream ended.
     pub fn restarted(&self) -> Result<Watch, KernelError> {
-        Self::start_reflexive(RECV_BUFFER, EVENT_QUEUE, self.reflexes.clone())
+        Self::start_reflexive_with(
+            RECV_BUFFER,
+            EVENT_QUEUE,
+            self.reflexes.clone(),
+            self.neighbours,
+        )
     }
 
     /// The next event; None only if the background task is gone (it restarts its
@@ -121,8 +157,9 @@ impl Drop for Watch {
     }
 }
 
-/// A netlink socket bound to the four groups, with the receive buffer enlarged.
-fn open_socket(recv_buffer: usize) -> io::Result<TokioSocket> {
+/// A netlink socket bound to the four groups (five with `neighbours`), with the
+/// receive buffer enlarged.
+fn open_socket(recv_buffer: usize, neighbours: bool) -> io::Result<TokioSocket> {
     let mut socket = TokioSocket::new(NETLINK_ROUTE)?;
     let inner = socket.socket_mut();
     inner.bind_auto()?;
@@ -133,6 +170,9 @@ fn open_socket(recv_buffer: usize) -> io::Result<TokioSocket> {
         RTNLGRP_IPV6_NETCONF,
     ] {
         inner.add_membership(group)?;
+    }
+    if neighbours {
+        inner.add_membership(RTNLGRP_NEIGH)?;
     }
     set_recv_buffer(inner, recv_buffer)?;
     Ok(socket)
@@ -148,10 +188,12 @@ fn set_recv_buffer(socket: &impl AsFd, bytes: usize) -> io::Result<()> {
 }
 
 /// The watcher: read datagrams, queue events, owe a Resync whenever one was lost.
+/// `groups`: the receive buffer and whether the neighbour group is subscribed, for a
+/// reopened socket.
 async fn run(
     mut socket: TokioSocket,
     sender: mpsc::Sender<KernelEvent>,
-    recv_buffer: usize,
+    groups: (usize, bool),
     reflexes: SharedReflexes,
 ) {
     let mut buffer: Vec<u8> = Vec::with_capacity(DATAGRAM);
@@ -228,7 +270,7 @@ async fn run(
                     warn!("netlink event socket failed, reopening it: {e}");
                     reflexes.lock().forget_in_flight();
                     owe_resync = true;
-                    match reopen(&sender, recv_buffer).await {
+                    match reopen(&sender, groups).await {
                         Some(fresh) => socket = fresh,
                         None => return,
                     }
@@ -283,13 +325,16 @@ fn drain(socket: &mut netlink_sys::Socket, buffer: &mut Vec<u8>) {
 }
 
 /// Reopen the socket until it works or the Watch is dropped.
-async fn reopen(sender: &mpsc::Sender<KernelEvent>, recv_buffer: usize) -> Option<TokioSocket> {
+async fn reopen(
+    sender: &mpsc::Sender<KernelEvent>,
+    (recv_buffer, neighbours): (usize, bool),
+) -> Option<TokioSocket> {
     loop {
         tokio::time::sleep(REOPEN_DELAY).await;
         if sender.is_closed() {
             return None;
         }
-        match open_socket(recv_buffer) {
+        match open_socket(recv_buffer, neighbours) {
             Ok(socket) => return Some(socket),
             Err(e) => warn!("cannot reopen the netlink event socket: {e}"),
         }
@@ -325,8 +370,13 @@ fn parse_datagram(mut data: &[u8], queue: &mut impl FnMut(Notice) -> bool) -> Re
         {
             return Ok(false);
         }
+        let neighbour = matches!(header.message_type(), RTM_NEWNEIGH | RTM_DELNEIGH);
         let notice = if header.message_type() == RTM_NEWNETCONF {
             Some(Notice::Event(KernelEvent::Netconf))
+        } else if neighbour && header.payload().first() != Some(&(libc::AF_INET6 as u8)) {
+            // ARP and the bridges' forwarding databases share the group: skipped
+            // unparsed (a bridge host's MAC learning is busy, and none of it matters).
+            None
         } else {
             let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[..length])
                 .map_err(|e| e.to_string())?;
@@ -360,6 +410,8 @@ fn event_of(message: RouteNetlinkMessage) -> Option<KernelEvent> {
         RouteNetlinkMessage::DelAddress(address) => address_event(&address, true),
         RouteNetlinkMessage::NewRoute(route) => route_event(&route, false),
         RouteNetlinkMessage::DelRoute(route) => route_event(&route, true),
+        RouteNetlinkMessage::NewNeighbour(neighbour) => neighbour_event(&neighbour, false),
+        RouteNetlinkMessage::DelNeighbour(neighbour) => neighbour_event(&neighbour, true),
         _ => None,
     }
 }
@@ -410,4 +462,94 @@ fn route_event(route: &RouteMessage, removed: bool) -> Option<KernelEvent> {
         protocol,
         removed,
     })
+}
+
+fn neighbour_event(neighbour: &NeighbourMessage, removed: bool) -> Option<KernelEvent> {
+    // IPv4's ARP cache and the bridges' forwarding databases share the group.
+    if neighbour.header.family != AddressFamily::Inet6 {
+        return None;
+    }
+    let addr = neighbour.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(addr)) => Some(*addr),
+        _ => None,
+    })?;
+    Some(KernelEvent::Neighbour {
+        ifindex: neighbour.header.ifindex,
+        addr,
+        state: u16::from(neighbour.header.state),
+        proxy: neighbour.header.flags.contains(NeighbourFlags::Proxy),
+        removed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NetlinkHeader;
+    use netlink_packet_route::neighbour::NeighbourState;
+
+    /// One notification as the kernel sends it.
+    fn datagram(message: RouteNetlinkMessage) -> Vec<u8> {
+        let mut message = NetlinkMessage::new(NetlinkHeader::default(), message.into());
+        message.finalize();
+        let mut bytes = vec![0; message.buffer_len()];
+        message.serialize(&mut bytes);
+        bytes
+    }
+
+    fn events(data: &[u8]) -> Vec<KernelEvent> {
+        let mut out = Vec::new();
+        let mut queue = |notice| {
+            if let Notice::Event(event) = notice {
+                out.push(event);
+            }
+            true
+        };
+        parse_datagram(data, &mut queue).expect("parses");
+        out
+    }
+
+    fn neighbour(family: AddressFamily, flags: NeighbourFlags) -> NeighbourMessage {
+        let mut message = NeighbourMessage::default();
+        message.header.family = family;
+        message.header.ifindex = 3;
+        message.header.state = NeighbourState::Reachable;
+        message.header.flags = flags;
+        if family == AddressFamily::Inet6 {
+            message
+                .attributes
+                .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
+                    "2001:db8:1:0:1::100".parse().unwrap(),
+                )));
+        }
+        message
+    }
+
+    #[test]
+    fn ipv6_neighbours_and_proxies_are_events_and_the_rest_is_skipped() {
+        let cache = neighbour(AddressFamily::Inet6, NeighbourFlags::empty());
+        assert_eq!(
+            events(&datagram(RouteNetlinkMessage::NewNeighbour(cache))),
+            [KernelEvent::Neighbour {
+                ifindex: 3,
+                addr: "2001:db8:1:0:1::100".parse().unwrap(),
+                state: 0x02,
+                proxy: false,
+                removed: false,
+            }]
+        );
+        let proxy = neighbour(AddressFamily::Inet6, NeighbourFlags::Proxy);
+        assert!(matches!(
+            events(&datagram(RouteNetlinkMessage::DelNeighbour(proxy)))[..],
+            [KernelEvent::Neighbour {
+                proxy: true,
+                removed: true,
+                ..
+            }]
+        ));
+        let fdb = neighbour(AddressFamily::Bridge, NeighbourFlags::Own);
+        assert!(events(&datagram(RouteNetlinkMessage::NewNeighbour(fdb))).is_empty());
+        let arp = neighbour(AddressFamily::Inet, NeighbourFlags::empty());
+        assert!(events(&datagram(RouteNetlinkMessage::NewNeighbour(arp))).is_empty());
+    }
 }

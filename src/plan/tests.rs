@@ -447,3 +447,59 @@ fn a_removal_is_named_by_what_the_pass_before_made_it_for() {
         ]
     );
 }
+
+fn proxy(addr: &str) -> crate::model::Proxy {
+    crate::model::Proxy {
+        ifindex: 2,
+        addr: addr.parse().expect("ip"),
+        ifname: "eth0".into(),
+    }
+}
+
+#[test]
+fn proxies_are_added_where_none_is_and_only_routed6ds_are_deleted() {
+    use crate::model::ObservedProxy;
+    let desired = DesiredState {
+        proxies: vec![
+            Wanted::new(proxy("2001:db8:1:0:1::100"), &origin("web")),
+            Wanted::new(proxy("2001:db8:1:0:1::101"), &origin("web")),
+        ],
+        ..DesiredState::default()
+    };
+    let observed = ObservedState {
+        proxies: vec![
+            // An operator's entry for a wanted address does the job: never stamped.
+            ObservedProxy {
+                proxy: proxy("2001:db8:1:0:1::101"),
+                protocol: 0,
+            },
+            // routed6d's entry for an address no longer in use goes.
+            ObservedProxy {
+                proxy: proxy("2001:db8:1:0:1::102"),
+                protocol: OURS,
+            },
+            // An operator's entry nobody wants stays.
+            ObservedProxy {
+                proxy: proxy("2001:db8:1::abcd"),
+                protocol: 0,
+            },
+        ],
+        ..ObservedState::default()
+    };
+    let plan = diff(&desired, &observed, OURS);
+    let text: Vec<String> = plan.ops.iter().map(|p| p.op.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            "ip -6 neigh add proxy 2001:db8:1:0:1::100 dev eth0",
+            "ip -6 neigh del proxy 2001:db8:1:0:1::102 dev eth0",
+        ]
+    );
+    // The state after is what the next diff starts from: nothing left to do.
+    let after = expected_after(observed, &plan, OURS);
+    assert!(diff(&desired, &after, OURS).is_empty());
+    // Withdrawing wants nothing: only routed6d's entries go.
+    let withdraw = diff(&DesiredState::default(), &after, OURS);
+    let text: Vec<String> = withdraw.ops.iter().map(|p| p.op.to_string()).collect();
+    assert_eq!(text, ["ip -6 neigh del proxy 2001:db8:1:0:1::100 dev eth0"]);
+}

@@ -8,12 +8,14 @@
 //! | `hostup-legacy` | `hostup_legacy.rs` | POST `refresh_next_hop` (the API has no GET) |
 //! | `digitalocean` | `digitalocean.rs` | GET reserved IPv6 (+ the metadata service for the droplet id) |
 //! | `static` | `static_routes.rs` | the config's routes; no network at all |
+//! | `onlink` | `onlink.rs` | the uplink's own /64 (written, or read off its address) |
 
 pub mod allocation;
 pub mod digitalocean;
 pub mod hostup;
 pub mod hostup_legacy;
 pub mod http;
+pub mod onlink;
 pub mod static_routes;
 
 use std::collections::BTreeSet;
@@ -230,6 +232,7 @@ pub enum AnyProvider {
     HostUpLegacy(hostup_legacy::HostUpLegacy),
     DigitalOcean(digitalocean::DigitalOcean),
     Static(static_routes::StaticRoutes),
+    OnLink(onlink::OnLink),
 }
 
 impl AnyProvider {
@@ -237,7 +240,7 @@ impl AnyProvider {
     /// that must be found by its addresses (or the metadata service) is identified on
     /// the first poll.
     pub fn new(config: &Config) -> Result<Self, ProviderError> {
-        // Every kind but `static` has an API, and so a key.
+        // Every kind but `static` and `onlink` has an API, and so a key.
         let key = || -> Result<Secret, ProviderError> {
             let token = config.read_token()?;
             Ok(token.expect("an API kind has a token file"))
@@ -253,6 +256,11 @@ impl AnyProvider {
             ProviderSettings::Static(routes) => {
                 AnyProvider::Static(static_routes::StaticRoutes::new(routes))
             }
+            ProviderSettings::Onlink(prefix) => AnyProvider::OnLink(onlink::OnLink::new(
+                *prefix,
+                &config.uplink.interface,
+                &config.path,
+            )),
         })
     }
 }
@@ -265,6 +273,7 @@ macro_rules! each {
             AnyProvider::HostUpLegacy($p) => $body,
             AnyProvider::DigitalOcean($p) => $body,
             AnyProvider::Static($p) => $body,
+            AnyProvider::OnLink($p) => $body,
         }
     };
 }

@@ -22,7 +22,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{ALL_NODES, Book, is_solicitation};
+use super::{ALL_NODES, Book, is_solicitation, neighbour_advertisement};
+use crate::model::Proxy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RaError {
@@ -210,6 +211,61 @@ impl Sender {
             self.book.sent(index, now, result.is_ok());
         }
     }
+}
+
+impl Sender {
+    /// Announce on the uplink that `proxy`'s address is answered for now: one
+    /// unsolicited neighbour advertisement to all nodes, with the uplink's own MAC
+    /// (`ra::neighbour_advertisement`). Best effort: the kernel's proxy entry answers
+    /// the router's solicitations whether or not this goes out.
+    pub fn announce(&self, proxy: &Proxy) {
+        let fd = self.socket.get_ref();
+        let Some(mac) = hardware_address(fd, &proxy.ifname) else {
+            debug!(IFACE = %proxy.ifname, "no Ethernet address on {}: no unsolicited advertisement for {}", proxy.ifname, proxy.addr);
+            return;
+        };
+        let packet = neighbour_advertisement(proxy.addr, mac);
+        let to = SockaddrIn6::from(SocketAddrV6::new(ALL_NODES, 0, 0, proxy.ifindex));
+        match sendto(fd.as_raw_fd(), &packet, &to, MsgFlags::empty()) {
+            Ok(_) => debug!(
+                IFACE = %proxy.ifname,
+                "unsolicited neighbour advertisement for {} on {}", proxy.addr, proxy.ifname
+            ),
+            Err(e) => debug!(
+                IFACE = %proxy.ifname,
+                "unsolicited neighbour advertisement for {} on {} not sent: {e}", proxy.addr, proxy.ifname
+            ),
+        }
+    }
+}
+
+/// The Ethernet address of interface `name` (SIOCGIFHWADDR on the socket, so in its
+/// network namespace); None for a link without one.
+fn hardware_address(fd: &OwnedFd, name: &str) -> Option<[u8; 6]> {
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= request.ifr_name.len() {
+        return None;
+    }
+    for (to, from) in request.ifr_name.iter_mut().zip(bytes) {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: SIOCGIFHWADDR reads and writes one ifreq, which lives across the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut request) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFHWADDR filled in the hardware address member of the union.
+    let address = unsafe { request.ifr_ifru.ifru_hwaddr };
+    if address.sa_family != libc::ARPHRD_ETHER {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (to, from) in mac.iter_mut().zip(address.sa_data.iter()) {
+        *to = *from as u8;
+    }
+    Some(mac)
 }
 
 fn set_int(

@@ -210,3 +210,20 @@ fn a_bridge_that_is_gone_is_forgotten() {
     assert!(book.next_due().is_none());
     assert!(book.packet(7, start).is_none());
 }
+
+#[test]
+fn an_unsolicited_neighbour_advertisement_names_the_target_and_the_uplinks_mac() {
+    let target: Ipv6Addr = "2001:db8:1:0:1::100".parse().unwrap();
+    let mac = [0x02, 0, 0, 0, 0, 0x0a];
+    let packet = neighbour_advertisement(target, mac);
+    assert_eq!(packet.len(), 32);
+    assert_eq!(packet[0], 136);
+    assert_eq!(
+        packet[4] & 0xe0,
+        0,
+        "not a router, not solicited, no override"
+    );
+    assert_eq!(&packet[8..24], &target.octets());
+    assert_eq!(&packet[24..26], &[2, 1]);
+    assert_eq!(&packet[26..], &mac);
+}

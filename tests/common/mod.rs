@@ -109,11 +109,12 @@ impl Harness {
             .map(|s| format!("http://{}", s.addr()))
             .unwrap_or_default();
         let section = provider(&base);
-        let token_line = if section.contains("kind = \"static\"") {
-            String::new()
-        } else {
-            format!("token_file = \"{}\"\n", token.display())
-        };
+        let token_line =
+            if section.contains("kind = \"static\"") || section.contains("kind = \"onlink\"") {
+                String::new()
+            } else {
+                format!("token_file = \"{}\"\n", token.display())
+            };
         let config = dir.path().join("routed6d.toml");
         std::fs::write(
             &config,

@@ -11,6 +11,7 @@ mod faults_provider;
 mod fleet_e2e;
 mod kernel_netlink;
 mod netns_e2e;
+mod onlink_e2e;
 mod ownership_record;
 mod providers_e2e;
 mod workloads_e2e;

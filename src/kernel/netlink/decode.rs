@@ -20,9 +20,16 @@ use netlink_packet_route::route::{
     RouteType,
 };
 
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+};
+
 use crate::damping::Object;
 use crate::kernel::record::{Entry, Seen};
-use crate::model::{Address, Link, ObservedAddress, ObservedRoute, Route, RouteKind};
+use crate::model::{
+    Address, Link, Neighbour, ObservedAddress, ObservedProxy, ObservedRoute, Proxy, Route,
+    RouteKind,
+};
 
 /// A link as routed6d models it, from a dump or an announcement.
 pub(crate) fn link_of(message: &LinkMessage) -> Link {
@@ -96,6 +103,60 @@ const IFADDRMSG_LEN: usize = 8;
 /// The message types of a link and of an address in a dump.
 pub(super) const RTM_NEWLINK: u16 = 16;
 pub(super) const RTM_NEWADDR: u16 = 20;
+/// The message type of a neighbour (or proxy entry) in a dump.
+pub(super) const RTM_NEWNEIGH: u16 = 28;
+
+/// What a dumped neighbour message is: a cache entry or a proxy entry.
+pub(super) enum Neighbourly {
+    Cache(Neighbour),
+    Proxy(ObservedProxy),
+}
+
+/// A dumped IPv6 neighbour or proxy message (the payload after the netlink header), or
+/// None for another family, one without an address, or a proxy entry for no interface.
+pub(super) fn observed_neighbour(
+    payload: &[u8],
+    names: &HashMap<u32, Arc<str>>,
+) -> Result<Option<Neighbourly>, DecodeError> {
+    let message = NeighbourMessage::parse(payload)?;
+    if message.header.family != AddressFamily::Inet6 {
+        return Ok(None);
+    }
+    let mut addr = None;
+    let mut protocol = 0;
+    for attribute in &message.attributes {
+        match attribute {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => addr = Some(*a),
+            NeighbourAttribute::Protocol(p) => protocol = u8::from(*p),
+            _ => {}
+        }
+    }
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let ifindex = message.header.ifindex;
+    if message.header.flags.contains(NeighbourFlags::Proxy) {
+        if ifindex == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(Neighbourly::Proxy(ObservedProxy {
+            proxy: Proxy {
+                ifindex,
+                addr,
+                ifname: names
+                    .get(&ifindex)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            },
+            protocol,
+        })));
+    }
+    Ok(Some(Neighbourly::Cache(Neighbour {
+        ifindex,
+        addr,
+        state: u16::from(message.header.state),
+    })))
+}
 
 /// A dumped IPv6 address message (the payload after the netlink header) as routed6d
 /// models it. Like `observed_route`, only the attributes the model holds are parsed.

@@ -12,11 +12,14 @@ use netlink_packet_route::address::{
 use netlink_packet_route::link::{
     InfoBridge, InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 
-use crate::model::{Address, Route, RouteKind};
+use crate::model::{Address, Proxy, Route, RouteKind};
 
 /// An address request. `stamp` Some(p): an add carries IFA_PROTO p (Linux 5.18+;
 /// older kernels ignore the attribute); None when the record owns addresses, as on
@@ -137,5 +140,39 @@ pub(super) fn del_link_message(name: &str) -> LinkMessage {
     message
         .attributes
         .push(LinkAttribute::IfName(name.to_string()));
+    message
+}
+
+/// A proxy NDP entry request, as `ip -6 neigh add|del proxy ADDR dev IF` sends it.
+/// `stamp` Some(p): an add carries NDA_PROTOCOL p, which the kernel keeps on the entry
+/// and reports in dumps (Linux 5.2+); a delete matches no protocol (the kernel's
+/// pneigh_delete takes none), so routed6d deletes only entries a dump showed its own.
+pub(super) fn proxy_message(proxy: &Proxy, stamp: Option<u8>) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = AddressFamily::Inet6;
+    message.header.ifindex = proxy.ifindex;
+    message.header.flags = NeighbourFlags::Proxy;
+    message.header.state = NeighbourState::Permanent;
+    message
+        .attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet6(
+            proxy.addr,
+        )));
+    if let Some(protocol) = stamp {
+        message
+            .attributes
+            .push(NeighbourAttribute::Protocol(RouteProtocol::from(protocol)));
+    }
+    message
+}
+
+/// A dump request of the IPv6 neighbour caches (`proxy` false) or of the proxy
+/// entries (`proxy` true). Strict checking allows no state and no flag but NTF_PROXY.
+pub(super) fn neighbour_dump(proxy: bool) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = AddressFamily::Inet6;
+    if proxy {
+        message.header.flags = NeighbourFlags::Proxy;
+    }
     message
 }
