@@ -397,7 +397,7 @@ async fn steady_state(kernel: &mut NetlinkKernel, want: &DesiredState, n: usize)
         .target("≤ 25 ms, 0 writes", p50 <= 25.0 && writes == 0)
         .note(format!(
             "{writes} writes, {ops} ops in {PASSES} passes; {dumps} dumps/pass (links, addresses, \
-             owned routes of main and local); look {look:.1} ms + diff {diff:.1} ms; the kernel alone \
+             owned routes of main and local, proxy entries); look {look:.1} ms + diff {diff:.1} ms; the kernel alone \
              (the same dumps read, not parsed) {raw:.1} ms; max {p99:.1} ms; \
              iproute2 = `ip -6 route show` of all; its `proto {PROTO}` dump {dump_owned:.1} ms"
         ))
