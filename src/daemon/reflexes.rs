@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{Agent, FAST_RESTORES_PER_BURST, restorable};
 use crate::config::Config;
-use crate::damping::Object;
+use crate::damping::{Object, Verdict};
 use crate::kernel::Kernel;
 use crate::kernel::netlink::add_answered;
 use crate::model::{DesiredState, Op, RouteKind};
@@ -109,8 +109,17 @@ impl<K: Kernel> Agent<K> {
         let mut outcome = Outcome::default();
         reconcile::report(&mut outcome, &planned, add_answered(&planned.op, errno));
         self.restored(&outcome);
-        // Armed only while free, so this removal is one repaired at once.
-        self.repairs.fights.removed(object, now);
+        // Armed only while free, but a pass may have armed it again before the answer
+        // to its last reflex was heard: this removal can be the one that starts the
+        // fight. It is back already (one repair early); its warning is still due, and
+        // from here on the loop holds it back.
+        if let Verdict::Hold {
+            news: Some(fight), ..
+        } = self.repairs.fights.removed(object, now)
+        {
+            let what = self.describe(object);
+            self.warn_fight(&what, fight);
+        }
         if !outcome.failed.is_empty() {
             // Left to the full pass, which arms it again if it puts it back.
             return;

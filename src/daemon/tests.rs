@@ -1975,3 +1975,41 @@ async fn on_link_workloads_are_proxied_while_in_use() {
     );
     assert_eq!(agent.kernel.state.proxies, [operator]);
 }
+
+/// The watcher's reflexes put an object back before the loop hears of it, and a pass
+/// may arm it again before the answer to its last reflex is heard: the removal that
+/// starts a fight can then arrive as a reflex's answer. Its warning is still said,
+/// once, and the object is no longer free to be put back at once.
+#[tokio::test(start_paused = true)]
+async fn a_fight_that_starts_among_reflexes_is_still_warned_about_once() {
+    let (logs, _guard) = capture_logs();
+    let mut a = agent(
+        "",
+        Scripted {
+            steady: Some(routed("2001:db8:42:100::/64", "2001:db8:42::1")),
+            ..Scripted::default()
+        },
+    );
+    a.poll().await;
+    let on_lo = a
+        .pass
+        .desired
+        .addresses
+        .iter()
+        .find(|w| w.ifname == "lo")
+        .map(|w| Object::of_address(w))
+        .expect("an address on lo");
+    let added = "ip -6 addr add 2001:db8:42:100::1/128 dev lo";
+    let programmed = logs.count("INFO", added);
+    for _ in 0..=damping::FREE_REPAIRS {
+        tokio::time::advance(Duration::from_millis(10)).await;
+        a.reflexed(on_lo, None);
+    }
+    assert_eq!(logs.count("WARN", "was removed"), 1);
+    assert_eq!(
+        logs.count("INFO", added) - programmed,
+        usize::try_from(damping::FREE_REPAIRS).expect("small") + 1,
+        "each reflex's write is told"
+    );
+    assert!(!a.repairs.fights.free(&on_lo));
+}
