@@ -100,6 +100,18 @@ fn has_owned_address(state: &ObservedState, addr: Ipv6Addr) -> bool {
         .any(|a| a.protocol == DEFAULT_PROTOCOL && a.address.addr == addr)
 }
 
+/// `addr` is routed6d's and answers: the kernel adds an address's local route only in
+/// the work that completes the address's setup, a moment after the address itself
+/// shows, and until then a ping meets the prefix's unreachable route.
+fn answers_at(state: &ObservedState, addr: Ipv6Addr) -> bool {
+    has_owned_address(state, addr)
+        && state.routes.iter().any(|r| {
+            r.route.table == routed6d::model::TABLE_LOCAL
+                && r.route.kind == routed6d::model::RouteKind::Local
+                && r.route.dst.addr() == addr
+        })
+}
+
 /// The daemon under demonstration; killed if the demo stops early.
 struct Daemon(Child);
 
@@ -281,7 +293,7 @@ pub async fn run_with(exe: &Path) -> Result<(), Failure> {
         .ip(&["-6", "addr", "del", &format!("{served}/128"), "dev", "lo"])
         .map_err(fail)?;
     let took = wait_for("the repair", || {
-        observe_in(&testbed.vps).is_ok_and(|s| has_owned_address(&s, served))
+        observe_in(&testbed.vps).is_ok_and(|s| answers_at(&s, served))
     })?;
     say(format!(
         "      routed6d put it back in {:.0} ms, without asking the API",
