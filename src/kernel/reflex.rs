@@ -84,10 +84,6 @@ impl Reflexes {
         self.armed.contains_key(object)
     }
 
-    pub fn armed_count(&self) -> usize {
-        self.armed.len()
-    }
-
     /// Allow `budget` restores until the next refill (`daemon::FAST_RESTORES_PER_BURST`).
     pub fn refill(&mut self, budget: u32) {
         self.budget = budget;
