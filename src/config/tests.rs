@@ -133,6 +133,8 @@ fn shipped_example_config_is_valid_and_complete() {
         "status_file",
         "address_ownership",
         "state_dir",
+        "docker_network",
+        "socket",
     ] {
         assert!(
             shipped.lines().any(|l| l

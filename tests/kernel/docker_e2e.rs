@@ -301,18 +301,31 @@ fn an_on_link_docker_container_is_answered_for_from_dockers_word() {
     let mut h = Harness::new("dko", None, |_| {
         "kind = \"onlink\"\npoll_interval = \"1h\"".to_string()
     });
-    let docker = Dockerd::start(&h.testbed.vps);
+    // Docker starts after routed6d, as it often does at boot: the socket the config
+    // names appears only then (a link to the engine's own).
+    let socket = h.dir.path().join("docker.sock");
     let text = std::fs::read_to_string(&h.config).expect("config");
     std::fs::write(
         &h.config,
         format!(
             "{text}[docker]\nsocket = \"{}\"\n[[workload]]\nname = \"web\"\nkind = \"docker\"\ndocker_network = \"web\"\nprefix_length = 80\n",
-            docker.socket.display()
+            socket.display()
         ),
     )
     .expect("config");
     h.start();
+    h.wait_log("docker: cannot reach Docker at", 1);
+    let docker = Dockerd::start(&h.testbed.vps);
+    std::os::unix::fs::symlink(&docker.socket, &socket).expect("socket link");
+    // Asked again after 1, 2, 4, 8 s: well within CONVERGE.
     wait_network(&h, &docker, "web", SUBNETS, ONLINK_SUB);
+    assert_eq!(
+        h.log_count("docker: cannot reach Docker at"),
+        1,
+        "said once while waiting\n{}",
+        h.log()
+    );
+    assert_eq!(h.log_count("docker: reached Docker at"), 1, "{}", h.log());
     assert!(
         owned_proxies(&h.kernel()).is_empty(),
         "nobody uses an address yet"
