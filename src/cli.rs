@@ -341,7 +341,7 @@ pub async fn status(path: &Path, json: bool, offline: bool) -> CommandResult {
         .as_ref()
         .and_then(|d| d.probe.clone())
         .unwrap_or_else(|| match &config.probe {
-            Some(p) => crate::probe::ProbeStatus::new(p.target),
+            Some(p) => crate::probe::ProbeStatus::new(p.target, p.tcp_port),
             None => crate::probe::ProbeStatus::default(),
         });
     let report = StatusReport {
@@ -482,9 +482,21 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
                 probe.failed_probes,
                 probe.last.as_deref().unwrap_or("")
             );
-            for line in &probe.unreachable {
-                let _ = writeln!(out, "           {line}");
+            // With a TCP connect beside the echo, each method's results follow.
+            if probe.tcp.is_none() {
+                for line in &probe.unreachable {
+                    let _ = writeln!(out, "           {line}");
+                }
             }
+        }
+    }
+    if let Some(tcp) = probe.tcp.as_ref().filter(|_| probe.reachable.is_some()) {
+        let port = tcp.port.map(|p| p.to_string()).unwrap_or_default();
+        for line in &probe.icmp.results {
+            let _ = writeln!(out, "           icmp:     {line}");
+        }
+        for line in &tcp.results {
+            let _ = writeln!(out, "           tcp/{port:<5} {line}");
         }
     }
     match &report.daemon {

@@ -549,6 +549,8 @@ struct RawProbe {
     target: ProbeTarget,
     interval: Option<PollInterval>,
     timeout: Option<PollInterval>,
+    /// Wide, so that 0 and 70000 get this file's message rather than toml's.
+    tcp_port: Option<i64>,
 }
 
 /// One `[[hook]]` table.
@@ -853,13 +855,16 @@ pub struct MetricsConfig {
     pub textfile: Option<PathBuf>,
 }
 
-/// `[probe]`: an ICMPv6 echo from an address of each routed prefix to `target`.
+/// `[probe]`: an ICMPv6 echo from an address of each routed prefix to `target`, and
+/// a TCP connect to `tcp_port` beside it when set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProbeConfig {
     pub target: Ipv6Addr,
     pub interval: Duration,
     /// How long to wait for the reply; shorter than `interval`.
     pub timeout: Duration,
+    /// Also connect to `[target]:tcp_port` (1-65535); None: the echo alone.
+    pub tcp_port: Option<u16>,
 }
 
 /// One `[[hook]]`: a program run after each change routed6d applied.
@@ -1213,7 +1218,7 @@ fn resolve_metrics(
 }
 
 /// `[probe]`: the reply is awaited for less than the interval, so one probe ends
-/// before the next starts.
+/// before the next starts; `tcp_port` is a port (0 is not one a connect can name).
 fn resolve_probe(
     raw: Option<RawProbe>,
     text: &str,
@@ -1238,10 +1243,26 @@ fn resolve_probe(
         Some(t) => t.0,
         None => DEFAULT_PROBE_TIMEOUT.min(interval / 2),
     };
+    let tcp_port = match raw.tcp_port {
+        None => None,
+        Some(n) => match u16::try_from(n) {
+            Ok(port) if port != 0 => Some(port),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line: find_key_line(text, "probe", "tcp_port"),
+                    message: format!(
+                        "probe.tcp_port {n} is out of range: write 1 to 65535, a port probe.target answers or refuses such as 443"
+                    ),
+                });
+            }
+        },
+    };
     Ok(Some(ProbeConfig {
         target: raw.target.0,
         interval,
         timeout,
+        tcp_port,
     }))
 }
 

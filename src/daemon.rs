@@ -32,6 +32,7 @@ use crate::reconcile::{self, Moment, Outcome};
 mod docker;
 pub mod fleet;
 pub mod memory;
+pub mod proxy_look;
 mod reflexes;
 pub mod surroundings;
 use fleet::Fleet;
@@ -321,6 +322,8 @@ pub struct Agent<K> {
     /// Whose the next hops' places on the uplink were: routed6d waits for the OS to
     /// put its own address back instead of racing it (`next_hop`).
     hops: NextHops,
+    /// When the proxy table is looked at between passes (`proxy_look`).
+    proxy_look: proxy_look::ProxyLook,
     /// The metrics, the probe and the hooks (`fleet`).
     pub fleet: Fleet,
     /// Router advertisements on the workloads' bridges (`ra`); None: no workloads, or
@@ -416,6 +419,7 @@ impl<K: Kernel> Agent<K> {
             said: SaidOnce::default(),
             repairs: Repairs::default(),
             hops: NextHops::default(),
+            proxy_look: proxy_look::ProxyLook::default(),
             fleet,
             ra: None,
             docker: None,
@@ -568,10 +572,15 @@ impl<K: Kernel> Agent<K> {
         })
     }
 
-    /// When a pass is due without any event: a next hop held back for the OS has
-    /// waited long enough, or an object held back in a fight may be put back, or a
-    /// fight is over.
+    /// When the agent is due without any event (`woken`): a next hop held back for
+    /// the OS has waited long enough, or an object held back in a fight may be put
+    /// back, or a fight is over, or the proxy table is due a look (`proxy_look`).
     pub fn wake_at(&self) -> Option<Instant> {
+        earliest(self.other_wake_at(), self.proxy_look.due())
+    }
+
+    /// `wake_at` without the proxy look: the deadlines that need a full pass.
+    fn other_wake_at(&self) -> Option<Instant> {
         let fights = earliest(self.repairs.fights.next_wake(), self.repairs.notice_wake);
         earliest(self.hops.wake, fights)
     }
@@ -788,6 +797,7 @@ impl<K: Kernel> Agent<K> {
             warn!("cannot keep the OS's next hops in {}: {e}", path.display());
         }
         self.hops.wake = outcome.next_hops.wake_at;
+        self.proxy_look.seen(outcome.desired.proxies.len(), now);
         if outcome.desired.workload_error != self.pass.desired.workload_error {
             match &outcome.desired.workload_error {
                 Some(e) => error!("workloads not placed: {e}"),
@@ -1109,6 +1119,7 @@ fn announce<K: Kernel>(agent: &Agent<K>, ready: &mut bool) {
 /// A kernel event that touches routed6d's objects: what the last pass left is no
 /// longer to be trusted, and a repair is due once the burst is over.
 fn heed<K: Kernel>(event: &KernelEvent, agent: &mut Agent<K>, repair_at: &mut Option<Instant>) {
+    agent.heard_for_proxies(event);
     if is_relevant(event, &agent.pass.desired, &agent.config) {
         debug!(?event, "kernel event touches routed6d's state");
         agent.forget_expected();
@@ -1270,10 +1281,15 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                     }
                 }
             }
-            // A repair after an event, or a next hop held back for the OS falling due.
+            // A repair after an event (a full pass), or the agent's own wake: a next
+            // hop held back for the OS falling due, or the proxy table's look, which
+            // may be all that is due (`proxy_look`).
             _ = tokio::time::sleep_until(due.unwrap_or(Instant::now() + far)), if due.is_some() => {
-                repair_at = None;
-                agent.repair().await;
+                if repair_at.take().is_some() {
+                    agent.repair().await;
+                } else {
+                    agent.woken().await;
+                }
             }
             control = controls.next() => match control {
                 Control::Reload => {

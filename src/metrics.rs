@@ -4,9 +4,9 @@
 //! and written for node_exporter's textfile collector (`write_textfile`).
 //!
 //! Every label's values are bounded by something other than time: the prefixes the
-//! provider routes here, the six kernel verbs, the eight failure kinds. A host has at
-//! most 31 series plus one per routed prefix (README, Monitoring), whatever it lives
-//! through.
+//! provider routes here, the six kernel verbs, the eight failure kinds, the three
+//! results of a connect. A host has at most 34 series plus one per routed prefix
+//! (README, Monitoring), whatever it lives through.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -101,14 +101,19 @@ struct ResultLabels {
 }
 
 /// The probe's series, registered only when `[probe]` is configured: an absent
-/// series says "not probed", a 0 says "probed and unanswered".
+/// series says "not probed", a 0 says "probed and unanswered". `connects` likewise
+/// only with `probe.tcp_port`.
 #[derive(Debug, Default)]
 struct ProbeSeries {
     reachable: Gauge,
     rtt: Gauge<f64, AtomicU64>,
     last: Gauge<f64, AtomicU64>,
     echoes: Family<ResultLabels, Counter>,
+    connects: Option<Family<ResultLabels, Counter>>,
 }
+
+/// The `result` label of `routed6d_probe_connects_total` (`probe::Connect::label`).
+pub const CONNECT_RESULTS: [&str; 3] = ["established", "refused", "none"];
 
 /// Every series routed6d exports. Updated by the daemon's one task; read by the
 /// /metrics endpoint's connections (the values are atomics).
@@ -138,7 +143,10 @@ impl Metrics {
             repairs: Counter::default(),
             conflicts: Gauge::default(),
             online: Gauge::default(),
-            probe: config.probe.as_ref().map(|_| ProbeSeries::default()),
+            probe: config.probe.as_ref().map(|p| ProbeSeries {
+                connects: p.tcp_port.map(|_| Family::default()),
+                ..ProbeSeries::default()
+            }),
         };
         metrics.register();
         for kind in FAILURE_KINDS {
@@ -147,6 +155,11 @@ impl Metrics {
         if let Some(probe) = &metrics.probe {
             for result in ["reply", "none"] {
                 let _ = probe.echoes.get_or_create(&ResultLabels { result });
+            }
+            for result in CONNECT_RESULTS {
+                if let Some(connects) = &probe.connects {
+                    let _ = connects.get_or_create(&ResultLabels { result });
+                }
             }
         }
         metrics.configured(config);
@@ -206,12 +219,12 @@ impl Metrics {
         if let Some(probe) = &self.probe {
             registry.register(
                 "routed6d_probe_reachable",
-                "1 when the last probe got an echo reply from probe.target to an address of every routed prefix",
+                "1 when the last probe got an answer (echo reply, or TCP connect established or refused) from probe.target to an address of every routed prefix",
                 probe.reachable.clone(),
             );
             registry.register(
                 "routed6d_probe_rtt_seconds",
-                "The slowest round-trip time of the last probe's replies",
+                "The slowest round-trip time of the last probe's answers (each prefix's quicker method)",
                 probe.rtt.clone(),
             );
             registry.register(
@@ -224,6 +237,13 @@ impl Metrics {
                 "Echo requests sent by the probe, by result (reply or none)",
                 probe.echoes.clone(),
             );
+            if let Some(connects) = &probe.connects {
+                registry.register(
+                    "routed6d_probe_connects",
+                    "TCP connects opened by the probe (probe.tcp_port), by result (established, refused or none)",
+                    connects.clone(),
+                );
+            }
         }
     }
 
@@ -297,6 +317,13 @@ impl Metrics {
         for echo in &round.echoes {
             let result = if echo.result.is_ok() { "reply" } else { "none" };
             probe.echoes.get_or_create(&ResultLabels { result }).inc();
+            if let (Some(connects), Some(connect)) = (&probe.connects, &echo.connect) {
+                connects
+                    .get_or_create(&ResultLabels {
+                        result: connect.label(),
+                    })
+                    .inc();
+            }
         }
     }
 

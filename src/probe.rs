@@ -10,8 +10,16 @@
 //! needs no capability, only a group inside `net.ipv4.ping_group_range` (which also
 //! governs IPv6; systemd sets it to every group). A raw socket would need
 //! CAP_NET_RAW, and with it the power to forge any packet.
+//!
+//! With `probe.tcp_port`, each echo has a TCP connect beside it, from the same address
+//! to `[target]:tcp_port`: many providers and firewalls drop ICMP while TCP passes.
+//! An established connection and a refused one (a reset) both came back to the routed
+//! prefix, so both are an answer; the connection is closed at once, nothing sent. A
+//! prefix answers when either method does: the point of the second method is that
+//! ICMP filtering cannot make a working prefix look broken, and neither answer can
+//! come back unless the return path works.
 
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
@@ -25,6 +33,7 @@ use nix::sys::socket::{
 use serde::{Deserialize, Serialize};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::net::TcpSocket;
 use tokio::time::Instant;
 
 use crate::config::ProbeConfig;
@@ -47,6 +56,17 @@ pub enum ProbeError {
     Reactor(std::io::Error),
     #[error("no echo reply within {}", humantime::format_duration(*.0))]
     Timeout(Duration),
+    #[error("cannot open a TCP socket: {0}")]
+    TcpSocket(std::io::Error),
+    #[error("cannot connect from {from}: {source}")]
+    TcpBind {
+        from: Ipv6Addr,
+        source: std::io::Error,
+    },
+    #[error("TCP connect: {0}")]
+    Connect(std::io::Error),
+    #[error("no TCP answer within {}", humantime::format_duration(*.0))]
+    ConnectTimeout(Duration),
     #[error(transparent)]
     Timer(#[from] crate::timer::TimerError),
 }
@@ -93,15 +113,86 @@ pub fn sources(desired: &DesiredState, assignment: Option<&Assignment>) -> Vec<S
         .collect()
 }
 
-/// One echo's result: the round-trip time, or why there was no reply.
+/// What one TCP connect found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connect {
+    /// The handshake completed after this long (and the connection was closed).
+    Established(Duration),
+    /// A reset came back after this long (or an ICMPv6 port unreachable, which Linux
+    /// reports alike): nothing listens on the port, but the answer reached the prefix.
+    Refused(Duration),
+    /// No answer: a timeout, an unreachable network or host, or a socket error.
+    Failed(String),
+}
+
+impl Connect {
+    /// How long the answer took; None without one.
+    pub fn answer(&self) -> Option<Duration> {
+        match self {
+            Connect::Established(took) | Connect::Refused(took) => Some(*took),
+            Connect::Failed(_) => None,
+        }
+    }
+
+    /// The `result` label of `routed6d_probe_connects_total`: one of three.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Connect::Established(_) => "established",
+            Connect::Refused(_) => "refused",
+            Connect::Failed(_) => "none",
+        }
+    }
+
+    /// For `status`: what came back, or why nothing did.
+    pub fn describe(&self) -> String {
+        match self {
+            Connect::Established(took) => format!("established in {}", millis(*took)),
+            Connect::Refused(took) => format!("refused (reset) in {}", millis(*took)),
+            Connect::Failed(why) => why.clone(),
+        }
+    }
+}
+
+/// One prefix's part of a probe: the echo's result (the round-trip time, or why
+/// there was no reply), and the TCP connect's when `probe.tcp_port` is set.
 #[derive(Clone, Debug)]
 pub struct Echo {
     pub prefix: Ipv6Net,
     pub source: Ipv6Addr,
     pub result: Result<Duration, String>,
+    pub connect: Option<Connect>,
 }
 
-/// One probe: an echo from every source, sent together.
+impl Echo {
+    /// The prefix answered by either method, after the quicker one's time: a reply
+    /// to either proves the return path, and only one of them may be filtered.
+    pub fn answer(&self) -> Option<Duration> {
+        let echo = self.result.as_ref().ok().copied();
+        let connect = self.connect.as_ref().and_then(Connect::answer);
+        match (echo, connect) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Why neither method answered (meant for an echo without an answer).
+    pub fn why(&self) -> String {
+        let echo = match &self.result {
+            Ok(took) => format!("echo reply in {}", millis(*took)),
+            Err(why) => why.clone(),
+        };
+        match &self.connect {
+            Some(connect) => format!("{echo}; {}", connect.describe()),
+            None => echo,
+        }
+    }
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One probe: an echo (and a connect) from every source, sent together.
 #[derive(Clone, Debug)]
 pub struct Round {
     pub at: SystemTime,
@@ -109,21 +200,20 @@ pub struct Round {
 }
 
 impl Round {
-    /// Every routed prefix answered. A round with nothing to send from is not.
+    /// Every routed prefix answered, by either method. A round with nothing to send
+    /// from is not.
     pub fn reachable(&self) -> bool {
-        !self.echoes.is_empty() && self.echoes.iter().all(|e| e.result.is_ok())
+        !self.echoes.is_empty() && self.echoes.iter().all(|e| e.answer().is_some())
     }
 
+    /// The slowest prefix's answer (each prefix's quicker method).
     pub fn slowest(&self) -> Option<Duration> {
-        self.echoes
-            .iter()
-            .filter_map(|e| e.result.as_ref().ok())
-            .max()
-            .copied()
+        self.echoes.iter().filter_map(Echo::answer).max()
     }
 
+    /// The prefixes that answered neither way.
     pub fn failed(&self) -> impl Iterator<Item = &Echo> {
-        self.echoes.iter().filter(|e| e.result.is_err())
+        self.echoes.iter().filter(|e| e.answer().is_none())
     }
 }
 
@@ -151,12 +241,52 @@ pub struct ProbeStatus {
     pub unreachable: Vec<String>,
     /// Probes in a row without a reply from every prefix.
     pub failed_probes: u32,
+    /// The echo's part of the last probe, whatever the connect found.
+    pub icmp: MethodStatus,
+    /// The TCP connect's part of the last probe; None without `probe.tcp_port`.
+    pub tcp: Option<MethodStatus>,
+}
+
+/// One method's part of the last probe: what `reachable` would be by it alone, and
+/// what each prefix got.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MethodStatus {
+    /// The TCP port connected to (absent for the echo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Every prefix of the last probe answered this way; None: no verdict yet.
+    pub answered: Option<bool>,
+    /// `prefix from source: what came back`, for each prefix of the last probe.
+    pub results: Vec<String>,
+}
+
+impl MethodStatus {
+    /// This method's verdict on `round`, from each prefix's result by it (None: the
+    /// prefix was not probed this way).
+    fn note<'a>(&mut self, round: &'a Round, result: impl Fn(&'a Echo) -> Option<(bool, String)>) {
+        let mut answered = None;
+        self.results.clear();
+        for echo in &round.echoes {
+            let Some((ok, what)) = result(echo) else {
+                continue;
+            };
+            answered = Some(answered.unwrap_or(true) && ok);
+            self.results
+                .push(format!("{} from {}: {what}", echo.prefix, echo.source));
+        }
+        self.answered = answered;
+    }
 }
 
 impl ProbeStatus {
-    pub fn new(target: Ipv6Addr) -> Self {
+    pub fn new(target: Ipv6Addr, tcp_port: Option<u16>) -> Self {
         ProbeStatus {
             target: target.to_string(),
+            tcp: tcp_port.map(|port| MethodStatus {
+                port: Some(port),
+                ..MethodStatus::default()
+            }),
             ..ProbeStatus::default()
         }
     }
@@ -169,11 +299,20 @@ impl ProbeStatus {
         self.rtt_ms = round.slowest().map(|d| d.as_secs_f64() * 1000.0);
         self.unreachable = round
             .failed()
-            .map(|e| {
-                let why = e.result.as_ref().err().map_or("", String::as_str);
-                format!("{} from {}: {why}", e.prefix, e.source)
-            })
+            .map(|e| format!("{} from {}: {}", e.prefix, e.source, e.why()))
             .collect();
+        self.icmp.note(round, |e| {
+            Some(match &e.result {
+                Ok(took) => (true, format!("reply in {}", millis(*took))),
+                Err(why) => (false, why.clone()),
+            })
+        });
+        if let Some(tcp) = &mut self.tcp {
+            tcp.note(round, |e| {
+                let connect = e.connect.as_ref()?;
+                Some((connect.answer().is_some(), connect.describe()))
+            });
+        }
         if round.echoes.is_empty() {
             self.reachable = None;
             return None;
@@ -192,6 +331,11 @@ impl ProbeStatus {
     /// For STATUS=: empty until the probe has a verdict.
     pub fn summary(&self) -> Option<String> {
         match self.reachable? {
+            // Worth a word: a firewall on the way drops ICMP.
+            true if self.icmp.answered == Some(false) => Some(format!(
+                "probe: {} answers (TCP only, no echo reply)",
+                self.target
+            )),
             true => Some(format!("probe: {} answers", self.target)),
             false => Some(format!(
                 "probe: no reply from {} ({} probe(s))",
@@ -222,7 +366,7 @@ impl Prober {
         let mut timer = PollTimer::new()?;
         timer.set(Instant::now() + settings.interval)?;
         Ok(Prober {
-            status: ProbeStatus::new(settings.target),
+            status: ProbeStatus::new(settings.target, settings.tcp_port),
             settings,
             timer,
             sources: Vec::new(),
@@ -249,6 +393,7 @@ impl Prober {
             self.round = Some(Box::pin(round(
                 self.sources.clone(),
                 self.settings.target,
+                self.settings.tcp_port,
                 self.settings.timeout,
             )));
         }
@@ -269,18 +414,36 @@ pub async fn next(prober: Option<&mut Prober>) -> Round {
     }
 }
 
-/// Send an echo from every source at once and wait for the replies.
-pub async fn round(sources: Vec<Source>, target: Ipv6Addr, timeout: Duration) -> Round {
+/// Send an echo (and open a connection to `tcp_port`) from every source at once and
+/// wait for the answers: a round takes at most `timeout`.
+pub async fn round(
+    sources: Vec<Source>,
+    target: Ipv6Addr,
+    tcp_port: Option<u16>,
+    timeout: Duration,
+) -> Round {
     let mut echoes = tokio::task::JoinSet::new();
     for source in sources {
         echoes.spawn(async move {
-            let result = echo(&source, target, timeout)
-                .await
-                .map_err(|e| e.to_string());
+            // Side by side, not one after the other: a round still takes at most
+            // one timeout.
+            let echoing = async {
+                echo(&source, target, timeout)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            let connecting = async {
+                match tcp_port {
+                    Some(port) => Some(tcp_connect(&source, target, port, timeout).await),
+                    None => None,
+                }
+            };
+            let (result, connect) = tokio::join!(echoing, connecting);
             Echo {
                 prefix: source.prefix,
                 source: source.addr,
                 result,
+                connect,
             }
         });
     }
@@ -337,6 +500,55 @@ pub async fn echo(
     tokio::time::timeout(timeout, wait)
         .await
         .unwrap_or(Err(ProbeError::Timeout(timeout)))
+}
+
+/// One TCP connect from `source` to `[target]:port`, closed as soon as it is decided.
+pub async fn tcp_connect(
+    source: &Source,
+    target: Ipv6Addr,
+    port: u16,
+    timeout: Duration,
+) -> Connect {
+    handshake(source, target, port, timeout)
+        .await
+        .unwrap_or_else(|e| Connect::Failed(e.to_string()))
+}
+
+async fn handshake(
+    source: &Source,
+    target: Ipv6Addr,
+    port: u16,
+    timeout: Duration,
+) -> Result<Connect, ProbeError> {
+    let socket = TcpSocket::new_v6().map_err(ProbeError::TcpSocket)?;
+    let bind_error = |source_error| ProbeError::TcpBind {
+        from: source.addr,
+        source: source_error,
+    };
+    if source.freebind {
+        // As for the echo: an anyip address is no interface's, and bind refuses it
+        // without IP_FREEBIND (which needs no capability, unlike IP_TRANSPARENT).
+        setsockopt(&socket, sockopt::IpFreebind, &true)
+            .map_err(|errno| bind_error(errno.into()))?;
+    }
+    // Port 0: the kernel picks the source port; the address is what the probe is about.
+    socket
+        .bind(SocketAddr::V6(SocketAddrV6::new(source.addr, 0, 0, 0)))
+        .map_err(bind_error)?;
+    let started = Instant::now();
+    let to = SocketAddr::V6(SocketAddrV6::new(target, port, 0, 0));
+    match tokio::time::timeout(timeout, socket.connect(to)).await {
+        // Dropped here: a FIN at once, no data.
+        Ok(Ok(_stream)) => Ok(Connect::Established(started.elapsed())),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Ok(Connect::Refused(started.elapsed()))
+        }
+        // A network or host unreachable (this host's routing, or an ICMPv6 error on
+        // the way): no answer from the target, which is what the probe asks for.
+        Ok(Err(e)) => Err(ProbeError::Connect(e)),
+        // Dropping the pending connect closes the socket; the kernel stops its SYNs.
+        Err(_) => Err(ProbeError::ConnectTimeout(timeout)),
+    }
 }
 
 /// Whether this process may open the probe's socket at all: asked once at start, so

@@ -135,6 +135,8 @@ fn shipped_example_config_is_valid_and_complete() {
         "state_dir",
         "docker_network",
         "socket",
+        "target",
+        "tcp_port",
     ] {
         assert!(
             shipped.lines().any(|l| l
@@ -820,6 +822,10 @@ fn metrics_probe_and_hooks_are_read_with_their_defaults() {
     assert_eq!(probe.interval, DEFAULT_PROBE_INTERVAL);
     assert_eq!(probe.timeout, DEFAULT_PROBE_TIMEOUT);
     assert_eq!(
+        probe.tcp_port, None,
+        "the echo alone unless tcp_port is set"
+    );
+    assert_eq!(
         config.hooks,
         vec![
             HookConfig {
@@ -840,6 +846,22 @@ fn metrics_probe_and_hooks_are_read_with_their_defaults() {
         short.probe.expect("probe").timeout,
         Duration::from_millis(500)
     );
+}
+
+/// `probe.tcp_port`: the TCP connect beside the echo, on any port from 1 to 65535.
+#[test]
+fn the_probe_connects_over_tcp_only_when_a_port_is_given() {
+    let dir = Dir::new();
+    for port in [1u16, 443, 65535] {
+        let config = dir
+            .parse(&format!(
+                "[uplink]\ninterface = \"eth0\"\n[probe]\ntarget = \"2001:db8:1::1\"\ntcp_port = {port}\n"
+            ))
+            .expect("valid");
+        let probe = config.probe.expect("probe");
+        assert_eq!(probe.tcp_port, Some(port));
+        assert_eq!(probe.timeout, DEFAULT_PROBE_TIMEOUT, "one timeout for both");
+    }
 }
 
 #[test]
@@ -879,6 +901,22 @@ fn bad_metrics_probe_and_hook_keys_are_named_with_their_line() {
         (
             "[probe]\ntarget = \"2001:db8:1::1\"\ninterval = \"5s\"\ntimeout = \"5s\"\n",
             "9: probe.timeout 5s is not shorter than probe.interval 5s",
+        ),
+        (
+            "[probe]\ntarget = \"2001:db8:1::1\"\ntcp_port = 0\n",
+            "8: probe.tcp_port 0 is out of range: write 1 to 65535, a port probe.target answers or refuses such as 443",
+        ),
+        (
+            "[probe]\ntarget = \"2001:db8:1::1\"\ninterval = \"5s\"\ntcp_port = 65536\n",
+            "9: probe.tcp_port 65536 is out of range: write 1 to 65535, a port probe.target answers or refuses such as 443",
+        ),
+        (
+            "[probe]\ntarget = \"2001:db8:1::1\"\ntcp_port = -443\n",
+            "8: probe.tcp_port -443 is out of range: write 1 to 65535, a port probe.target answers or refuses such as 443",
+        ),
+        (
+            "[probe]\ntarget = \"2001:db8:1::1\"\ntcp_port = \"https\"\n",
+            "8: probe.tcp_port: invalid type: string \"https\", expected i64",
         ),
         (
             "[[hook]]\nexec = \"/bin/true\"\n[[hook]]\nexec = \"hook.sh\"\n",

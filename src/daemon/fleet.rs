@@ -58,13 +58,22 @@ impl Fleet {
             self.hooks = Hooks::start();
         }
         if let Some(settings) = &config.probe {
+            let connect = settings
+                .tcp_port
+                .map(|port| format!(" and a TCP connect to port {port}"))
+                .unwrap_or_default();
             info!(
-                "probe: an ICMPv6 echo to {} from each routed prefix every {}",
+                "probe: an ICMPv6 echo{connect} to {} from each routed prefix every {}",
                 settings.target,
                 humantime::format_duration(settings.interval)
             );
             if let Err(e) = probe::may_open() {
-                warn!("probe: {e}: every probe will fail until then");
+                match settings.tcp_port {
+                    Some(port) => warn!(
+                        "probe: {e}: every echo will fail until then; the TCP connect to port {port} still probes"
+                    ),
+                    None => warn!("probe: {e}: every probe will fail until then"),
+                }
             }
             self.prober = Some(Prober::new(settings.clone())?);
         }
@@ -141,7 +150,7 @@ impl<K: Kernel> Agent<K> {
         match prober.status.note(&round) {
             Some(Turn::Unreachable) => {
                 for echo in round.failed() {
-                    let why = echo.result.as_ref().err().map_or("", String::as_str);
+                    let why = echo.why();
                     warn!(
                         OP = "probe",
                         PREFIX = %echo.prefix,

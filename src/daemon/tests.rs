@@ -2013,3 +2013,92 @@ async fn a_fight_that_starts_among_reflexes_is_still_warned_about_once() {
     );
     assert!(!a.repairs.fights.free(&on_lo));
 }
+
+/// Issue 17, item 5, through the agent: the kernel announces no proxy entry's removal,
+/// so while entries are wanted the agent wakes every `LOOK_EVERY` for a look at the
+/// proxy table alone (writing nothing while all is in place), puts a deleted entry
+/// back with a full pass, and keeps no timer at all once none is wanted, or once the
+/// kernel was heard announcing one.
+#[tokio::test(start_paused = true)]
+async fn a_deleted_proxy_entry_is_found_by_the_look_between_passes() {
+    use crate::model::Neighbour;
+    use crate::provider::onlink::OnLink;
+    use proxy_look::LOOK_EVERY;
+    let text = "[provider]\nkind = \"onlink\"\nprefix = \"2001:db8:1::/64\"\npoll_interval = \"1h\"\n[uplink]\ninterface = \"eth0\"\n[[workload]]\nname = \"web\"\nkind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 80\n";
+    let config = Config::from_text(std::path::Path::new("t.toml"), text, None).expect("config");
+    let prefix = match config.provider.settings {
+        crate::config::ProviderSettings::Onlink(prefix) => prefix,
+        _ => panic!("not onlink"),
+    };
+    let mut agent = Agent::new(config, FakeKernel::new(OURS, &[("lo", 1), ("eth0", 2)]));
+    let mut poller = Poller::new(OnLink::new(prefix, "eth0", std::path::Path::new("t.toml")));
+    agent.poll(&mut poller).await;
+    assert_eq!(agent.wake_at(), None, "no entry wanted: no timer");
+    let bridge = agent
+        .kernel
+        .state
+        .link_by_name("br-web")
+        .expect("the bridge")
+        .index;
+    agent.kernel.state.neighbours.push(Neighbour {
+        ifindex: bridge,
+        addr: "2001:db8:1:0:1::100".parse().expect("ip"),
+        state: 0x02,
+    });
+    agent.repair().await;
+    let entry = "proxy 2001:db8:1:0:1::100 dev eth0".to_string();
+    assert!(agent.kernel.owned().contains(&entry));
+    assert_eq!(agent.wake_at(), Some(Instant::now() + LOOK_EVERY));
+
+    // All in place: the look dumps once and writes nothing.
+    tokio::time::advance(LOOK_EVERY).await;
+    let (dumps, writes) = (agent.kernel.dumps, agent.kernel.writes.len());
+    assert!(
+        agent.woken().await.is_none(),
+        "no pass when all is in place"
+    );
+    assert_eq!(
+        (agent.kernel.dumps, agent.kernel.writes.len()),
+        (dumps + 1, writes)
+    );
+    assert_eq!(agent.wake_at(), Some(Instant::now() + LOOK_EVERY));
+
+    // Deleted by hand, unannounced: the next look puts it back.
+    agent.kernel.state.proxies.clear();
+    tokio::time::advance(LOOK_EVERY).await;
+    assert!(agent.woken().await.is_some(), "a full pass");
+    assert!(agent.kernel.owned().contains(&entry));
+
+    // A kernel heard announcing a proxy entry needs no look.
+    let echo = KernelEvent::Neighbour {
+        ifindex: 2,
+        addr: "2001:db8:1:0:1::100".parse().expect("ip"),
+        state: 0,
+        proxy: true,
+        removed: false,
+    };
+    let mut repair_at = None;
+    heed(&echo, &mut agent, &mut repair_at);
+    assert_eq!(repair_at, None, "its own add echoed is no drift");
+    assert_eq!(agent.wake_at(), None);
+    agent.repair().await;
+    assert_eq!(agent.wake_at(), None, "for good");
+    // Its removal announced is repaired after the debounce, as any other.
+    let removed = KernelEvent::Neighbour {
+        ifindex: 2,
+        addr: "2001:db8:1:0:1::100".parse().expect("ip"),
+        state: 0,
+        proxy: true,
+        removed: true,
+    };
+    heed(&removed, &mut agent, &mut repair_at);
+    assert!(repair_at.is_some());
+
+    // The workload goes: nothing wanted, no timer (a fresh agent, not yet told).
+    let mut fresh = Agent::new(agent.config.clone(), std::mem::take(&mut agent.kernel));
+    fresh.kernel.state.neighbours[0].state = 0x20;
+    fresh.pass.last_good = agent.pass.last_good.clone();
+    fresh.repair().await;
+    assert!(!fresh.kernel.owned().iter().any(|l| l.starts_with("proxy")));
+    assert_eq!(fresh.wake_at(), None);
+}

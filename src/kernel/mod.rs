@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::Ipv6Net;
 use nix::errno::Errno;
 
-use crate::model::{ObservedState, Op};
+use crate::model::{ObservedProxy, ObservedState, Op};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -105,6 +105,13 @@ pub trait Kernel {
         }
     }
 
+    /// The IPv6 proxy entries alone (any protocol): the daemon's look between passes on
+    /// kernels that announce no change of one (`daemon::proxy_look`). This default
+    /// takes them from a full `observe`; the real kernel dumps that one small table.
+    fn observe_proxies(&mut self) -> impl Future<Output = Result<Vec<ObservedProxy>, KernelError>> {
+        async move { Ok(self.observe(&[]).await?.proxies) }
+    }
+
     /// Whether `observe` also reads the IPv6 neighbour caches (`ObservedState::
     /// neighbours`): only an on-link prefix's workloads need them. Proxy entries are
     /// always read, so that a withdrawal finds routed6d's whatever the configuration.
@@ -168,8 +175,8 @@ pub enum KernelEvent {
     },
     /// An IPv6 neighbour (RTNLGRP_NEIGH): a cache entry on `ifindex` changed state
     /// (`state`, NUD bits) or went (`removed`), or, with `proxy`, a proxy entry was
-    /// added or deleted, should the kernel announce those (Linux up to 6.18 does not:
-    /// the next pass finds the change).
+    /// added or deleted, should the kernel announce those (no Linux release does, up
+    /// to 6.19 at least: `daemon::proxy_look` looks at the table instead).
     Neighbour {
         ifindex: u32,
         addr: Ipv6Addr,

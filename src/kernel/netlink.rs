@@ -805,6 +805,37 @@ impl Kernel for NetlinkKernel {
         self.neighbours = on;
     }
 
+    async fn observe_proxies(&mut self) -> Result<Vec<ObservedProxy>, KernelError> {
+        // Interface names are for humans and this look compares (ifindex, addr) only:
+        // no links dump.
+        let names = HashMap::new();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut proxies = Vec::new();
+            let consistent = self
+                .dump_neighbours(true, &names, &mut proxies, &mut Vec::new())
+                .await
+                .map_err(|e| KernelError::Dump {
+                    what: "IPv6 proxy entries",
+                    errno: e.raw_os_error().map(Errno::from_raw),
+                    message: e.to_string(),
+                })?;
+            if consistent {
+                return Ok(proxies);
+            }
+            if attempt >= DUMP_ATTEMPTS {
+                return Err(KernelError::Dump {
+                    what: "IPv6 proxy entries",
+                    errno: None,
+                    message: format!(
+                        "interrupted by concurrent changes {DUMP_ATTEMPTS} times in a row"
+                    ),
+                });
+            }
+        }
+    }
+
     fn reflex_request(&self, op: &Op) -> Option<Vec<u8>> {
         let request =
             match op {

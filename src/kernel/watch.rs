@@ -40,9 +40,10 @@ pub const EVENT_QUEUE: usize = 4096;
 
 // Multicast groups (linux/rtnetlink.h, enum rtnetlink_groups).
 const RTNLGRP_LINK: u32 = 1;
-/// Neighbour caches and proxy entries (and, with family AF_BRIDGE, the bridges'
-/// forwarding databases, which are dropped here): the workloads behind an on-link
-/// prefix come and go by them.
+/// Neighbour caches (and, with family AF_BRIDGE, the bridges' forwarding databases,
+/// which are dropped here): the workloads behind an on-link prefix come and go by them.
+/// Proxy entries would be announced here too, but no Linux release announces them
+/// (`daemon::proxy_look`).
 const RTNLGRP_NEIGH: u32 = 3;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;

@@ -1,6 +1,6 @@
 use super::serve::respond;
 use super::*;
-use crate::probe::Echo;
+use crate::probe::{Connect, Echo};
 use hyper::{Method, StatusCode};
 use std::path::Path;
 
@@ -33,9 +33,24 @@ fn samples(metrics: &Metrics) -> Vec<String> {
 
 /// What the README promises a fleet: a host with one prefix and the probe has this
 /// many series, after every kind of event, not more as time goes on.
+/// A probe round of one prefix with these results.
+fn probe_round(result: Result<Duration, String>, connect: Option<Connect>) -> Round {
+    Round {
+        at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_010),
+        echoes: vec![Echo {
+            prefix: one_prefix()[0].prefix,
+            source: "2001:db8:42:100::1".parse().expect("source"),
+            result,
+            connect,
+        }],
+    }
+}
+
 #[test]
 fn a_host_with_one_prefix_has_a_bounded_number_of_series() {
-    let metrics = Metrics::new(&config("[probe]\ntarget = \"2001:db8:ffff::1\"\n"));
+    let metrics = Metrics::new(&config(
+        "[probe]\ntarget = \"2001:db8:ffff::1\"\ntcp_port = 443\n",
+    ));
     metrics.programmed(&one_prefix(), PrefixMode::Addresses, true, 0);
     let verbs = [
         "add-address",
@@ -53,15 +68,77 @@ fn a_host_with_one_prefix_has_a_bounded_number_of_series() {
         metrics.writes(&every_write, true);
         metrics.poll_failed(&ProviderError::NotFound("x".into()));
         metrics.programmed(&one_prefix(), PrefixMode::Addresses, true, 1);
+        for connect in [
+            Connect::Established(Duration::from_millis(1)),
+            Connect::Refused(Duration::from_millis(1)),
+            Connect::Failed("no TCP answer within 2s".into()),
+        ] {
+            metrics.probed(&probe_round(Err("x".into()), Some(connect)));
+            metrics.probed(&probe_round(Ok(Duration::from_millis(1)), None));
+        }
     }
     let lines = samples(&metrics);
     // build 1, prefix 1, last success 1, interval 1, failures 8, ops 6 × 2,
-    // repairs 1, conflicts 1, online 1, probe: reachable, rtt, last, echoes 2: the
-    // most a host with one prefix can have (README, Monitoring).
-    assert_eq!(lines.len(), 32, "{lines:#?}");
-    let fresh = Metrics::new(&config(""));
-    fresh.programmed(&one_prefix(), PrefixMode::Addresses, true, 0);
-    assert_eq!(samples(&fresh).len(), 15);
+    // repairs 1, conflicts 1, online 1, probe: reachable, rtt, last, echoes 2,
+    // connects 3: the most a host with one prefix can have (README, Monitoring).
+    assert_eq!(lines.len(), 35, "{lines:#?}");
+    for (config_text, fresh_series) in [
+        ("", 15),
+        ("[probe]\ntarget = \"2001:db8:ffff::1\"\n", 20),
+        (
+            "[probe]\ntarget = \"2001:db8:ffff::1\"\ntcp_port = 443\n",
+            23,
+        ),
+    ] {
+        let fresh = Metrics::new(&config(config_text));
+        fresh.programmed(&one_prefix(), PrefixMode::Addresses, true, 0);
+        assert_eq!(samples(&fresh).len(), fresh_series, "{config_text}");
+    }
+}
+
+/// `probe.tcp_port`: each connect counted by its result, beside the echoes; without
+/// it, no connect series at all.
+#[test]
+fn connects_are_counted_by_result_only_with_a_tcp_port() {
+    let metrics = Metrics::new(&config(
+        "[probe]\ntarget = \"2001:db8:ffff::1\"\ntcp_port = 443\n",
+    ));
+    // The target drops ICMP; the reset still proves the prefix.
+    metrics.probed(&probe_round(
+        Err("no echo reply within 2s".into()),
+        Some(Connect::Refused(Duration::from_micros(700))),
+    ));
+    metrics.probed(&probe_round(
+        Err("no echo reply within 2s".into()),
+        Some(Connect::Established(Duration::from_micros(900))),
+    ));
+    let lines = samples(&metrics);
+    for expected in [
+        "routed6d_probe_reachable 1",
+        "routed6d_probe_rtt_seconds 0.0009",
+        "routed6d_probe_echoes_total{result=\"reply\"} 0",
+        "routed6d_probe_echoes_total{result=\"none\"} 2",
+        "routed6d_probe_connects_total{result=\"established\"} 1",
+        "routed6d_probe_connects_total{result=\"refused\"} 1",
+        "routed6d_probe_connects_total{result=\"none\"} 0",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "{expected}\nnot in\n{}",
+            lines.join("\n")
+        );
+    }
+    metrics.probed(&probe_round(
+        Err("no echo reply within 2s".into()),
+        Some(Connect::Failed("no TCP answer within 2s".into())),
+    ));
+    let lines = samples(&metrics);
+    assert!(lines.contains(&"routed6d_probe_reachable 0".to_string()));
+    assert!(lines.contains(&"routed6d_probe_connects_total{result=\"none\"} 1".to_string()));
+
+    let icmp_only = Metrics::new(&config("[probe]\ntarget = \"2001:db8:ffff::1\"\n"));
+    icmp_only.probed(&probe_round(Ok(Duration::from_millis(1)), None));
+    assert!(!icmp_only.text().expect("encode").contains("connects"));
 }
 
 #[test]
@@ -78,14 +155,7 @@ fn the_contract_series_are_named_as_promised() {
         detail: None,
         retry_after: None,
     });
-    metrics.probed(&Round {
-        at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_010),
-        echoes: vec![Echo {
-            prefix: one_prefix()[0].prefix,
-            source: "2001:db8:42:100::1".parse().expect("source"),
-            result: Ok(Duration::from_micros(1500)),
-        }],
-    });
+    metrics.probed(&probe_round(Ok(Duration::from_micros(1500)), None));
     let lines = samples(&metrics);
     for expected in [
         "routed6d_build_info{version=\"0.1.0\"} 1",

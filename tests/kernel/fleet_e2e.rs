@@ -2,8 +2,9 @@
 //! bed, against the simulated HostUp API, with `[metrics]`, `[probe]` and `[[hook]]`
 //! configured as an operator would. The metrics are read over HTTP inside the
 //! namespace, the probe is judged against the provider's router (which answers, then
-//! loses its route to the prefix while the API still says routed), and the hooks
-//! leave a record of every run. Needs root; without it every test says SKIPPED.
+//! loses its route to the prefix while the API still says routed; or ignores echo
+//! requests, when only `tcp_port`'s connect can tell), and the hooks leave a record
+//! of every run. Needs root; without it every test says SKIPPED.
 
 use crate::common;
 
@@ -273,6 +274,173 @@ fn the_probe_sees_the_router_answer_and_lose_its_route_while_the_api_says_routed
     assert_eq!(probe_reachable(&h), Some(true));
     std::thread::sleep(INTERVAL * 2);
     assert_eq!(h.log_count("probe: reachable again"), 1);
+    h.assert_healthy();
+}
+
+/// The provider's router ignores echo requests, as a firewall that drops ICMP would.
+fn router_ignores_echo(h: &Harness) {
+    h.testbed
+        .router
+        .enter(|| std::fs::write("/proc/sys/net/ipv6/icmp/echo_ignore_all", "1"))
+        .expect("enter")
+        .expect("echo_ignore_all");
+}
+
+/// `probe` of the daemon's status file.
+fn probe_status(h: &Harness) -> serde_json::Value {
+    let text = std::fs::read_to_string(h.dir.path().join("status.json")).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()["probe"].clone()
+}
+
+#[test]
+fn the_probe_connects_over_tcp_to_a_target_that_drops_icmp() {
+    if skip_unless_root("probe_tcp") {
+        return;
+    }
+    const INTERVAL: Duration = Duration::from_secs(2);
+    const PORT: u16 = 443;
+    let mut h = Harness::hostup("ftc");
+    allow_ping_sockets(&h, "0 2147483647");
+    router_ignores_echo(&h);
+    assert!(
+        h.testbed
+            .ping_from_router(ROUTER_ADDR, Duration::from_millis(500))
+            .is_err(),
+        "the router still answers echo"
+    );
+
+    // The echo alone: the prefix looks unreachable, though it is routed and works.
+    h.edit_config(
+        "[daemon]\n",
+        &format!(
+            "[metrics]\nlisten = \"{METRICS}\"\n[probe]\ntarget = \"{ROUTER_ADDR}\"\ninterval = \"2s\"\n[daemon]\n"
+        ),
+    );
+    h.start_programmed();
+    let fooled = netns::wait_until(INTERVAL * 3, || probe_reachable(&h) == Some(false));
+    assert!(fooled.is_some(), "the echo got a reply\n{}", h.log());
+    assert!(probe_status(&h)["tcp"].is_null(), "{:#}", probe_status(&h));
+    h.stop_with(libc::SIGTERM);
+    let warned = h.log_count("did not answer");
+
+    // With the connect: nothing listens on the port, and the router's reset is the
+    // answer that proves the prefix.
+    h.edit_config(
+        "interval = \"2s\"\n",
+        &format!("interval = \"2s\"\ntcp_port = {PORT}\n"),
+    );
+    h.start_programmed();
+    let answered = netns::wait_until(INTERVAL * 3, || probe_reachable(&h) == Some(true));
+    assert!(answered.is_some(), "no TCP answer\n{}", h.log());
+    let out = h.cli(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let probe = &status["probe"];
+    assert_eq!(probe["reachable"], serde_json::json!(true), "{probe:#}");
+    assert_eq!(
+        probe["icmp"]["answered"],
+        serde_json::json!(false),
+        "{probe:#}"
+    );
+    assert_eq!(
+        probe["tcp"]["answered"],
+        serde_json::json!(true),
+        "{probe:#}"
+    );
+    assert_eq!(probe["tcp"]["port"], serde_json::json!(PORT), "{probe:#}");
+    let result = probe["tcp"]["results"][0].as_str().unwrap_or("");
+    assert!(
+        result.starts_with(&format!(
+            "{} from {}: refused (reset) in ",
+            prefix(),
+            host(1)
+        )),
+        "{probe:#}"
+    );
+    let body = wait_sample(
+        &h,
+        "routed6d_probe_connects_total{result=\"refused\"}",
+        |n| n >= 1.0,
+    );
+    assert_eq!(
+        sample(&body, "routed6d_probe_reachable"),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, "routed6d_probe_echoes_total{result=\"reply\"}"),
+        Some(0.0),
+        "{body}"
+    );
+    let text = String::from_utf8_lossy(&h.cli(&["status"]).stdout).into_owned();
+    for line in [
+        format!("probe:     reachable: {ROUTER_ADDR} answers every routed prefix"),
+        format!(
+            "icmp:     {} from {}: no echo reply within 1s",
+            prefix(),
+            host(1)
+        ),
+        format!(
+            "tcp/{PORT}   {} from {}: refused (reset) in ",
+            prefix(),
+            host(1)
+        ),
+    ] {
+        assert!(text.contains(&line), "{line:?} not in\n{text}");
+    }
+    assert_eq!(h.log_count("did not answer"), warned, "{}", h.log());
+
+    // A listener on the port: the handshake completes (and is closed at once).
+    let listener = h
+        .testbed
+        .router
+        .enter(move || std::net::TcpListener::bind((ROUTER_ADDR, PORT)))
+        .expect("enter")
+        .expect("listen");
+    wait_sample(
+        &h,
+        "routed6d_probe_connects_total{result=\"established\"}",
+        |n| n >= 1.0,
+    );
+    assert_eq!(probe_reachable(&h), Some(true));
+    let owned = h.owned();
+
+    // The router forgets the prefix, the API still says routed: neither the echo nor
+    // the connect gets an answer, within two intervals.
+    h.testbed.route_prefix(prefix(), None).expect("route del");
+    let noticed = netns::wait_until(INTERVAL * 3, || probe_reachable(&h) == Some(false));
+    let took = noticed.unwrap_or_else(|| panic!("never unreachable\n{}", h.log()));
+    assert!(took <= INTERVAL * 2, "unreachable noticed after {took:?}");
+    let probe = probe_status(&h);
+    assert_eq!(
+        probe["icmp"]["answered"],
+        serde_json::json!(false),
+        "{probe:#}"
+    );
+    assert_eq!(
+        probe["tcp"]["answered"],
+        serde_json::json!(false),
+        "{probe:#}"
+    );
+    wait_sample(&h, "routed6d_probe_connects_total{result=\"none\"}", |n| {
+        n >= 1.0
+    });
+    h.wait_log(
+        &format!("probe: {ROUTER_ADDR} did not answer {}", host(1)),
+        1,
+    );
+    assert!(
+        h.log()
+            .contains("no echo reply within 1s; no TCP answer within 1s"),
+        "{}",
+        h.log()
+    );
+    assert_eq!(h.owned(), owned, "the probe changed the kernel");
+
+    h.testbed
+        .route_prefix(prefix(), Some(HOP1))
+        .expect("route back");
+    h.wait_log("probe: reachable again", 1);
+    drop(listener);
     h.assert_healthy();
 }
 

@@ -1365,3 +1365,78 @@ fn record_mode_in_another_namespace_neither_claims_nor_drops_our_entries() {
         },
     );
 }
+
+/// The proxy look's dump (`observe_proxies`, issue 17 item 5): one dump of the proxy
+/// table, every entry with its protocol; and what the look's runtime detection relies
+/// on, checked on the running kernel: a kernel that announces the add of a proxy entry
+/// announces its deletion too. No release up to 6.19 announces either (this kernel's
+/// finding is printed): then neither is seen, and only the look finds a deletion.
+#[test]
+fn proxy_entries_are_dumped_alone_and_announced_both_ways_or_not_at_all() {
+    netns_test("proxy_entries", || async {
+        let mut watch = Watch::start_reflexive_with(
+            1 << 20,
+            1024,
+            routed6d::kernel::reflex::SharedReflexes::default(),
+            true,
+        )
+        .expect("watch");
+        let mut kernel = NetlinkKernel::new(PROTO).expect("netlink");
+        let v0 = index_of(&observe(&mut kernel).await, "v0");
+        ip(&format!(
+            "-6 neigh add proxy 2001:db8:1::5 dev v0 protocol {PROTO}"
+        ));
+        ip("-6 neigh add proxy 2001:db8:1::6 dev v0");
+        let dumps = kernel.request_counts().dumps;
+        let mut found: Vec<(u32, Ipv6Addr, u8)> = kernel
+            .observe_proxies()
+            .await
+            .expect("proxies")
+            .iter()
+            .map(|p| (p.proxy.ifindex, p.proxy.addr, p.protocol))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (v0, v6("2001:db8:1::5"), PROTO),
+                (v0, v6("2001:db8:1::6"), 0)
+            ]
+        );
+        assert_eq!(kernel.request_counts().dumps, dumps + 1, "one dump");
+        ip("-6 neigh del proxy 2001:db8:1::5 dev v0");
+        // Events come within milliseconds; a cache entry's, announced on every
+        // kernel, marks the end of what the proxy changes could have brought.
+        ip("-6 neigh add 2001:db8:1::9 lladdr 02:00:00:00:00:09 dev v0");
+        let mut proxy_events = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, watch.next()).await {
+                Ok(Some(KernelEvent::Neighbour {
+                    addr,
+                    proxy: true,
+                    removed,
+                    ..
+                })) => proxy_events.push((addr, removed)),
+                Ok(Some(KernelEvent::Neighbour {
+                    proxy: false, addr, ..
+                })) if addr == v6("2001:db8:1::9") => break,
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("watch ended"),
+                Err(_) => panic!("the cache entry's event did not come"),
+            }
+        }
+        let added = proxy_events.contains(&(v6("2001:db8:1::5"), false));
+        let deleted = proxy_events.contains(&(v6("2001:db8:1::5"), true));
+        let _ = writeln!(
+            std::io::stderr(),
+            "this kernel announces proxy entries: {}",
+            if added { "yes" } else { "no" }
+        );
+        assert_eq!(
+            added, deleted,
+            "an add announced but not its deletion, or the reverse: {proxy_events:?}"
+        );
+    });
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use routed6d::config::{Config, PrefixMode};
 use routed6d::metrics::Metrics;
 use routed6d::model::RoutedPrefix;
-use routed6d::probe::{Echo, Round};
+use routed6d::probe::{Connect, Echo, Round};
 
 fn dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/prometheus"))
@@ -64,7 +64,7 @@ fn each_alert_fires_on_a_troubled_host_and_not_on_a_healthy_one() {
 #[test]
 fn the_exposition_passes_promtool_check_metrics() {
     let text = "[provider]\nkind = \"hostup\"\nvps_id = \"vps_1\"\n[uplink]\ninterface = \"eth0\"\n\
-                [probe]\ntarget = \"2001:db8:ffff::1\"\n";
+                [probe]\ntarget = \"2001:db8:ffff::1\"\ntcp_port = 443\n";
     let config = Config::from_text(Path::new("t.toml"), text, None).expect("config");
     let metrics = Metrics::new(&config);
     let routed = RoutedPrefix {
@@ -87,6 +87,7 @@ fn the_exposition_passes_promtool_check_metrics() {
             prefix: routed.prefix,
             source: "2001:db8:42:100::1".parse().expect("source"),
             result: Ok(Duration::from_millis(2)),
+            connect: Some(Connect::Refused(Duration::from_millis(1))),
         }],
     });
     let exposition = metrics.text().expect("encode");

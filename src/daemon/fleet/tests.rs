@@ -197,6 +197,7 @@ async fn a_probe_round_reaches_status_and_the_summary_but_not_the_kernel() {
             prefix,
             source,
             result,
+            connect: None,
         }],
     };
     agent.probed(round(Err("no echo reply within 2s".into())));
