@@ -605,8 +605,9 @@ async fn recreate(
     create(client, protocol, want, &old.ipv4_pools).await
 }
 
-/// A container's aliases on `network`, but the short id Docker gives every container
-/// anyway.
+/// A container's aliases on `network` (Compose's service names among them), but the
+/// short id Docker gives every container anyway. Only a container's inspection has
+/// them: Docker's list of containers leaves them out.
 async fn aliases(client: &Docker, id: &str, network: &str) -> Result<Vec<String>, DockerError> {
     let inspected = match client
         .inspect_container(id, None::<InspectContainerOptions>)

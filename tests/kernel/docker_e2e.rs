@@ -116,6 +116,8 @@ fn a_docker_workload_is_routed_without_nat_and_follows_the_prefix() {
         "c1",
         "--network",
         "web",
+        "--network-alias",
+        "www",
         IMAGE,
         "sleep",
         "3600",
@@ -156,7 +158,7 @@ fn a_docker_workload_is_routed_without_nat_and_follows_the_prefix() {
     docker.docker(&["network", "disconnect", "web", "c1"]);
     docker.docker(&["network", "rm", "web"]);
     wait_network(&h, &docker, "web", SUBNETS, OLD_SUB);
-    docker.docker(&["network", "connect", "web", "c1"]);
+    docker.docker(&["network", "connect", "--alias", "www", "web", "c1"]);
     let network_id = {
         let again = docker.format("network", "web", "{{.Id}}").expect("id");
         assert_ne!(again, network_id, "made again");
@@ -229,6 +231,14 @@ fn a_docker_workload_is_routed_without_nat_and_follows_the_prefix() {
         "the same offset in the new sub-prefix"
     );
     assert_eq!(new_v4, v4, "the IPv4 address is kept");
+    let aliases = docker
+        .format(
+            "container",
+            "c1",
+            "{{json (index .NetworkSettings.Networks \"web\").Aliases}}",
+        )
+        .unwrap_or_default();
+    assert!(aliases.contains("\"www\""), "the alias is kept: {aliases}");
     h.testbed
         .ping_from_router(NEW_ADDR, Duration::from_secs(10))
         .unwrap_or_else(|e| {
