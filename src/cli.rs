@@ -455,6 +455,12 @@ fn render_status(report: &StatusReport, protocol: u8) -> String {
             );
         }
     }
+    // Docker's side is the daemon's to look at: what its keeper last saw.
+    if let Some(daemon) = &report.daemon {
+        for line in &daemon.docker {
+            let _ = writeln!(out, "docker:    {line}");
+        }
+    }
     let probe = &report.probe;
     match (probe.target.as_str(), probe.reachable) {
         ("", _) => {}
@@ -710,6 +716,16 @@ pub async fn release(path: &Path, yes: bool) -> CommandResult {
     );
     let outcome = reconcile::withdraw(&mut kernel, &config, &previous).await?;
     print!("{}", outcome.plan);
+    // The docker workloads' networks are carved from the prefix given back: they go
+    // too (the daemon, which would keep them, is not running: it holds the lock).
+    if config.workloads.iter().any(|w| w.docker_network.is_some()) {
+        match crate::docker::engine::withdraw_once(&config.docker_socket, config.daemon.protocol)
+            .await
+        {
+            Ok(n) => println!("docker: removed {n} network(s) routed6d made"),
+            Err(e) => eprintln!("routed6d: docker: {e}; its networks stay"),
+        }
+    }
     finish(outcome)
 }
 

@@ -433,6 +433,14 @@ struct RawConfig {
     hook: Vec<RawHook>,
     #[serde(default)]
     workload: Vec<RawWorkload>,
+    docker: Option<RawDocker>,
+}
+
+/// `[docker]`: where the Engine API listens, for `kind = "docker"` workloads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    socket: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -572,7 +580,7 @@ struct RawWorkload {
 pub enum WorkloadKind {
     /// A Linux bridge: the gateway address, the route and router advertisements on it.
     Bridge,
-    /// A Docker network (named in the contract; not built yet, refused).
+    /// A Docker network routed6d creates through the Engine API (`docker`).
     Docker,
 }
 
@@ -651,6 +659,8 @@ pub struct Config {
     pub hooks: Vec<HookConfig>,
     /// `[[workload]]`, in the order written, each with its slot.
     pub workloads: Vec<WorkloadConfig>,
+    /// The Docker Engine API's socket (`[docker] socket`), for docker workloads.
+    pub docker_socket: PathBuf,
 }
 
 /// One `[[workload]]`: a sub-prefix of the routed prefix for containers or VMs behind
@@ -659,7 +669,8 @@ pub struct Config {
 pub struct WorkloadConfig {
     pub name: String,
     pub kind: WorkloadKind,
-    /// The bridge (`kind = "bridge"`).
+    /// The bridge: the workload's own (`kind = "bridge"`), or the one Docker is told to
+    /// name its network's (`kind = "docker"`).
     pub interface: String,
     /// The sub-prefix's length.
     pub prefix_length: u8,
@@ -667,6 +678,8 @@ pub struct WorkloadConfig {
     pub slot: u64,
     /// `slot` was written in the file rather than assigned.
     pub slot_pinned: bool,
+    /// The Docker network (`kind = "docker"`).
+    pub docker_network: Option<String>,
 }
 
 /// The resolved `[provider]` section: how often to ask, and what each kind needs (and
@@ -861,6 +874,10 @@ pub struct HookConfig {
     pub timeout: Duration,
 }
 
+/// Where Docker's Engine API listens unless `[docker] socket` says otherwise: Debian's
+/// and Docker's own packages (`docker.socket`; /var/run is a link to /run).
+pub const DEFAULT_DOCKER_SOCKET: &str = "/run/docker.sock";
+
 /// How often the probe asks when `probe.interval` is not set.
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long the probe waits for a reply at most when `probe.timeout` is not set
@@ -1041,9 +1058,22 @@ impl Config {
         let metrics = resolve_metrics(raw.metrics, text, path)?;
         let probe = resolve_probe(raw.probe, text, path)?;
         let hooks = resolve_hooks(raw.hook, text, path)?;
-        let workloads = resolve_workloads(
+        let docker_socket = match raw.docker {
+            Some(docker) if !docker.socket.is_absolute() => {
+                return Err(invalid(
+                    find_key_line(text, "docker", "socket"),
+                    format!(
+                        "docker.socket {} is not an absolute path",
+                        docker.socket.display()
+                    ),
+                ));
+            }
+            Some(docker) => docker.socket,
+            None => PathBuf::from(DEFAULT_DOCKER_SOCKET),
+        };
+        let workloads = workloads::resolve_workloads(
             raw.workload,
-            WorkloadContext {
+            workloads::WorkloadContext {
                 uplink: &raw.uplink.interface.0,
                 prefix_interface: &prefix_interface,
                 mode,
@@ -1106,6 +1136,7 @@ impl Config {
             probe,
             hooks,
             workloads,
+            docker_socket,
         })
     }
 
@@ -1280,174 +1311,6 @@ fn resolve_hooks(
             })
         })
         .collect()
-}
-
-/// What a workload is checked against besides its own keys.
-struct WorkloadContext<'a> {
-    uplink: &'a str,
-    prefix_interface: &'a str,
-    mode: PrefixMode,
-    kind: ProviderKind,
-}
-
-/// `[[workload]]`: names and interfaces unique, lengths sane, a kind that is built,
-/// and the slots (`workload::assign_slots`). Whether a workload fits the routed prefix
-/// is known only with the prefix: `carve` says so at `plan` and in the daemon (and
-/// here already for static routes).
-fn resolve_workloads(
-    raw: Vec<RawWorkload>,
-    context: WorkloadContext<'_>,
-    text: &str,
-    path: &Path,
-) -> Result<Vec<WorkloadConfig>, ConfigError> {
-    let invalid = |index: usize, key: &str, message: String| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        line: find_array_key_line(text, "workload", index, key),
-        message,
-    };
-    if raw.is_empty() {
-        return Ok(Vec::new());
-    }
-    if context.mode == PrefixMode::Anyip {
-        return Err(invalid(
-            0,
-            "kind",
-            "[[workload]] does not go with prefix.mode = \"anyip\": the local route for the whole prefix would answer for every workload's address".into(),
-        ));
-    }
-    if context.kind == ProviderKind::DigitalOcean {
-        return Err(invalid(
-            0,
-            "kind",
-            "[[workload]] needs a routed prefix; kind = \"digitalocean\" routes single addresses"
-                .into(),
-        ));
-    }
-    let mut out: Vec<WorkloadConfig> = Vec::new();
-    for (index, w) in raw.into_iter().enumerate() {
-        let field = format!("workload[{index}]");
-        let valid_name = !w.name.is_empty()
-            && w.name.len() <= 32
-            && w.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid_name {
-            return Err(invalid(
-                index,
-                "name",
-                format!(
-                    "{field}.name {:?} is not a name of 1 to 32 letters, digits, '-' or '_'",
-                    w.name
-                ),
-            ));
-        }
-        if let Some(other) = out.iter().find(|o| o.name == w.name) {
-            return Err(invalid(
-                index,
-                "name",
-                format!("{field}.name {:?} is already a workload's name", other.name),
-            ));
-        }
-        let interface = match (w.kind, w.interface) {
-            (WorkloadKind::Docker, _) => {
-                return Err(invalid(
-                    index,
-                    "kind",
-                    format!(
-                        "{field}.kind = \"docker\" is not built yet (issue 17); use kind = \"bridge\""
-                    ),
-                ));
-            }
-            (WorkloadKind::Bridge, None) => {
-                return Err(invalid(
-                    index,
-                    "kind",
-                    format!(
-                        "{field}: kind = \"bridge\" needs interface, e.g. interface = \"br-web\""
-                    ),
-                ));
-            }
-            (WorkloadKind::Bridge, Some(i)) => i.0,
-        };
-        if w.docker_network.is_some() {
-            return Err(invalid(
-                index,
-                "docker_network",
-                format!("{field}.docker_network applies only to kind = \"docker\""),
-            ));
-        }
-        if interface == context.uplink || interface == context.prefix_interface || interface == "lo"
-        {
-            return Err(invalid(
-                index,
-                "interface",
-                format!(
-                    "{field}.interface {interface} is the uplink, lo or prefix.interface: a workload needs its own bridge"
-                ),
-            ));
-        }
-        if let Some(other) = out.iter().find(|o| o.interface == interface) {
-            return Err(invalid(
-                index,
-                "interface",
-                format!(
-                    "{field}.interface {interface} is already workload {:?}'s",
-                    other.name
-                ),
-            ));
-        }
-        let prefix_length = match u8::try_from(w.prefix_length) {
-            Ok(n @ 1..=128) => n,
-            _ => {
-                return Err(invalid(
-                    index,
-                    "prefix_length",
-                    format!("{field}.prefix_length {} is not 1 to 128", w.prefix_length),
-                ));
-            }
-        };
-        if context.kind == ProviderKind::Onlink && prefix_length <= 64 {
-            return Err(invalid(
-                index,
-                "prefix_length",
-                format!(
-                    "{field}.prefix_length {prefix_length} does not fit in the on-link /64 beside the host: write a longer one, such as 80"
-                ),
-            ));
-        }
-        out.push(WorkloadConfig {
-            name: w.name,
-            kind: w.kind,
-            interface,
-            prefix_length,
-            slot: w.slot.unwrap_or(0),
-            slot_pinned: w.slot.is_some(),
-        });
-    }
-    let wanted: Vec<(&str, u8, Option<u64>)> = out
-        .iter()
-        .map(|w| {
-            (
-                w.name.as_str(),
-                w.prefix_length,
-                w.slot_pinned.then_some(w.slot),
-            )
-        })
-        .collect();
-    let slots = crate::workload::assign_slots(&wanted).map_err(|e| {
-        let name = match &e {
-            crate::workload::WorkloadError::Overlap { name, .. }
-            | crate::workload::WorkloadError::Beyond { name, .. }
-            | crate::workload::WorkloadError::HostSlot { name } => name.clone(),
-            _ => String::new(),
-        };
-        let index = out.iter().position(|w| w.name == name).unwrap_or(0);
-        invalid(index, "slot", e.to_string())
-    })?;
-    for (workload, slot) in out.iter_mut().zip(slots) {
-        workload.slot = slot;
-    }
-    Ok(out)
 }
 
 /// Check the `[provider]` keys against the kind and apply the kind's defaults. Errors
@@ -1813,6 +1676,9 @@ fn static_route(field: &str, prefix: &str, next_hop: &str) -> Result<StaticRoute
         next_hop: checked.next_hop,
     })
 }
+
+mod workloads;
+pub use workloads::default_docker_bridge;
 
 #[cfg(test)]
 mod tests;

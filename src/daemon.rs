@@ -29,6 +29,7 @@ use crate::provider::allocation::AllocationGate;
 use crate::provider::{Provider, ProviderError};
 use crate::reconcile::{self, Moment, Outcome};
 
+mod docker;
 pub mod fleet;
 pub mod memory;
 pub mod proxy_look;
@@ -127,13 +128,10 @@ pub fn is_relevant(event: &KernelEvent, desired: &DesiredState, config: &Config)
             if *proxy {
                 return *removed && proxied();
             }
-            let behind_bridge = desired.addresses.iter().any(|a| {
-                a.ifindex == *ifindex
-                    && a.origin
-                        .workload
-                        .as_ref()
-                        .is_some_and(|w| w.prefix.contains(addr))
-            });
+            let behind_bridge = desired
+                .caches
+                .iter()
+                .any(|(index, prefix)| index == ifindex && prefix.contains(addr));
             let in_use = !*removed && state & crate::model::NUD_IN_USE != 0;
             behind_bridge && in_use != proxied()
         }
@@ -227,6 +225,8 @@ pub struct StatusFile {
     pub workload_error: Option<String>,
     /// The reachability probe's last verdict; None: no `[probe]`.
     pub probe: Option<crate::probe::ProbeStatus>,
+    /// The docker workloads' networks as Docker last showed them, one line each.
+    pub docker: Vec<String>,
 }
 
 /// The provider side of a poll: the provider, and what it remembers between polls so
@@ -329,6 +329,10 @@ pub struct Agent<K> {
     /// Router advertisements on the workloads' bridges (`ra`); None: no workloads, or
     /// no socket for them (said at start).
     pub ra: Option<crate::ra::sender::Sender>,
+    /// The keeper of the docker workloads' networks (`docker`); None: there are none.
+    pub docker: Option<crate::docker::engine::Keeper>,
+    /// What the keeper last reported: the containers' addresses, lines for `status`.
+    docker_report: crate::docker::engine::Report,
 }
 
 /// What the last pass left: the answer it applied and the kernel state it aimed for.
@@ -418,6 +422,8 @@ impl<K: Kernel> Agent<K> {
             proxy_look: proxy_look::ProxyLook::default(),
             fleet,
             ra: None,
+            docker: None,
+            docker_report: Default::default(),
         }
     }
 
@@ -695,6 +701,7 @@ impl<K: Kernel> Agent<K> {
                 book: &self.hops.book,
                 fights: &self.repairs.fights,
                 now,
+                in_use: &self.docker_report.endpoints,
             };
             let outcome = reconcile::reconcile_from(
                 &mut self.kernel,
@@ -728,6 +735,7 @@ impl<K: Kernel> Agent<K> {
             book: &self.hops.book,
             fights: &self.repairs.fights,
             now,
+            in_use: &self.docker_report.endpoints,
         };
         let pass = reconcile::reconcile(
             &mut self.kernel,
@@ -845,6 +853,7 @@ impl<K: Kernel> Agent<K> {
         self.arm_reflexes(desired_changed);
         self.pass.applied = Some(assignment);
         self.advertise();
+        self.tell_docker();
         self.announce(&outcome);
         self.write_status();
         outcome
@@ -928,6 +937,7 @@ impl<K: Kernel> Agent<K> {
     pub async fn stop(&mut self) {
         self.disarm_reflexes();
         if self.config.daemon.on_stop == OnStop::Withdraw {
+            self.withdraw_docker().await;
             // One last advertisement: not a default router any more, every prefix
             // deprecated, before the gateway goes.
             if let Some(ra) = self.ra.as_mut() {
@@ -1002,6 +1012,7 @@ impl<K: Kernel> Agent<K> {
                 .collect(),
             workload_error: self.pass.desired.workload_error.clone(),
             probe: self.fleet.probe_status(),
+            docker: self.docker_report.lines.clone(),
         }
     }
 
@@ -1173,6 +1184,7 @@ pub async fn run<P: Provider + 'static>(
     agent.remember_next_hops_in(memory);
     agent.fleet.start(&agent.config).await?;
     agent.start_advertising();
+    agent.start_docker();
     serve(&mut agent, provider, surroundings, reload).await
 }
 
@@ -1288,6 +1300,7 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                             agent.reconfigure(config);
                             agent.disarm_reflexes();
                             agent.start_advertising();
+                            agent.start_docker();
                             agent.forget_expected();
                             // A poll in flight asked under the old configuration: drop it.
                             polling = Polling::Idle(Poller::new(provider));
@@ -1300,6 +1313,9 @@ pub async fn serve<K: Kernel, P: Provider + 'static>(
                 Control::Stop => break,
             },
             () = crate::ra::sender::next(agent.ra.as_mut()) => {}
+            report = crate::docker::engine::next(agent.docker.as_mut()) => {
+                agent.docker_reported(report, &mut repair_at);
+            }
             round = crate::probe::next(agent.fleet.prober.as_mut()) => {
                 agent.probed(round);
                 if ready {

@@ -342,8 +342,12 @@ fn add_workloads(
             ..parent.clone()
         });
         // The bridge is made by the plan when missing; its objects follow in the pass
-        // after, once the kernel has given it an index.
-        if let Some(link) = links.iter().find(|l| l.name == placed.interface) {
+        // after, once the kernel has given it an index. A Docker network's bridge,
+        // gateway and route are Docker's (`docker`): nothing of it is routed6d's here.
+        let bridge = (placed.kind == WorkloadKind::Bridge.name())
+            .then(|| links.iter().find(|l| l.name == placed.interface))
+            .flatten();
+        if let Some(link) = bridge {
             let address = Address {
                 ifindex: link.index,
                 addr: placed.gateway,
@@ -371,7 +375,9 @@ fn add_workloads(
 /// sends anything to it. The kernel answers, with the uplink's own MAC, for the proxy
 /// entries routed6d adds there: one per address in use behind a workload's bridge (a
 /// neighbour in the bridge's cache, in a state of `NUD_IN_USE`, inside the workload's
-/// sub-prefix) and never one for the whole /64, nor for an address nobody uses (the
+/// sub-prefix; for a Docker network, an address Docker gave a container there, `in_use`,
+/// before any packet shows it) and never one for the whole /64, nor for an address
+/// nobody uses (the
 /// provider would see this host claim them all; Hetzner blocks hosts for less). A
 /// neighbour that fails or is deleted takes its entry with it at the next pass.
 ///
@@ -383,6 +389,7 @@ pub fn add_on_link(
     config: &Config,
     assignment: &Assignment,
     observed: &ObservedState,
+    in_use: &[Ipv6Addr],
 ) {
     if !on_link(config) || state.workloads.is_empty() {
         return;
@@ -421,18 +428,28 @@ pub fn add_on_link(
         ),
     });
     for placed in &state.workloads {
-        let Some(bridge) = observed.link_by_name(&placed.interface) else {
-            continue;
+        let used: Vec<Ipv6Addr> = if placed.kind == WorkloadKind::Docker.name() {
+            // Docker gives every address on its network itself: its word is exact both
+            // ways, where a removed container's neighbour entry stays for minutes.
+            in_use.to_vec()
+        } else {
+            let Some(bridge) = observed.link_by_name(&placed.interface) else {
+                continue;
+            };
+            state.caches.push((bridge.index, placed.prefix));
+            observed
+                .neighbours
+                .iter()
+                .filter(|n| n.ifindex == bridge.index && n.in_use())
+                .map(|n| n.addr)
+                .collect()
         };
         let origin: Origin = Arc::new(RoutedPrefix {
             workload: Some(placed.clone()),
             ..parent.clone()
         });
-        let mut used: Vec<std::net::Ipv6Addr> = observed
-            .neighbours
-            .iter()
-            .filter(|n| n.ifindex == bridge.index && n.in_use())
-            .map(|n| n.addr)
+        let mut used: Vec<Ipv6Addr> = used
+            .into_iter()
             .filter(|a| placed.prefix.contains(a) && *a != placed.gateway)
             .collect();
         used.sort();

@@ -6,6 +6,7 @@ pub mod config;
 pub mod daemon;
 pub mod damping;
 pub mod desired;
+pub mod docker;
 pub mod hooks;
 pub mod kernel;
 pub mod lock;

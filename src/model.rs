@@ -290,6 +290,10 @@ pub struct DesiredState {
     /// Proxy NDP entries on the uplink, one per address in use behind a workload's
     /// bridge (`kind = "onlink"` only).
     pub proxies: Vec<Wanted<Proxy>>,
+    /// The neighbour caches those entries are learned from: each workload bridge's
+    /// index with its sub-prefix (`kind = "onlink"` only). A Docker network's bridge
+    /// holds no address of routed6d's, so the addresses cannot say which they are.
+    pub caches: Vec<(u32, ipnet::Ipv6Net)>,
 }
 
 /// What the kernel keys an object by: an address by (ifindex, addr), a route by

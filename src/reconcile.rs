@@ -58,6 +58,9 @@ pub struct Moment<'a> {
     /// The pass holds back the adds this damper holds back at `now`.
     pub fights: &'a Damper,
     pub now: tokio::time::Instant,
+    /// Addresses in use behind the workloads that no neighbour cache shows yet: what
+    /// Docker gave its containers (`docker::engine::Report`).
+    pub in_use: &'a [std::net::Ipv6Addr],
 }
 
 impl Moment<'static> {
@@ -70,6 +73,7 @@ impl Moment<'static> {
             book: &NOTHING_SEEN,
             fights: &NO_FIGHTS,
             now: tokio::time::Instant::now(),
+            in_use: &[],
         }
     }
 }
@@ -104,7 +108,7 @@ pub fn desired_for(
         _ => Judged::default(),
     };
     let mut desired = desired::compute(config, assignment, &observed.links, &judged.places);
-    desired::add_on_link(&mut desired, config, assignment, observed);
+    desired::add_on_link(&mut desired, config, assignment, observed, moment.in_use);
     (desired, judged)
 }
 

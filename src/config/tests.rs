@@ -133,6 +133,8 @@ fn shipped_example_config_is_valid_and_complete() {
         "status_file",
         "address_ownership",
         "state_dir",
+        "docker_network",
+        "socket",
         "target",
         "tcp_port",
     ] {
@@ -962,6 +964,7 @@ fn workloads_parse_with_the_contract_keys_and_get_slots() {
                 prefix_length: 64,
                 slot: 1,
                 slot_pinned: false,
+                docker_network: None,
             },
             WorkloadConfig {
                 name: "db".into(),
@@ -970,10 +973,63 @@ fn workloads_parse_with_the_contract_keys_and_get_slots() {
                 prefix_length: 64,
                 slot: 9,
                 slot_pinned: true,
+                docker_network: None,
             },
         ]
     );
     assert!(workloads(&dir, "").expect("config").workloads.is_empty());
+}
+
+#[test]
+fn docker_workloads_parse_with_their_network_and_a_bridge_name() {
+    let dir = Dir::new();
+    let c = workloads(
+        &dir,
+        "[docker]\nsocket = \"/srv/docker.sock\"\n[[workload]]\nname = \"web\"\nkind = \"docker\"\ndocker_network = \"web\"\nprefix_length = 80\n[[workload]]\nname = \"a-very-long-name\"\nkind = \"docker\"\ndocker_network = \"db.net\"\ninterface = \"br-db\"\nprefix_length = 80\n",
+    )
+    .expect("config");
+    assert_eq!(
+        c.docker_socket,
+        std::path::PathBuf::from("/srv/docker.sock")
+    );
+    let got: Vec<(&str, Option<&str>, u64)> = c
+        .workloads
+        .iter()
+        .map(|w| (w.interface.as_str(), w.docker_network.as_deref(), w.slot))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("dk-web", Some("web"), 1), ("br-db", Some("db.net"), 2)]
+    );
+    assert_eq!(
+        workloads(&dir, "").expect("config").docker_socket,
+        std::path::PathBuf::from("/run/docker.sock")
+    );
+    // Two workloads on one network, or two names that cut to one bridge name.
+    let path = "/etc/routed6d/routed6d.toml";
+    let one = "[[workload]]\nname = \"web\"\nkind = \"docker\"\ndocker_network = \"web\"\nprefix_length = 80\n";
+    assert_eq!(
+        err(workloads(
+            &dir,
+            &format!(
+                "{one}[[workload]]\nname = \"api\"\nkind = \"docker\"\ndocker_network = \"web\"\nprefix_length = 80\n"
+            ),
+        )),
+        format!("{path}:14: workload[1].docker_network \"web\" is already workload \"web\"'s")
+    );
+    assert_eq!(
+        err(workloads(
+            &dir,
+            "[[workload]]\nname = \"frontend-one-a\"\nkind = \"docker\"\ndocker_network = \"a\"\nprefix_length = 80\n[[workload]]\nname = \"frontend-one-b\"\nkind = \"docker\"\ndocker_network = \"b\"\nprefix_length = 80\n",
+        )),
+        format!(
+            "{path}:11: workload[1].interface dk-frontend-one is already workload \"frontend-one-a\"'s"
+        )
+    );
+    assert_eq!(
+        err(workloads(&dir, "[docker]\nsocket = \"docker.sock\"\n")),
+        format!("{path}:7: docker.socket docker.sock is not an absolute path")
+    );
 }
 
 #[test]
@@ -1003,10 +1059,22 @@ fn bad_workloads_are_refused_with_their_line() {
         )
     );
     assert_eq!(
-        w("kind = \"docker\"\ndocker_network = \"web\"\nprefix_length = 80\n"),
+        w("kind = \"docker\"\nprefix_length = 80\n"),
         format!(
-            "{path}:8: workload[0].kind = \"docker\" is not built yet (issue 17); use kind = \"bridge\""
+            "{path}:8: workload[0]: kind = \"docker\" needs docker_network, e.g. docker_network = \"web\""
         )
+    );
+    assert_eq!(
+        w("kind = \"docker\"\ndocker_network = \"-web\"\nprefix_length = 80\n"),
+        format!(
+            "{path}:9: workload[0].docker_network \"-web\" is not a Docker network name (1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit)"
+        )
+    );
+    assert_eq!(
+        w(
+            "kind = \"bridge\"\ninterface = \"br-web\"\ndocker_network = \"web\"\nprefix_length = 80\n"
+        ),
+        format!("{path}:10: workload[0].docker_network applies only to kind = \"docker\"")
     );
     assert_eq!(
         w("kind = \"bridge\"\ninterface = \"br-web\"\nprefix_length = 64\nslot = 0\n"),

@@ -568,8 +568,52 @@ mod on_link {
     fn desired(observed: &ObservedState) -> DesiredState {
         let config = config();
         let mut state = compute(&config, &assignment(), &observed.links);
-        add_on_link(&mut state, &config, &assignment(), observed);
+        add_on_link(&mut state, &config, &assignment(), observed, &[]);
         state
+    }
+
+    #[test]
+    fn a_docker_workload_has_no_kernel_objects_of_routeds_and_its_containers_are_proxied() {
+        let text = "[provider]\nkind = \"onlink\"\n[uplink]\ninterface = \"eth0\"\n[[workload]]\nname = \"web\"\nkind = \"docker\"\ndocker_network = \"web\"\ninterface = \"br-web\"\nprefix_length = 80\n";
+        let config = Config::from_text(Path::new("t.toml"), text, None).expect("config");
+        // Two containers Docker knows of, one outside the sub-prefix, Docker's gateway;
+        // and a neighbour in the cache Docker no longer knows of (a removed container's
+        // entry lingers).
+        let observed = observed("2001:db8:1::2", &[(3, "2001:db8:1:0:1::99", REACHABLE)]);
+        let from_docker = [
+            ip("2001:db8:1:0:1::2"),
+            ip("2001:db8:1:0:1::100"),
+            ip("2001:db8:1:0:2::5"),
+            ip("2001:db8:1:0:1::1"),
+        ];
+        let mut state = compute(&config, &assignment(), &observed.links);
+        add_on_link(&mut state, &config, &assignment(), &observed, &from_docker);
+        assert!(state.bridges.is_empty(), "Docker makes the bridge");
+        assert!(state.addresses.is_empty(), "Docker puts the gateway on it");
+        assert!(
+            state.routes.is_empty(),
+            "the kernel routes the sub-prefix to it"
+        );
+        assert_eq!(state.workloads.len(), 1);
+        let proxies: Vec<String> = state.proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            proxies,
+            [
+                "proxy 2001:db8:1:0:1::2 dev eth0",
+                "proxy 2001:db8:1:0:1::100 dev eth0",
+            ]
+        );
+        // Docker's word alone counts: its bridge's neighbour cache calls for no pass.
+        let neighbour = |addr: &str, removed| KernelEvent::Neighbour {
+            ifindex: 3,
+            addr: ip(addr),
+            state: REACHABLE,
+            proxy: false,
+            removed,
+        };
+        let relevant = |e: KernelEvent| crate::daemon::is_relevant(&e, &state, &config);
+        assert!(!relevant(neighbour("2001:db8:1:0:1::7", false)));
+        assert!(!relevant(neighbour("2001:db8:1:0:1::100", true)));
     }
 
     #[test]

@@ -5,7 +5,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/docker.rs"]
+mod dockerd;
 
+mod docker_e2e;
 mod faults_host;
 mod faults_provider;
 mod fleet_e2e;

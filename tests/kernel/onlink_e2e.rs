@@ -36,7 +36,7 @@ const OPERATOR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xabcd);
 const OPERATOR_IN_SUB: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 1, 0, 0, 0x150);
 
 /// The proxy entries on the VPS's uplink, with their protocol, from a netlink dump.
-fn proxies(state: &ObservedState) -> Vec<(Ipv6Addr, u8)> {
+pub(crate) fn proxies(state: &ObservedState) -> Vec<(Ipv6Addr, u8)> {
     let mut list: Vec<(Ipv6Addr, u8)> = state
         .proxies
         .iter()
@@ -47,7 +47,7 @@ fn proxies(state: &ObservedState) -> Vec<(Ipv6Addr, u8)> {
     list
 }
 
-fn owned_proxies(state: &ObservedState) -> Vec<Ipv6Addr> {
+pub(crate) fn owned_proxies(state: &ObservedState) -> Vec<Ipv6Addr> {
     proxies(state)
         .into_iter()
         .filter(|(_, p)| *p == DEFAULT_PROTOCOL)
@@ -57,7 +57,7 @@ fn owned_proxies(state: &ObservedState) -> Vec<Ipv6Addr> {
 
 /// A raw ICMPv6 socket in `ns` (the router's): it hears every ICMPv6 message there,
 /// neighbour advertisements included.
-fn listen(ns: &Namespace) -> OwnedFd {
+pub(crate) fn listen(ns: &Namespace) -> OwnedFd {
     ns.enter(|| {
         socket(
             AddressFamily::Inet6,
@@ -71,7 +71,7 @@ fn listen(ns: &Namespace) -> OwnedFd {
 }
 
 /// Did an unsolicited (S clear) neighbour advertisement for `target` arrive on `fd`?
-fn heard_unsolicited(fd: &OwnedFd, target: Ipv6Addr, within: Duration) -> bool {
+pub(crate) fn heard_unsolicited(fd: &OwnedFd, target: Ipv6Addr, within: Duration) -> bool {
     setsockopt(fd, sockopt::ReceiveTimeout, &TimeVal::milliseconds(200)).expect("timeout");
     let deadline = std::time::Instant::now() + within;
     let mut buffer = [0u8; 1500];

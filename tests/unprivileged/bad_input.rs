@@ -325,7 +325,7 @@ fn unknown_keys_and_sections_are_named() {
     assert_eq!(
         got,
         format!(
-            "routed6d: {}:24: unknown field `extras`, expected one of `provider`, `uplink`, `prefix`, `daemon`, `metrics`, `probe`, `hook`, `workload`",
+            "routed6d: {}:24: unknown field `extras`, expected one of `provider`, `uplink`, `prefix`, `daemon`, `metrics`, `probe`, `hook`, `workload`, `docker`",
             config.display()
         )
     );
