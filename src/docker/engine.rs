@@ -582,20 +582,7 @@ async fn recreate(
         .or_default()
         .extend(moving.iter().cloned());
     for container in &moving {
-        let request = NetworkDisconnectRequest {
-            container: container.id.clone(),
-            force: Some(true),
-        };
-        match client.disconnect_network(&old.id, request).await {
-            Ok(()) => {}
-            Err(e) if not_found(&e) => {}
-            Err(e) => {
-                return Err(refused(format!(
-                    "disconnect container {} from network {}",
-                    container.name, old.name
-                ))(e));
-            }
-        }
+        disconnect(client, &old, &container.id, &container.name).await?;
     }
     match client.remove_network(&old.id).await {
         Ok(()) => {}
@@ -603,6 +590,28 @@ async fn recreate(
         Err(e) => return Err(refused(format!("remove network {}", old.name))(e)),
     }
     create(client, protocol, want, &old.ipv4_pools).await
+}
+
+/// Take a container off `network` (forced: a stopped container too); one already gone
+/// is no error.
+async fn disconnect(
+    client: &Docker,
+    network: &SeenNetwork,
+    id: &str,
+    name: &str,
+) -> Result<(), DockerError> {
+    let request = NetworkDisconnectRequest {
+        container: id.to_string(),
+        force: Some(true),
+    };
+    match client.disconnect_network(&network.id, request).await {
+        Ok(()) => Ok(()),
+        Err(e) if not_found(&e) => Ok(()),
+        Err(e) => Err(refused(format!(
+            "disconnect container {name} from network {}",
+            network.name
+        ))(e)),
+    }
 }
 
 /// A container's aliases on `network` (Compose's service names among them), but the
@@ -747,20 +756,7 @@ async fn withdraw_all(client: &Docker, protocol: u8) -> Result<usize, DockerErro
     let ours = ours(client, protocol).await?;
     for network in &ours {
         for container in &network.containers {
-            let request = NetworkDisconnectRequest {
-                container: container.id.clone(),
-                force: Some(true),
-            };
-            match client.disconnect_network(&network.id, request).await {
-                Ok(()) => {}
-                Err(e) if not_found(&e) => {}
-                Err(e) => {
-                    return Err(refused(format!(
-                        "disconnect container {} from network {}",
-                        container.name, network.name
-                    ))(e));
-                }
-            }
+            disconnect(client, network, &container.id, &container.name).await?;
         }
         client
             .remove_network(&network.id)

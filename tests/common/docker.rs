@@ -34,25 +34,7 @@ fn unpacked() -> PathBuf {
         return root.to_path_buf();
     }
     let work = tempfile::tempdir().expect("tempdir");
-    let sh = |script: &str| {
-        let out = Command::new("sh")
-            .args(["-c", script])
-            .current_dir(work.path())
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .expect("sh");
-        assert!(
-            out.status.success(),
-            "{script}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    // apt's download user must be able to write there.
-    sh(&format!(
-        "chmod 777 . && apt-get update -qq && apt-get download -qq {PACKAGES}"
-    ));
-    sh("for deb in *.deb; do dpkg-deb -x \"$deb\" root; done");
+    crate::debs::unpack(PACKAGES, &work.path().join("root"));
     std::fs::create_dir_all(root.parent().expect("parent")).expect("cache dir");
     // Another test binary may have won the race: its copy is as good.
     if std::fs::rename(work.path().join("root"), root).is_err()

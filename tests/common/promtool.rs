@@ -31,27 +31,8 @@ pub fn promtool(test: &str) -> Option<PathBuf> {
         return None;
     }
     let work = tempfile::tempdir().expect("tempdir");
-    // apt's download user must be able to write there.
-    let sh = |script: &str| {
-        let out = Command::new("sh")
-            .args(["-c", script])
-            .current_dir(work.path())
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .expect("sh");
-        assert!(
-            out.status.success(),
-            "{script}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    sh("chmod 777 . && apt-get update -qq && apt-get download -qq prometheus");
     let unpacked = work.path().join("root");
-    sh(&format!(
-        "dpkg-deb -x prometheus_*.deb {}",
-        unpacked.display()
-    ));
+    crate::debs::unpack("prometheus", &unpacked);
     std::fs::create_dir_all(Path::new(CACHE).parent().expect("parent")).expect("cache dir");
     // Another test binary may have won the race: its copy is as good.
     if std::fs::rename(&unpacked, CACHE).is_err() && !cached.exists() {

@@ -5,6 +5,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../common/debs.rs"]
+mod debs;
 #[path = "../common/docker.rs"]
 mod dockerd;
 

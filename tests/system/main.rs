@@ -3,6 +3,8 @@
 //! alerting rules under promtool from Debian's package (root; without it each says
 //! SKIPPED).
 
+#[path = "../common/debs.rs"]
+mod debs;
 #[path = "../common/nspawn.rs"]
 mod nspawn;
 #[path = "../common/promtool.rs"]
