@@ -158,8 +158,11 @@ impl Sender {
                 })
             });
             let length = message.bytes;
+            // The socket hears solicitations on every interface (a Docker bridge's
+            // containers, a VM's tap): only the workload bridges' are routed6d's to answer.
             if let Some(ifindex) = ifindex
                 && is_solicitation(&buffer[..length])
+                && !self.book.name(ifindex).is_empty()
             {
                 debug!(IFACE = %self.book.name(ifindex), "router solicitation on {}", self.book.name(ifindex));
                 self.book.solicited(ifindex, Instant::now());
